@@ -1,0 +1,29 @@
+//! Why the Session aggregate rejects a command.
+
+use super::state::SessionStatus;
+use crate::error::ValidationError;
+
+/// A rejected session command. Nothing is appended when one of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The transition is not in the table of SPEC §1.1.
+    #[error("illegal transition from {from} to {to}")]
+    IllegalTransition {
+        /// Current status.
+        from: SessionStatus,
+        /// Requested status.
+        to: SessionStatus,
+    },
+    /// The command needs an existing session.
+    #[error("session does not exist")]
+    NotFound,
+    /// Enqueue on a session id that already exists.
+    #[error("session already exists")]
+    AlreadyExists,
+    /// Scheduling results can only be recorded for a PENDING session.
+    #[error("session is {0}, not PENDING")]
+    NotPending(SessionStatus),
+    /// Invalid input; names the field.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+}

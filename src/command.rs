@@ -1,0 +1,216 @@
+//! Command handling: load, decide, append — one short append, no transaction held
+//! while deciding — with optimistic conflicts retried internally (reload and re-decide,
+//! bounded, with jitter) before they surface as [`CommandError::Conflict`].
+
+use domain::Decider;
+use rand::Rng;
+use std::time::Duration;
+use tracing::Instrument;
+
+use crate::store::{EventMetadata, EventStore, LogPosition, NewEvent, StoreError};
+
+/// How often and how patiently a conflicting command is retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Total attempts (1 = no retry).
+    pub max_attempts: u32,
+    /// Base delay; attempt n waits a random time in [0, base * 2^n).
+    pub base_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retry: the first conflict surfaces.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            base_delay: Duration::ZERO,
+        }
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
+        let cap = self.base_delay.saturating_mul(1u32 << attempt.min(10));
+        if cap.is_zero() {
+            return cap;
+        }
+        rand::thread_rng().gen_range(Duration::ZERO..cap)
+    }
+}
+
+/// Why a command did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The domain rejected it (nothing was appended).
+    #[error(transparent)]
+    Rejected(E),
+    /// Still conflicting after every retry.
+    #[error("conflict after {attempts} attempts")]
+    Conflict {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The outcome of a command that landed (or was a no-op).
+#[derive(Debug, Clone)]
+pub struct Committed<A: Decider> {
+    /// State after the command.
+    pub state: A,
+    /// Events appended (empty for a no-op).
+    pub events: Vec<A::Event>,
+    /// Their positions in the global log.
+    pub positions: Vec<LogPosition>,
+    /// Attempts it took (1 = no conflict).
+    pub attempts: u32,
+}
+
+impl<A: Decider> Committed<A> {
+    /// Position of the last appended event, if any (a consistency token).
+    pub fn last_position(&self) -> Option<LogPosition> {
+        self.positions.last().copied()
+    }
+}
+
+/// Executes commands against the event store.
+#[derive(Debug, Clone)]
+pub struct CommandHandler {
+    store: EventStore,
+    retry: RetryPolicy,
+}
+
+impl CommandHandler {
+    /// A handler with the default retry policy.
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Loads and folds one aggregate.
+    pub async fn load<A: Decider>(&self, aggregate_id: &str) -> Result<A, StoreError> {
+        let events = self.store.load::<A>(aggregate_id).await?;
+        let mut state = A::default();
+        for e in &events {
+            state.evolve(e);
+        }
+        Ok(state)
+    }
+
+    /// Load, decide, append; on a conflict reload and decide again (bounded, jittered).
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>>
+    where
+        A: Decider,
+        A::Command: Clone,
+    {
+        let span = tracing::info_span!(
+            "command",
+            aggregate_type = A::TYPE,
+            aggregate_id = %aggregate_id,
+            attempts = tracing::field::Empty,
+        );
+        async move {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self
+                    .try_once::<A>(aggregate_id, command.clone(), metadata)
+                    .await
+                {
+                    Err(CommandError::Store(e)) if e.is_conflict() => {
+                        if attempt >= self.retry.max_attempts {
+                            tracing::warn!(attempt, "optimistic conflict; giving up");
+                            return Err(CommandError::Conflict { attempts: attempt });
+                        }
+                        tracing::debug!(attempt, "optimistic conflict; retrying");
+                        tokio::time::sleep(self.retry.delay(attempt)).await;
+                    }
+                    Ok(mut committed) => {
+                        committed.attempts = attempt;
+                        tracing::Span::current().record("attempts", attempt);
+                        return Ok(committed);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn try_once<A: Decider>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
+        let history = self.store.load::<A>(aggregate_id).await?;
+        let version = history.len() as i64;
+        let mut state = A::default();
+        for e in &history {
+            state.evolve(e);
+        }
+        let events = state.decide(command).map_err(CommandError::Rejected)?;
+        if events.is_empty() {
+            return Ok(Committed {
+                state,
+                events,
+                positions: vec![],
+                attempts: 1,
+            });
+        }
+        let meta = metadata.to_json();
+        let new_events = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Ok(NewEvent {
+                    aggregate_type: A::TYPE.to_string(),
+                    aggregate_id: aggregate_id.to_string(),
+                    sequence: version + i as i64 + 1,
+                    event_type: cqrs_es::DomainEvent::event_type(e),
+                    event_version: cqrs_es::DomainEvent::event_version(e),
+                    payload: serde_json::to_value(e).map_err(StoreError::Encode)?,
+                    metadata: meta.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let positions = self.store.append(&new_events).await?;
+        for e in &events {
+            state.evolve(e);
+        }
+        Ok(Committed {
+            state,
+            events,
+            positions,
+            attempts: 1,
+        })
+    }
+}

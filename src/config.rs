@@ -1,0 +1,239 @@
+//! Typed settings, layered: defaults < optional TOML file (`--config FILE`) <
+//! `SESSIOND_*` environment variables < command-line flags.
+//!
+//! The database URL may carry a password, so it is wrapped in [`DatabaseUrl`], whose
+//! `Debug`/`Display` redact it.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+
+/// A database URL that never prints its password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+    /// The real URL, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", crate::store::redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::store::redact_url(&self.0))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The service's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `sqlite://PATH` (embedded default) or `postgres://...`.
+    pub database_url: DatabaseUrl,
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Max pooled database connections.
+    pub max_connections: u32,
+}
+
+/// The embedded default store: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sessiond.db";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
+            listen: DEFAULT_LISTEN.to_string(),
+            log_format: LogFormat::Pretty,
+            max_connections: 16,
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`Settings`].
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has an invalid value.
+    #[error("invalid value for {name}: {message}")]
+    Env {
+        /// Variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--listen`.
+    pub listen: Option<String>,
+}
+
+impl Settings {
+    /// Loads settings: defaults, then `file`, then `env` (`SESSIOND_*`), then `overrides`.
+    /// `env` is passed in (not read here) so tests never touch the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.message().to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = env("SESSIOND_DATABASE_URL") {
+            settings.database_url = DatabaseUrl::new(v);
+        }
+        if let Some(v) = env("SESSIOND_LISTEN") {
+            settings.listen = v;
+        }
+        if let Some(v) = env("SESSIOND_LOG_FORMAT") {
+            settings.log_format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "SESSIOND_LOG_FORMAT".into(),
+                        message: "expected 'pretty' or 'json'".into(),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env("SESSIOND_MAX_CONNECTIONS") {
+            settings.max_connections = v.parse().map_err(|_| ConfigError::Env {
+                name: "SESSIOND_MAX_CONNECTIONS".into(),
+                message: "expected a positive whole number".into(),
+            })?;
+        }
+        if let Some(v) = &overrides.database_url {
+            settings.database_url = DatabaseUrl::new(v.clone());
+        }
+        if let Some(v) = &overrides.listen {
+            settings.listen = v.clone();
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn without_file_env_or_flags_the_embedded_defaults_apply() {
+        let s = Settings::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.database_url.expose(), "sqlite://sessiond.db");
+        assert_eq!(s.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_flags_override_env() {
+        let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://file.db\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&file),
+            env(&[("SESSIOND_LISTEN", "0.0.0.0:2")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:2");
+        assert_eq!(s.database_url.expose(), "sqlite://file.db");
+        let s = Settings::load(
+            Some(&file),
+            env(&[("SESSIOND_LISTEN", "0.0.0.0:2")]),
+            &Overrides {
+                listen: Some("0.0.0.0:3".into()),
+                database_url: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:3");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let r = Settings::load(Some(&file), env(&[]), &Overrides::default());
+        assert!(matches!(r, Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn the_database_password_never_prints() {
+        let url = DatabaseUrl::new("postgres://u:hunter2@h/db");
+        assert!(!format!("{url:?} {url}").contains("hunter2"));
+    }
+}

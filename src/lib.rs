@@ -1,0 +1,22 @@
+//! sessiond: an event-sourced session lifecycle manager for compute clusters.
+//!
+//! Every state change is an appended event; read models are projections of the global
+//! log; no database transaction is held open across slow work.
+//!
+//! # Layout
+//! - [`config`]: typed, layered settings (defaults < TOML file < `SESSIOND_*` env < flags).
+//! - [`telemetry`]: tracing set-up.
+//! - [`store`]: the event store on PostgreSQL and SQLite behind one interface, and the
+//!   commit-order reader of the global log.
+//! - [`command`]: load -> decide -> append, with bounded, jittered retry on conflicts.
+//! - [`server`]: `sessiond serve` (HTTP, graceful shutdown).
+//! - [`cli`]: argument parsing for the `sessiond` binary.
+//!
+//! The pure domain lives in the `domain` crate; read models in `projections`.
+
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,56 @@
+//! Fresh stores for the conformance suite: a new PostgreSQL database per test (from the
+//! admin URL in `DATABASE_URL`, which `scripts/test` provides) and a new SQLite file.
+
+use sessiond::store::{EventStore, StoreOptions};
+
+/// Which backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The admin URL of the test PostgreSQL server. Missing is a failure, not a skip.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DATABASE_URL is not set: run the suite with scripts/test, which starts a throwaway PostgreSQL")
+    })
+}
+
+/// A URL for a brand-new, empty database of `backend`.
+pub async fn fresh_url(backend: Backend) -> String {
+    match backend {
+        Backend::Postgres => {
+            let admin = admin_url();
+            let name = format!("sessiond_t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::PgPool::connect(&admin).await.expect("connect to the admin database");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .expect("create a test database");
+            pool.close().await;
+            let base = admin.split('?').next().unwrap_or(&admin);
+            let (server, _) = base.rsplit_once('/').expect("DATABASE_URL has a database path");
+            format!("{server}/{name}")
+        }
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("sessiond-test-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("create a temp dir");
+            format!("sqlite://{}", dir.join("store.db").display())
+        }
+    }
+}
+
+/// Opens a fresh store (migrations applied).
+pub async fn fresh_store(backend: Backend) -> EventStore {
+    let url = fresh_url(backend).await;
+    EventStore::open(
+        &url,
+        &StoreOptions {
+            max_connections: 8,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .expect("open the store")
+}
