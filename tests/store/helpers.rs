@@ -23,14 +23,18 @@ pub async fn fresh_url(backend: Backend) -> String {
         Backend::Postgres => {
             let admin = admin_url();
             let name = format!("sessiond_t_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::PgPool::connect(&admin).await.expect("connect to the admin database");
+            let pool = sqlx::PgPool::connect(&admin)
+                .await
+                .expect("connect to the admin database");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&pool)
                 .await
                 .expect("create a test database");
             pool.close().await;
             let base = admin.split('?').next().unwrap_or(&admin);
-            let (server, _) = base.rsplit_once('/').expect("DATABASE_URL has a database path");
+            let (server, _) = base
+                .rsplit_once('/')
+                .expect("DATABASE_URL has a database path");
             format!("{server}/{name}")
         }
         Backend::Sqlite => {

@@ -1,0 +1,508 @@
+//! The storage conformance suite: every test here runs against PostgreSQL and SQLite
+//! (the `conformance!` macro generates one test per backend).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod late_commit;
+
+use chrono::{DateTime, Utc};
+use domain::scaling_group::{ScalingGroup, ScalingGroupCommand, ScalingGroupError};
+use domain::session::{
+    Session, SessionCommand, SessionError, SessionSpec, SessionStatus, SessionType,
+};
+use domain::{Decider, ResourceSlots};
+use helpers::{fresh_store, Backend};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sessiond::command::{CommandError, CommandHandler, RetryPolicy};
+use sessiond::store::{EventMetadata, EventStore, LogPosition, NewEvent, StoreError};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use uuid::Uuid;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::helpers::fresh_store(crate::Backend::Postgres).await).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::helpers::fresh_store(crate::Backend::Sqlite).await).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    an_appended_session_loads_back_with_its_metadata_and_positions,
+    an_unknown_stream_loads_empty,
+    two_concurrent_writers_without_retry_exactly_one_wins,
+    two_concurrent_writers_with_retry_both_land_in_some_order,
+    an_append_of_a_taken_sequence_is_a_conflict_and_appends_nothing,
+    the_global_log_is_read_in_order_in_batches_without_gaps_or_repeats,
+    an_illegal_transition_changes_nothing_in_the_store,
+    invalid_scheduler_opts_change_nothing_in_the_store,
+    a_no_op_command_appends_nothing,
+);
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_790_000_000, 0).unwrap()
+}
+
+fn meta(actor: &str) -> EventMetadata {
+    EventMetadata {
+        actor: actor.to_string(),
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: Uuid::new_v4().to_string(),
+    }
+}
+
+fn spec(id: Uuid) -> SessionSpec {
+    SessionSpec {
+        session_id: id,
+        name: format!("s-{}", id.simple()),
+        owner: "alice".into(),
+        session_type: SessionType::Interactive,
+        image: "python:3.12".into(),
+        scaling_group: "default".into(),
+        resources: ResourceSlots::new().with("cpu", 2.into()),
+        cluster_size: 1,
+        priority: 10,
+        starts_at: None,
+        batch_timeout: None,
+        startup_command: None,
+        dependencies: vec![],
+        labels: Default::default(),
+    }
+}
+
+async fn enqueue(handler: &CommandHandler, id: Uuid) {
+    handler
+        .execute::<Session>(
+            &id.to_string(),
+            SessionCommand::Enqueue {
+                spec: spec(id),
+                now: now(),
+            },
+            &meta("user:alice"),
+        )
+        .await
+        .unwrap();
+}
+
+async fn an_appended_session_loads_back_with_its_metadata_and_positions(store: EventStore) {
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::new_v4();
+    let m = meta("user:alice");
+    let committed = handler
+        .execute::<Session>(
+            &id.to_string(),
+            SessionCommand::Enqueue {
+                spec: spec(id),
+                now: now(),
+            },
+            &m,
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed.state.status, Some(SessionStatus::Pending));
+    assert_eq!(committed.positions.len(), 1);
+
+    let loaded: Session = handler.load(&id.to_string()).await.unwrap();
+    assert_eq!(loaded, committed.state);
+
+    let stream = store.read_stream("Session", &id.to_string()).await.unwrap();
+    assert_eq!(stream.len(), 1);
+    let e = &stream[0];
+    assert_eq!(e.sequence, 1);
+    assert_eq!(e.event_type, "SessionEnqueued");
+    assert_eq!(e.event_version, "1");
+    assert_eq!(e.log_position(), committed.positions[0]);
+    assert_eq!(e.metadata["actor"], "user:alice");
+    assert_eq!(e.metadata["correlation_id"], m.correlation_id.as_str());
+    assert_eq!(e.metadata["causation_id"], m.causation_id.as_str());
+    assert!(
+        (Utc::now() - e.recorded_at).num_seconds().abs() < 60,
+        "recorded_at is the store's clock"
+    );
+    assert_eq!(e.payload["SessionEnqueued"]["occurred_at"], json!(now()));
+}
+
+async fn an_unknown_stream_loads_empty(store: EventStore) {
+    let handler = CommandHandler::new(store.clone());
+    let s: Session = handler.load("no-such-session").await.unwrap();
+    assert_eq!(s, Session::default());
+    assert!(store
+        .read_stream("Session", "no-such-session")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+// ---- optimistic concurrency -----------------------------------------------------------
+
+/// A test aggregate whose `decide` can be held at a barrier, so two writers are made to
+/// decide on the same version of the stream before either appends.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Counter {
+    value: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Gate {
+    barrier: Arc<Barrier>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    fn new(parties: usize) -> Self {
+        Self {
+            barrier: Arc::new(Barrier::new(parties)),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Increment {
+    by: u64,
+    gate: Gate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum CounterEvent {
+    Incremented { by: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl cqrs_es::DomainEvent for CounterEvent {
+    fn event_type(&self) -> String {
+        "Incremented".into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+impl cqrs_es::Aggregate for Counter {
+    const TYPE: &'static str = "Counter";
+    type Command = Increment;
+    type Event = CounterEvent;
+    type Error = Never;
+    type Services = ();
+    async fn handle(
+        &mut self,
+        _: Increment,
+        _: &(),
+        _: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Never> {
+        Ok(())
+    }
+    fn apply(&mut self, e: CounterEvent) {
+        self.evolve(&e)
+    }
+}
+
+impl Decider for Counter {
+    fn decide(&self, c: Increment) -> Result<Vec<CounterEvent>, Never> {
+        // Only the first decision of each writer waits; retries go straight through.
+        if c.gate.calls.fetch_add(1, Ordering::SeqCst) < 2 {
+            tokio::task::block_in_place(|| c.gate.barrier.wait());
+        }
+        Ok(vec![CounterEvent::Incremented { by: c.by }])
+    }
+    fn evolve(&mut self, e: &CounterEvent) {
+        let CounterEvent::Incremented { by } = e;
+        self.value += by;
+    }
+}
+
+async fn race(store: &EventStore, retry: RetryPolicy) -> Vec<Result<u32, CommandError<Never>>> {
+    let gate = Gate::new(2);
+    let mut tasks = Vec::new();
+    for by in [1, 10] {
+        let handler = CommandHandler::new(store.clone()).with_retry(retry.clone());
+        let cmd = Increment {
+            by,
+            gate: gate.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            handler
+                .execute::<Counter>("c1", cmd, &meta("test"))
+                .await
+                .map(|c| c.attempts)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+async fn two_concurrent_writers_without_retry_exactly_one_wins(store: EventStore) {
+    let results = race(&store, RetryPolicy::none()).await;
+    let wins = results.iter().filter(|r| matches!(r, Ok(1))).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(CommandError::Conflict { attempts: 1 })))
+        .count();
+    assert_eq!((wins, conflicts), (1, 1), "{results:?}");
+    let stream = store.read_stream("Counter", "c1").await.unwrap();
+    assert_eq!(stream.len(), 1, "the loser appended nothing");
+}
+
+async fn two_concurrent_writers_with_retry_both_land_in_some_order(store: EventStore) {
+    let results = race(&store, RetryPolicy::default()).await;
+    let mut attempts: Vec<u32> = results.into_iter().map(|r| r.unwrap()).collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        vec![1, 2],
+        "one landed at once, the other after one retry"
+    );
+    let handler = CommandHandler::new(store.clone());
+    let counter: Counter = handler.load("c1").await.unwrap();
+    assert_eq!(counter.value, 11, "both increments landed");
+    let seqs: Vec<i64> = store
+        .read_stream("Counter", "c1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+}
+
+fn raw_event(id: &str, sequence: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: "Counter".into(),
+        aggregate_id: id.into(),
+        sequence,
+        event_type: "Incremented".into(),
+        event_version: "1".into(),
+        payload: json!({"Incremented": {"by": 1}}),
+        metadata: meta("test").to_json(),
+    }
+}
+
+async fn an_append_of_a_taken_sequence_is_a_conflict_and_appends_nothing(store: EventStore) {
+    store.append(&[raw_event("c2", 1)]).await.unwrap();
+    // A batch whose first event is fine but whose second collides: all or nothing.
+    let err = store
+        .append(&[raw_event("other", 1), raw_event("c2", 1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert!(store
+        .read_stream("Counter", "other")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.read_stream("Counter", "c2").await.unwrap().len(), 1);
+}
+
+async fn the_global_log_is_read_in_order_in_batches_without_gaps_or_repeats(store: EventStore) {
+    let handler = CommandHandler::new(store.clone());
+    let mut expected = Vec::new();
+    for _ in 0..7 {
+        let id = Uuid::new_v4();
+        enqueue(&handler, id).await;
+        let c = handler
+            .execute::<Session>(
+                &id.to_string(),
+                SessionCommand::Cancel {
+                    reason: "user-requested".into(),
+                    now: now(),
+                },
+                &meta("user:alice"),
+            )
+            .await
+            .unwrap();
+        expected.push((id.to_string(), 1));
+        expected.push((id.to_string(), 2));
+        assert_eq!(c.positions.len(), 1);
+    }
+    let mut cursor = LogPosition::START;
+    let mut seen = Vec::new();
+    loop {
+        let batch = store.read_log(cursor, 3).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            assert!(e.log_position() > cursor, "strictly after the cursor");
+            cursor = e.log_position();
+            seen.push((e.aggregate_id.clone(), e.sequence));
+        }
+    }
+    assert_eq!(
+        seen, expected,
+        "every event once, in the order the appends committed"
+    );
+}
+
+async fn an_illegal_transition_changes_nothing_in_the_store(store: EventStore) {
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::new_v4();
+    enqueue(&handler, id).await;
+    let before = store.read_stream("Session", &id.to_string()).await.unwrap();
+    let err = handler
+        .execute::<Session>(
+            &id.to_string(),
+            SessionCommand::Start { now: now() },
+            &meta("agent:a1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CommandError::Rejected(SessionError::IllegalTransition {
+            from: SessionStatus::Pending,
+            to: SessionStatus::Running
+        })
+    ));
+    let after = store.read_stream("Session", &id.to_string()).await.unwrap();
+    assert_eq!(before, after);
+    assert!(store
+        .read_log(before[0].log_position(), 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn invalid_scheduler_opts_change_nothing_in_the_store(store: EventStore) {
+    let handler = CommandHandler::new(store.clone());
+    let create = |opts| ScalingGroupCommand::Create {
+        name: "gpu".into(),
+        description: String::new(),
+        is_active: true,
+        public: true,
+        owners: BTreeSet::new(),
+        scheduler: json!("fifo"),
+        scheduler_opts: opts,
+        now: now(),
+    };
+    let err = handler
+        .execute::<ScalingGroup>(
+            "gpu",
+            create(json!({"pending_timeout": -1})),
+            &meta("admin"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CommandError::Rejected(ScalingGroupError::Validation(v)) if v.field == "scheduler_opts.pending_timeout")
+    );
+    assert!(store
+        .read_stream("ScalingGroup", "gpu")
+        .await
+        .unwrap()
+        .is_empty());
+
+    handler
+        .execute::<ScalingGroup>("gpu", create(json!({})), &meta("admin"))
+        .await
+        .unwrap();
+    let before = store.read_stream("ScalingGroup", "gpu").await.unwrap();
+    let update = ScalingGroupCommand::Update {
+        description: Some("changed".into()),
+        is_active: None,
+        public: None,
+        owners: None,
+        scheduler: None,
+        scheduler_opts: Some(json!({"allowed_session_types": ["batch", "gaming"]})),
+        now: now(),
+    };
+    let err = handler
+        .execute::<ScalingGroup>("gpu", update, &meta("admin"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CommandError::Rejected(ScalingGroupError::Validation(v)) if v.field == "scheduler_opts.allowed_session_types")
+    );
+    assert_eq!(
+        store.read_stream("ScalingGroup", "gpu").await.unwrap(),
+        before,
+        "not even the valid description change landed"
+    );
+}
+
+async fn a_no_op_command_appends_nothing(store: EventStore) {
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::new_v4();
+    enqueue(&handler, id).await;
+    let fail = || SessionCommand::RecordSchedulingFailure {
+        failed: vec![domain::session::FailedPredicate {
+            name: "concurrency".into(),
+            msg: "limit 1".into(),
+        }],
+        passed: vec![],
+        now: now(),
+    };
+    let first = handler
+        .execute::<Session>(&id.to_string(), fail(), &meta("scheduler"))
+        .await
+        .unwrap();
+    assert_eq!(first.events.len(), 1);
+    for _ in 0..5 {
+        let again = handler
+            .execute::<Session>(&id.to_string(), fail(), &meta("scheduler"))
+            .await
+            .unwrap();
+        assert!(again.events.is_empty() && again.positions.is_empty());
+    }
+    assert_eq!(
+        store
+            .read_stream("Session", &id.to_string())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// The backends must agree on what they store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_store_the_same_events_for_the_same_commands() {
+    let mut streams = Vec::new();
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let store = fresh_store(backend).await;
+        let handler = CommandHandler::new(store.clone());
+        let id = Uuid::nil();
+        enqueue(&handler, id).await;
+        handler
+            .execute::<Session>(
+                &id.to_string(),
+                SessionCommand::Cancel {
+                    reason: "pending_timeout".into(),
+                    now: now(),
+                },
+                &meta("scheduler"),
+            )
+            .await
+            .unwrap();
+        let s: Session = handler.load(&id.to_string()).await.unwrap();
+        assert_eq!(s.status_info.as_deref(), Some("pending_timeout"));
+        let stream = store.read_stream("Session", &id.to_string()).await.unwrap();
+        streams.push(
+            stream
+                .into_iter()
+                .map(|e| (e.sequence, e.event_type, e.event_version, e.payload))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(streams[0], streams[1]);
+}
