@@ -1,3 +1,4 @@
+#![allow(dead_code)] // shared by several test binaries; each uses part of it
 //! Fresh stores for the conformance suite: a new PostgreSQL database per test (from the
 //! admin URL in `DATABASE_URL`, which `scripts/test` provides) and a new SQLite file.
 

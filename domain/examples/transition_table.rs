@@ -1,0 +1,7 @@
+//! Prints the session transition table as Markdown (pasted into docs/ARCHITECTURE.md;
+//! `tests/docs.rs` fails when the two differ).
+#![allow(clippy::print_stdout)]
+
+fn main() {
+    print!("{}", domain::session::state::transition_table_markdown());
+}
