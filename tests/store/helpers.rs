@@ -2,7 +2,8 @@
 //! Fresh stores for the conformance suite: a new PostgreSQL database per test (from the
 //! admin URL in `DATABASE_URL`, which `scripts/test` provides) and a new SQLite file.
 
-use sessiond::store::{EventStore, StoreOptions};
+use sessiond::store::{EventStore, LogPosition, RecordedEvent, StoreOptions};
+use std::time::{Duration, Instant};
 
 /// Which backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,4 +59,30 @@ pub async fn fresh_store(backend: Backend) -> EventStore {
     )
     .await
     .expect("open the store")
+}
+
+/// Reads the global log from `cursor` in batches of `batch` until `want` more events
+/// arrived or 20 s passed. An empty batch only means "nothing readable yet": on
+/// PostgreSQL any open transaction in the cluster (other tests run in parallel) holds the
+/// reader's horizon back for a moment.
+pub async fn read_until(
+    store: &EventStore,
+    cursor: &mut LogPosition,
+    want: usize,
+    batch: i64,
+) -> Vec<RecordedEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        let events = store.read_log(*cursor, batch).await.expect("read the log");
+        for e in &events {
+            assert!(e.log_position() > *cursor, "strictly after the cursor");
+            *cursor = e.log_position();
+        }
+        if events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        out.extend(events);
+    }
+    out
 }

@@ -3,35 +3,15 @@
 //! deliver both, in commit order, and skip neither.
 
 use sessiond::store::{EventStore, LogPosition, RecordedEvent, StoreOptions};
+
+use crate::helpers::read_until;
 use sqlx::{Connection, Row};
-use std::time::{Duration, Instant};
 
 use crate::helpers::{fresh_store, fresh_url, Backend};
 
 const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
     event_version, payload, metadata) VALUES ('Counter', $1, 1, 'Incremented', '1', \
     '{\"Incremented\":{\"by\":1}}', '{}') RETURNING global_position";
-
-/// Reads the log from `cursor` until `want` more events arrived (other tests' short
-/// transactions may hold the PostgreSQL horizon back for a moment).
-async fn read_until(
-    store: &EventStore,
-    cursor: &mut LogPosition,
-    want: usize,
-) -> Vec<RecordedEvent> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut out = Vec::new();
-    while out.len() < want && Instant::now() < deadline {
-        for e in store.read_log(*cursor, 100).await.unwrap() {
-            *cursor = e.log_position();
-            out.push(e);
-        }
-        if out.len() < want {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    out
-}
 
 fn ids(events: &[RecordedEvent]) -> Vec<&str> {
     events.iter().map(|e| e.aggregate_id.as_str()).collect()
@@ -70,7 +50,7 @@ async fn postgres_a_lower_position_committed_late_is_delivered_in_commit_order_a
     // The higher position commits first.
     t_high.commit().await.unwrap();
     let mut cursor = LogPosition::START;
-    let first = read_until(&store, &mut cursor, 1).await;
+    let first = read_until(&store, &mut cursor, 1, 100).await;
     assert_eq!(ids(&first), ["high"]);
 
     // A reader that followed positions would now stand at `high` and never see `low`:
@@ -86,7 +66,7 @@ async fn postgres_a_lower_position_committed_late_is_delivered_in_commit_order_a
     assert!(store.read_log(cursor, 100).await.unwrap().is_empty());
     // ...and once it commits, the lower position is delivered after the higher one.
     t_low.commit().await.unwrap();
-    let second = read_until(&store, &mut cursor, 1).await;
+    let second = read_until(&store, &mut cursor, 1, 100).await;
     assert_eq!(ids(&second), ["low"]);
     assert_eq!(second[0].global_position, low);
     assert!(
@@ -126,7 +106,7 @@ async fn postgres_a_reader_never_passes_an_open_transaction_with_an_older_id() {
         "nothing after an open older transaction is delivered, so it cannot be skipped"
     );
     t_old.commit().await.unwrap();
-    let all = read_until(&store, &mut cursor, 6).await;
+    let all = read_until(&store, &mut cursor, 6, 100).await;
     assert_eq!(ids(&all), ["old", "new0", "new1", "new2", "new3", "new4"]);
 }
 
@@ -171,6 +151,6 @@ async fn sqlite_a_second_writer_waits_so_positions_follow_commit_order() {
     sqlx::query("COMMIT").execute(&mut raw).await.unwrap();
     let positions = second.await.unwrap().unwrap();
     assert!(positions[0].global_position > first);
-    let all = read_until(&store, &mut cursor, 2).await;
+    let all = read_until(&store, &mut cursor, 2, 100).await;
     assert_eq!(ids(&all), ["first", "second"]);
 }

@@ -336,18 +336,15 @@ async fn the_global_log_is_read_in_order_in_batches_without_gaps_or_repeats(stor
         assert_eq!(c.positions.len(), 1);
     }
     let mut cursor = LogPosition::START;
-    let mut seen = Vec::new();
-    loop {
-        let batch = store.read_log(cursor, 3).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        for e in &batch {
-            assert!(e.log_position() > cursor, "strictly after the cursor");
-            cursor = e.log_position();
-            seen.push((e.aggregate_id.clone(), e.sequence));
-        }
-    }
+    let seen: Vec<(String, i64)> = helpers::read_until(&store, &mut cursor, expected.len(), 3)
+        .await
+        .into_iter()
+        .map(|e| (e.aggregate_id, e.sequence))
+        .collect();
+    assert!(
+        store.read_log(cursor, 100).await.unwrap().is_empty(),
+        "nothing more"
+    );
     assert_eq!(
         seen, expected,
         "every event once, in the order the appends committed"
