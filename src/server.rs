@@ -1,13 +1,15 @@
-//! `sessiond serve`: opens the store (applying migrations), then serves HTTP until
-//! SIGINT/SIGTERM. This foundation serves `/healthz` and `/readyz`; the command API
+//! `sessiond serve`: opens the store (applying migrations), starts the projection
+//! runners, then serves HTTP until SIGINT/SIGTERM (runners stop with it). This foundation serves `/healthz` and `/readyz`; the command API
 //! (SPEC §4) is added under `/v1` by the Command API issue.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use projections::{Engine, EngineConfig};
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::store::{EventStore, StoreError, StoreOptions};
@@ -88,6 +90,16 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             source,
         })?;
     let addr: SocketAddr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let engine = Arc::new(
+        Engine::new(
+            store.db(),
+            projections::models::all(),
+            EngineConfig::default(),
+        )
+        .with_waker(store.appended()),
+    );
+    let runners = engine.spawn_all(stopped);
     tracing::info!("listening on {addr}");
     axum::serve(
         listener,
@@ -97,6 +109,12 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    let _ = stop.send(true);
+    for r in runners {
+        if let Err(e) = r.await {
+            tracing::warn!(error = %e, "a projection runner ended abnormally");
+        }
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

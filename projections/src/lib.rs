@@ -1,4 +1,52 @@
-//! Read models and the projection engine of sessiond (the projection issue fills this).
+//! Read models and the projection engine of sessiond.
+//!
+//! Projections follow the global log (commit order) and keep read models in the same
+//! database as the events. Each projection has a durable checkpoint advanced **in the
+//! same transaction** as its read-model writes, so an event's effect is applied exactly
+//! once even though delivery is at-least-once.
 //!
 //! # Layout
-//! Empty for now: read models arrive with the projection engine issue.
+//! - [`log`]: recorded events and log cursors.
+//! - [`db`]: the two backends behind one enum; the global-log reader.
+//! - [`engine`]: checkpoints, catch-up and follow loops, failure isolation with backoff,
+//!   leases, consistency waits, status, reset and zero-downtime rebuilds.
+//! - [`models`]: the read models (`sessions`, `pending_queue`, `agent_occupancy`,
+//!   `scaling_groups`, `audit_log`).
+//!
+//! Rebuilds use **generations**: every read-model row carries the generation it belongs
+//! to and readers read the live generation named in the projection's checkpoint row. A
+//! rebuild fills generation g+1 from position zero while g keeps serving, catches up to
+//! the head, then swaps by updating the checkpoint row in one short transaction.
+
+pub mod db;
+pub mod engine;
+pub mod log;
+pub mod models;
+
+pub use engine::{Engine, EngineConfig, Projection, ProjectionStatus};
+pub use log::{LogPosition, RecordedEvent};
+
+/// Why a projection step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// Database failure.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A payload does not decode as its event type.
+    #[error("cannot decode {event_type} at position {global_position}: {source}")]
+    Decode {
+        /// Event type.
+        event_type: String,
+        /// Position.
+        global_position: i64,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A handler refused an event (e.g. an injected failure, an inconsistent stream).
+    #[error("{0}")]
+    Handler(String),
+    /// No projection of that name.
+    #[error("unknown projection '{0}'")]
+    Unknown(String),
+}

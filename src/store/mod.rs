@@ -14,7 +14,6 @@
 pub mod postgres;
 pub mod sqlite;
 
-use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,60 +39,7 @@ pub struct NewEvent {
     pub metadata: Value,
 }
 
-/// An event as stored, with its place in the global log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedEvent {
-    /// Position in the global log.
-    pub global_position: i64,
-    /// The writing transaction (PostgreSQL xid8 as a number; 0 on SQLite).
-    pub transaction_id: i64,
-    /// Aggregate type.
-    pub aggregate_type: String,
-    /// Stream id.
-    pub aggregate_id: String,
-    /// Position in the stream.
-    pub sequence: i64,
-    /// Event type.
-    pub event_type: String,
-    /// Event version.
-    pub event_version: String,
-    /// Body.
-    pub payload: Value,
-    /// Metadata.
-    pub metadata: Value,
-    /// When the store accepted it.
-    pub recorded_at: DateTime<Utc>,
-}
-
-impl RecordedEvent {
-    /// This event's cursor in the global log.
-    pub fn log_position(&self) -> LogPosition {
-        LogPosition {
-            transaction_id: self.transaction_id,
-            global_position: self.global_position,
-        }
-    }
-}
-
-/// A cursor into the global log: events are delivered in `(transaction_id,
-/// global_position)` order, which is commit order (on SQLite `transaction_id` is 0).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct LogPosition {
-    /// Writing transaction id (PostgreSQL); 0 on SQLite.
-    pub transaction_id: i64,
-    /// Global position.
-    pub global_position: i64,
-}
-
-impl LogPosition {
-    /// Before the first event.
-    pub const START: LogPosition = LogPosition {
-        transaction_id: 0,
-        global_position: 0,
-    };
-}
+pub use projections::log::{LogPosition, RecordedEvent};
 
 /// Who caused an event and in which flow; stored as the event's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +88,9 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Reading the global log failed.
+    #[error("log read failed")]
+    Log(#[from] projections::ProjectionError),
     /// Loading through the cqrs-es repository failed.
     #[error("event repository error")]
     Repository(#[from] cqrs_es::persist::PersistenceError),
@@ -264,10 +213,12 @@ impl EventStore {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        match self {
+        let positions = match self {
             EventStore::Postgres(s) => s.append(events).await,
             EventStore::Sqlite(s) => s.append(events).await,
-        }
+        }?;
+        self.appended().notify_waiters();
+        Ok(positions)
     }
 
     /// Reads up to `limit` events of the global log after `after`, in commit order.
@@ -277,10 +228,7 @@ impl EventStore {
         after: LogPosition,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self {
-            EventStore::Postgres(s) => s.read_log(after, limit).await,
-            EventStore::Sqlite(s) => s.read_log(after, limit).await,
-        }
+        Ok(self.db().read_log(after, limit).await?)
     }
 
     /// Every event of one stream with its positions and metadata, in sequence order.
@@ -289,9 +237,25 @@ impl EventStore {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self.db().read_stream(aggregate_type, aggregate_id).await?)
+    }
+
+    /// The same database as the projection engine sees it (read models live there).
+    pub fn db(&self) -> projections::db::Db {
         match self {
-            EventStore::Postgres(s) => s.read_stream(aggregate_type, aggregate_id).await,
-            EventStore::Sqlite(s) => s.read_stream(aggregate_type, aggregate_id).await,
+            EventStore::Postgres(s) => projections::db::Db::Postgres(s.pool().clone()),
+            EventStore::Sqlite(s) => projections::db::Db::Sqlite {
+                writer: s.writer().clone(),
+                readers: s.readers().clone(),
+            },
+        }
+    }
+
+    /// Signalled after every successful append (wakes projection runners in-process).
+    pub fn appended(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        match self {
+            EventStore::Postgres(s) => s.appended.clone(),
+            EventStore::Sqlite(s) => s.appended.clone(),
         }
     }
 

@@ -2,22 +2,18 @@
 //! the commit-order global-log reader of SPEC §3.
 
 use postgres_es::PostgresEventRepository;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
-use super::{
-    conflict, is_unique_violation, LogPosition, NewEvent, RecordedEvent, StoreError, StoreOptions,
-};
-
-/// Columns every read of `events` selects, `transaction_id` as a number (sqlx has no
-/// `xid8` type; xid8 values fit in a bigint).
-const COLUMNS: &str = "global_position, transaction_id::text::bigint AS transaction_id, \
-    aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+use super::{conflict, is_unique_violation, LogPosition, NewEvent, StoreError, StoreOptions};
 
 /// The PostgreSQL event store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    pub(super) appended: Arc<Notify>,
 }
 
 impl PgStore {
@@ -29,7 +25,10 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            appended: Arc::new(Notify::new()),
+        })
     }
 
     /// The connection pool (for read models and tests).
@@ -89,45 +88,6 @@ impl PgStore {
         Ok(positions)
     }
 
-    /// SPEC §3's reader: rows after the cursor in (transaction_id, global_position)
-    /// order, only from transactions older than every transaction still running, so a
-    /// row that commits late can never be passed over.
-    pub(super) async fn read_log(
-        &self,
-        after: LogPosition,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, global_position \
-             LIMIT $3"
-        ))
-        .bind(after.transaction_id.to_string())
-        .bind(after.global_position)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
-    }
-
-    pub(super) async fn read_stream(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
-    }
-
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -136,19 +96,4 @@ impl PgStore {
     pub(super) async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    Ok(RecordedEvent {
-        global_position: row.try_get("global_position")?,
-        transaction_id: row.try_get("transaction_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-    })
 }

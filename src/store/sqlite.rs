@@ -4,24 +4,21 @@
 
 use sqlite_es::SqliteEventRepository;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
-use super::{
-    conflict, is_unique_violation, LogPosition, NewEvent, RecordedEvent, StoreError, StoreOptions,
-};
-
-const COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, event_type, \
-    event_version, payload, metadata, recorded_at";
+use super::{conflict, is_unique_violation, LogPosition, NewEvent, StoreError, StoreOptions};
 
 /// The SQLite event store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    pub(super) appended: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -44,7 +41,11 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Self { writer, readers })
+        Ok(Self {
+            writer,
+            readers,
+            appended: Arc::new(Notify::new()),
+        })
     }
 
     /// The single writer connection's pool.
@@ -106,37 +107,6 @@ impl SqliteStore {
         Ok(positions)
     }
 
-    /// With one writer, positions are assigned in commit order: read by position.
-    pub(super) async fn read_log(
-        &self,
-        after: LogPosition,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE global_position > ? ORDER BY global_position LIMIT ?"
-        ))
-        .bind(after.global_position)
-        .bind(limit)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(decode).collect()
-    }
-
-    pub(super) async fn read_stream(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(decode).collect()
-    }
-
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
@@ -146,28 +116,4 @@ impl SqliteStore {
         self.writer.close().await;
         self.readers.close().await;
     }
-}
-
-fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let json = |col: &str| -> Result<serde_json::Value, StoreError> {
-        let text: String = row.try_get(col)?;
-        serde_json::from_str(&text).map_err(|source| StoreError::Decode {
-            event_type: row.try_get("event_type").unwrap_or_default(),
-            event_version: row.try_get("event_version").unwrap_or_default(),
-            sequence: row.try_get("sequence").unwrap_or_default(),
-            source,
-        })
-    };
-    Ok(RecordedEvent {
-        global_position: row.try_get("global_position")?,
-        transaction_id: 0,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: json("payload")?,
-        metadata: json("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-    })
 }

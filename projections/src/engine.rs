@@ -1,0 +1,651 @@
+//! The projection engine.
+//!
+//! One runner per projection: read a batch of the global log after the checkpoint,
+//! then in ONE transaction: lock and re-check the checkpoint row, apply the batch to the
+//! read model's live generation, advance the checkpoint. A crash anywhere loses nothing
+//! and applies nothing twice. When caught up, the runner sleeps until woken (an
+//! in-process signal after appends; LISTEN/NOTIFY on PostgreSQL) or the poll interval
+//! passes. A failing batch stops only its projection: the error is recorded in the
+//! checkpoint row (`projections status`) and retried with exponential backoff.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+use crate::db::{Db, Tx};
+use crate::log::{LogPosition, RecordedEvent};
+use crate::{exec_tx, on_pool, on_tx, ProjectionError};
+
+/// A read model fed from the global log.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name (checkpoint key, CLI argument).
+    fn name(&self) -> &'static str;
+    /// Tables holding this projection's rows; each has a `generation` column.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies a batch of events (in log order) to `generation`, inside `tx`.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        generation: i64,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Engine tuning.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Events per transaction.
+    pub batch_size: i64,
+    /// Poll when nothing wakes the runner.
+    pub poll_interval: Duration,
+    /// First retry delay after a failure.
+    pub base_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(500),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A projection's checkpoint row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Last applied event.
+    pub position: LogPosition,
+    /// Live generation of the read model.
+    pub generation: i64,
+}
+
+/// What `projections status` shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProjectionStatus {
+    /// Name.
+    pub name: String,
+    /// Last applied global position.
+    pub position: i64,
+    /// Live generation.
+    pub generation: i64,
+    /// Events not yet applied.
+    pub lag_events: i64,
+    /// Age of the oldest unapplied event, seconds.
+    pub lag_seconds: f64,
+    /// When the checkpoint last moved.
+    pub updated_at: String,
+    /// The last failure, until the projection succeeds again.
+    pub last_error: Option<String>,
+    /// Consecutive failures.
+    pub failures: i64,
+}
+
+/// Runs projections.
+pub struct Engine {
+    db: Db,
+    projections: Vec<Arc<dyn Projection>>,
+    config: EngineConfig,
+    wake: Arc<Notify>,
+    applied: watch::Sender<u64>,
+    failures: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("projections", &self.names())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Creates the checkpoint row if missing (data, not schema).
+async fn ensure_checkpoint(tx: &mut Tx, name: &str) -> Result<(), ProjectionError> {
+    let now = Utc::now().to_rfc3339();
+    exec_tx!(tx, c => sqlx::query(
+        "INSERT INTO projection_checkpoints (name, transaction_id, position, generation, updated_at, failures) \
+         VALUES ($1, 0, 0, 1, $2, 0) ON CONFLICT (name) DO NOTHING")
+        .bind(name).bind(&now).execute(c).await)?;
+    Ok(())
+}
+
+/// Reads a checkpoint; inside `tx` it also locks the row (PostgreSQL `FOR UPDATE`;
+/// SQLite's single writer already serialises).
+async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, ProjectionError> {
+    let sql = if tx.is_postgres() {
+        "SELECT transaction_id, position, generation FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+    } else {
+        "SELECT transaction_id, position, generation FROM projection_checkpoints WHERE name = $1"
+    };
+    let row: Option<(i64, i64, i64)> =
+        on_tx!(tx, c => sqlx::query_as(sql).bind(name).fetch_optional(c).await)?;
+    let (transaction_id, global_position, generation) = match row {
+        Some(r) => r,
+        None => {
+            ensure_checkpoint(tx, name).await?;
+            (0, 0, 1)
+        }
+    };
+    Ok(Checkpoint {
+        position: LogPosition {
+            transaction_id,
+            global_position,
+        },
+        generation,
+    })
+}
+
+/// Reads a checkpoint without locking (missing = start).
+pub async fn read_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, ProjectionError> {
+    let row: Option<(i64, i64, i64)> = on_pool!(db, p => sqlx::query_as(
+        "SELECT transaction_id, position, generation FROM projection_checkpoints WHERE name = $1")
+        .bind(name).fetch_optional(p).await)?;
+    let (transaction_id, global_position, generation) = row.unwrap_or((0, 0, 1));
+    Ok(Checkpoint {
+        position: LogPosition {
+            transaction_id,
+            global_position,
+        },
+        generation,
+    })
+}
+
+async fn write_checkpoint(
+    tx: &mut Tx,
+    name: &str,
+    position: LogPosition,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    let now = Utc::now().to_rfc3339();
+    exec_tx!(tx, c => sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $1, position = $2, generation = $3, \
+         updated_at = $4, last_error = NULL, failures = 0 WHERE name = $5")
+        .bind(position.transaction_id).bind(position.global_position).bind(generation)
+        .bind(&now).bind(name).execute(c).await)?;
+    Ok(())
+}
+
+async fn record_failure(db: &Db, name: &str, error: &str) -> Result<(), ProjectionError> {
+    let mut tx = db.begin().await?;
+    ensure_checkpoint(&mut tx, name).await?;
+    exec_tx!(&mut tx, c => sqlx::query(
+        "UPDATE projection_checkpoints SET last_error = $1, failures = failures + 1 WHERE name = $2")
+        .bind(error).bind(name).execute(c).await)?;
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Engine {
+    /// An engine over `db` running `projections`.
+    pub fn new(db: Db, projections: Vec<Arc<dyn Projection>>, config: EngineConfig) -> Self {
+        Self {
+            db,
+            projections,
+            config,
+            wake: Arc::new(Notify::new()),
+            applied: watch::channel(0).0,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Names of the projections, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name()).collect()
+    }
+
+    /// The projection called `name`.
+    pub fn projection(&self, name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
+        self.projections
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| ProjectionError::Unknown(name.to_string()))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Uses `wake` (e.g. the event store's "appended" signal) to wake the runners.
+    pub fn with_waker(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    /// Starts one runner per projection (and, on PostgreSQL, a LISTEN task relaying
+    /// `sessiond_events` notifications from every replica). They stop when `shutdown`
+    /// turns true.
+    pub fn spawn_all(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
+        if let Db::Postgres(pool) = &self.db {
+            handles.push(tokio::spawn(listen(
+                pool.clone(),
+                self.wake.clone(),
+                shutdown.clone(),
+            )));
+        }
+        for p in &self.projections {
+            let engine = self.clone();
+            let p = p.clone();
+            let shutdown = shutdown.clone();
+            handles.push(tokio::spawn(async move { engine.run(p, shutdown).await }));
+        }
+        handles
+    }
+
+    /// Signal to call after appending events: wakes every runner at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Applies at most one batch of `projection`; returns how many events it applied
+    /// (0 = caught up with what is readable now).
+    #[tracing::instrument(skip_all, fields(projection = projection.name()), err)]
+    pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        let name = projection.name();
+        let seen = read_checkpoint(&self.db, name).await?;
+        let events = self
+            .db
+            .read_log(seen.position, self.config.batch_size)
+            .await?;
+        let Some(last) = events.last().map(RecordedEvent::log_position) else {
+            return Ok(0);
+        };
+        let mut tx = self.db.begin().await?;
+        let current = lock_checkpoint(&mut tx, name).await?;
+        if current != seen {
+            // Another runner (or a rebuild swap) moved it: drop this batch, start over.
+            drop(tx);
+            return Ok(0);
+        }
+        projection
+            .apply(&mut tx, current.generation, &events)
+            .await?;
+        write_checkpoint(&mut tx, name, last, current.generation).await?;
+        tx.commit().await?;
+        self.applied.send_modify(|n| *n += events.len() as u64);
+        Ok(events.len())
+    }
+
+    /// Steps until nothing is left to read; returns the events applied.
+    pub async fn catch_up(&self, projection: &dyn Projection) -> Result<u64, ProjectionError> {
+        let mut total = 0;
+        loop {
+            let n = self.step(projection).await?;
+            if n == 0 {
+                // A lost race with a concurrent runner also returns 0: check once more.
+                let cp = read_checkpoint(&self.db, projection.name()).await?;
+                if self.db.read_log(cp.position, 1).await?.is_empty() {
+                    return Ok(total);
+                }
+                continue;
+            }
+            total += n as u64;
+        }
+    }
+
+    /// Catches every projection up once (tests, CLI).
+    pub async fn catch_up_all(&self) -> Result<u64, ProjectionError> {
+        let mut total = 0;
+        for p in &self.projections {
+            total += self.catch_up(p.as_ref()).await?;
+        }
+        Ok(total)
+    }
+
+    /// Runs one projection until `shutdown` turns true: catch up, follow, and on
+    /// failure record the error and retry with exponential backoff. Never returns an
+    /// error: a failing projection keeps retrying and the others are unaffected.
+    pub async fn run(&self, projection: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
+        let name = projection.name();
+        while !*shutdown.borrow() {
+            // One replica runs each projection: hold its lease while running.
+            let mut lease = match Lease::acquire(&self.db, name).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "cannot take the projection lease");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(projection = name, "projection lease taken; running");
+            self.run_holding(projection.as_ref(), &mut lease, &mut shutdown)
+                .await;
+            lease.release().await;
+        }
+        tracing::info!(projection = name, "projection runner stopped");
+    }
+
+    async fn run_holding(
+        &self,
+        projection: &dyn Projection,
+        lease: &mut Lease,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let name = projection.name();
+        let mut backoff = self.config.base_backoff;
+        while !*shutdown.borrow() {
+            let wait = match self.step(projection).await {
+                Ok(n) if n > 0 => {
+                    backoff = self.config.base_backoff;
+                    continue;
+                }
+                Ok(_) => {
+                    backoff = self.config.base_backoff;
+                    if !lease.alive().await {
+                        tracing::warn!(projection = name, "projection lease lost");
+                        return;
+                    }
+                    self.config.poll_interval
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    tracing::error!(projection = name, error = %message, retry_in = ?backoff, "projection failed; it is stopped until the retry");
+                    if let Ok(mut f) = self.failures.lock() {
+                        *f.entry(name).or_default() += 1;
+                    }
+                    if let Err(e) = record_failure(&self.db, name, &message).await {
+                        tracing::warn!(projection = name, error = %e, "cannot record the failure");
+                    }
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Failures seen by this process's runners, per projection (for metrics).
+    pub fn failure_counts(&self) -> HashMap<&'static str, u64> {
+        self.failures.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded by `timeout`) until `name` has applied the event at
+    /// `global_position`. Returns whether it did.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        global_position: i64,
+        timeout: Duration,
+    ) -> Result<bool, ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let Some(target) = self.db.position_of(global_position).await? else {
+            return Ok(false);
+        };
+        let mut applied = self.applied.subscribe();
+        loop {
+            if read_checkpoint(&self.db, name).await?.position >= target {
+                return Ok(true);
+            }
+            let step = Duration::from_millis(50);
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = tokio::time::sleep(step) => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+            }
+        }
+    }
+
+    /// Status of every projection: position, lag and last error.
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let mut out = Vec::new();
+        for p in &self.projections {
+            out.push(status_of(&self.db, p.name()).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Status of one projection.
+pub async fn status_of(db: &Db, name: &str) -> Result<ProjectionStatus, ProjectionError> {
+    let row: Option<(i64, i64, i64, String, Option<String>, i64)> = on_pool!(db, p => sqlx::query_as(
+        "SELECT transaction_id, position, generation, updated_at, last_error, failures \
+         FROM projection_checkpoints WHERE name = $1")
+        .bind(name).fetch_optional(p).await)?;
+    let (tx, pos, generation, updated_at, last_error, failures) =
+        row.unwrap_or((0, 0, 1, String::new(), None, 0));
+    let (lag_events, oldest) = db
+        .lag_after(LogPosition {
+            transaction_id: tx,
+            global_position: pos,
+        })
+        .await?;
+    let lag_seconds = oldest
+        .map(|t| ((Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0))
+        .unwrap_or(0.0);
+    Ok(ProjectionStatus {
+        name: name.to_string(),
+        position: pos,
+        generation,
+        lag_events,
+        lag_seconds,
+        updated_at,
+        last_error,
+        failures,
+    })
+}
+
+/// Forgets everything `projection` built: deletes its rows and sets its checkpoint back
+/// to the start (the running engine rebuilds it in place; reads see it fill up).
+pub async fn reset(db: &Db, projection: &dyn Projection) -> Result<(), ProjectionError> {
+    let mut tx = db.begin().await?;
+    let cp = lock_checkpoint(&mut tx, projection.name()).await?;
+    for table in projection.tables() {
+        exec_tx!(&mut tx, c => sqlx::query(&format!("DELETE FROM {table}")).execute(c).await)?;
+    }
+    write_checkpoint(
+        &mut tx,
+        projection.name(),
+        LogPosition::START,
+        cp.generation,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Progress of a rebuild, reported after every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildProgress {
+    /// Events replayed so far.
+    pub replayed: u64,
+    /// Position reached.
+    pub position: i64,
+}
+
+/// Rebuilds `projection` with zero downtime: replays the whole log into a new
+/// generation while the live one keeps serving, catches up to the head, then swaps in
+/// one short transaction and drops the old generation. Returns events replayed.
+pub async fn rebuild(
+    db: &Db,
+    projection: &dyn Projection,
+    batch_size: i64,
+    mut progress: impl FnMut(RebuildProgress),
+) -> Result<u64, ProjectionError> {
+    let name = projection.name();
+    let live = read_checkpoint(db, name).await?.generation;
+    let shadow = live + 1;
+    // Leftovers of an interrupted rebuild.
+    delete_generations_except(db, projection, live).await?;
+    let mut cursor = LogPosition::START;
+    let mut replayed = 0u64;
+    loop {
+        let events = db.read_log(cursor, batch_size).await?;
+        let Some(last) = events.last().map(RecordedEvent::log_position) else {
+            break;
+        };
+        let mut tx = db.begin().await?;
+        projection.apply(&mut tx, shadow, &events).await?;
+        tx.commit().await?;
+        cursor = last;
+        replayed += events.len() as u64;
+        progress(RebuildProgress {
+            replayed,
+            position: cursor.global_position,
+        });
+    }
+    // Swap: lock the checkpoint (the live runner waits or retries), apply the tail that
+    // arrived meanwhile, point readers at the new generation.
+    let mut tx = db.begin().await?;
+    let current = lock_checkpoint(&mut tx, name).await?;
+    if current.generation != live {
+        return Err(ProjectionError::Handler(format!(
+            "projection '{name}' was rebuilt concurrently"
+        )));
+    }
+    loop {
+        let events = db.read_log(cursor, batch_size).await?;
+        let Some(last) = events.last().map(RecordedEvent::log_position) else {
+            break;
+        };
+        projection.apply(&mut tx, shadow, &events).await?;
+        cursor = last;
+        replayed += events.len() as u64;
+    }
+    // The new generation has everything up to `cursor`; the live one may be ahead of
+    // or behind it: the runner continues from `cursor` on the new generation.
+    write_checkpoint(&mut tx, name, cursor, shadow).await?;
+    tx.commit().await?;
+    progress(RebuildProgress {
+        replayed,
+        position: cursor.global_position,
+    });
+    delete_generations_except(db, projection, shadow).await?;
+    Ok(replayed)
+}
+
+async fn delete_generations_except(
+    db: &Db,
+    projection: &dyn Projection,
+    keep: i64,
+) -> Result<(), ProjectionError> {
+    let mut tx = db.begin().await?;
+    for table in projection.tables() {
+        exec_tx!(&mut tx, c => sqlx::query(&format!("DELETE FROM {table} WHERE generation <> $1"))
+            .bind(keep).execute(c).await)?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return d;
+    }
+    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+}
+
+/// The right to run one projection. PostgreSQL: a session advisory lock held on a
+/// dedicated connection (released when it closes, so a dead replica's lease frees itself).
+/// SQLite: in-process (one process owns the file's writer).
+enum Lease {
+    Postgres(sqlx::PgConnection),
+    InProcess,
+}
+
+impl Lease {
+    async fn acquire(db: &Db, name: &str) -> Result<Option<Lease>, ProjectionError> {
+        match db {
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?.detach();
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(lease_key(name))
+                    .fetch_one(&mut conn)
+                    .await?;
+                Ok(got.then_some(Lease::Postgres(conn)))
+            }
+            Db::Sqlite { .. } => Ok(Some(Lease::InProcess)),
+        }
+    }
+
+    async fn alive(&mut self) -> bool {
+        match self {
+            Lease::Postgres(conn) => sqlx::query("SELECT 1").execute(conn).await.is_ok(),
+            Lease::InProcess => true,
+        }
+    }
+
+    async fn release(self) {
+        if let Lease::Postgres(conn) = self {
+            use sqlx::Connection;
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// A stable advisory-lock key per projection (FNV-1a of the name).
+fn lease_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("sessiond.projection.{name}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// Relays `sessiond_events` notifications (from any replica) to the runners.
+async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen("sessiond_events").await {
+            tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(_) => wake.notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

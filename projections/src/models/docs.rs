@@ -1,0 +1,265 @@
+//! Document read models: one row per aggregate, its folded state as JSON (`doc`) plus
+//! indexed columns. A batch loads the rows it touches once, folds every event of the
+//! batch in memory, and writes each touched row back once (multi-row upsert).
+
+use async_trait::async_trait;
+use domain::agent::Agent;
+use domain::scaling_group::ScalingGroup;
+use domain::session::Session;
+use domain::Decider;
+use std::collections::HashMap;
+
+use super::{live_generation, SqlValue, CHUNK};
+use crate::db::{Db, Tx};
+use crate::log::RecordedEvent;
+use crate::{exec_tx, on_pool, on_tx, push_value, Projection, ProjectionError};
+
+/// A read model of folded `A` aggregates.
+pub struct DocProjection<A: Decider> {
+    name: &'static str,
+    table: &'static str,
+    tables: &'static [&'static str],
+    /// Extra indexed columns and how to compute them from the folded state.
+    extra: &'static [&'static str],
+    columns: fn(&A) -> Vec<SqlValue>,
+}
+
+impl<A: Decider> std::fmt::Debug for DocProjection<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocProjection")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// The `sessions` read model.
+pub fn sessions() -> DocProjection<Session> {
+    DocProjection {
+        name: "sessions",
+        table: "rm_sessions",
+        tables: &["rm_sessions"],
+        extra: &["owner", "name", "status", "scaling_group", "session_type"],
+        columns: |s| {
+            let spec = s.spec.as_ref();
+            vec![
+                SqlValue::Text(spec.map(|p| p.owner.clone()).unwrap_or_default()),
+                SqlValue::Text(spec.map(|p| p.name.clone()).unwrap_or_default()),
+                SqlValue::Text(
+                    s.status
+                        .map(|st| st.as_str().to_string())
+                        .unwrap_or_default(),
+                ),
+                SqlValue::Text(spec.map(|p| p.scaling_group.clone()).unwrap_or_default()),
+                SqlValue::Text(
+                    spec.map(|p| p.session_type.as_str().to_string())
+                        .unwrap_or_default(),
+                ),
+            ]
+        },
+    }
+}
+
+/// The `scaling_groups` read model.
+pub fn scaling_groups() -> DocProjection<ScalingGroup> {
+    DocProjection {
+        name: "scaling_groups",
+        table: "rm_scaling_groups",
+        tables: &["rm_scaling_groups"],
+        extra: &["is_active"],
+        columns: |g| vec![SqlValue::Int(i64::from(g.is_active))],
+    }
+}
+
+/// The `agent_occupancy` read model.
+pub fn agent_occupancy() -> DocProjection<Agent> {
+    DocProjection {
+        name: "agent_occupancy",
+        table: "rm_agent_occupancy",
+        tables: &["rm_agent_occupancy"],
+        extra: &["scaling_group", "status"],
+        columns: |a| {
+            vec![
+                SqlValue::Text(a.scaling_group.clone()),
+                SqlValue::Text(
+                    serde_json::to_value(a.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                ),
+            ]
+        },
+    }
+}
+
+struct Row<A> {
+    state: A,
+    first_position: i64,
+    last_position: i64,
+}
+
+#[async_trait]
+impl<A: Decider + 'static> Projection for DocProjection<A>
+where
+    A::Event: Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        self.tables
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        generation: i64,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let relevant: Vec<&RecordedEvent> = events
+            .iter()
+            .filter(|e| e.aggregate_type == A::TYPE)
+            .collect();
+        if relevant.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<&str> = relevant.iter().map(|e| e.aggregate_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+
+        // Load the touched rows once.
+        let mut rows: HashMap<String, Row<A>> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let found: Vec<(String, String, i64, i64)> = on_tx!(tx, c => {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT id, doc, first_position, last_position FROM {} WHERE generation = ",
+                    self.table
+                ));
+                qb.push_bind(generation).push(" AND id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(c).await
+            })?;
+            for (id, doc, first_position, last_position) in found {
+                let state: A =
+                    serde_json::from_str(&doc).map_err(|source| ProjectionError::Decode {
+                        event_type: format!("{} read-model row {id}", A::TYPE),
+                        global_position: last_position,
+                        source,
+                    })?;
+                rows.insert(
+                    id,
+                    Row {
+                        state,
+                        first_position,
+                        last_position,
+                    },
+                );
+            }
+        }
+
+        // Fold the batch in memory.
+        for e in &relevant {
+            let event: A::Event = e.decode()?;
+            let row = rows.entry(e.aggregate_id.clone()).or_insert_with(|| Row {
+                state: A::default(),
+                first_position: e.global_position,
+                last_position: e.global_position,
+            });
+            row.state.evolve(&event);
+            row.last_position = e.global_position;
+        }
+
+        // Write each touched row back once.
+        let touched: Vec<(&str, &Row<A>)> = ids
+            .iter()
+            .filter_map(|id| rows.get(*id).map(|r| (*id, r)))
+            .collect();
+        let columns = self.extra.join(", ");
+        let updates: String = self
+            .extra
+            .iter()
+            .map(|c| format!(", {c} = excluded.{c}"))
+            .collect();
+        for chunk in touched.chunks(CHUNK) {
+            let mut values = Vec::with_capacity(chunk.len());
+            for (id, row) in chunk {
+                let doc = serde_json::to_string(&row.state).map_err(|e| {
+                    ProjectionError::Handler(format!("cannot encode {} {id}: {e}", A::TYPE))
+                })?;
+                values.push((*id, doc, row, (self.columns)(&row.state)));
+            }
+            exec_tx!(tx, c => {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "INSERT INTO {} (generation, id, doc, first_position, last_position, {columns}) ",
+                    self.table
+                ));
+                qb.push_values(&values, |mut sep, (id, doc, row, extra)| {
+                    sep.push_bind(generation)
+                        .push_bind(*id)
+                        .push_bind(doc.clone())
+                        .push_bind(row.first_position)
+                        .push_bind(row.last_position);
+                    for v in extra {
+                        push_value!(sep, v);
+                    }
+                });
+                qb.push(format!(
+                    " ON CONFLICT (generation, id) DO UPDATE SET doc = excluded.doc, \
+                     last_position = excluded.last_position{updates}"
+                ));
+                qb.build().execute(c).await
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl<A: Decider> DocProjection<A> {
+    /// One row of the live generation.
+    pub async fn get(&self, db: &Db, id: &str) -> Result<Option<A>, ProjectionError> {
+        let sql = format!(
+            "SELECT doc FROM {} WHERE generation = {} AND id = $2",
+            self.table,
+            live_generation(1)
+        );
+        let doc: Option<String> = on_pool!(db, p => sqlx::query_scalar(&sql)
+            .bind(self.name).bind(id).fetch_optional(p).await)?;
+        doc.map(|d| {
+            serde_json::from_str(&d).map_err(|source| ProjectionError::Decode {
+                event_type: format!("{} read-model row {id}", A::TYPE),
+                global_position: 0,
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every row of the live generation as `(id, doc JSON)`, ordered by id (for
+    /// comparisons with a fresh fold).
+    pub async fn all_docs(
+        &self,
+        db: &Db,
+    ) -> Result<Vec<(String, serde_json::Value)>, ProjectionError> {
+        let sql = format!(
+            "SELECT id, doc FROM {} WHERE generation = {} ORDER BY id",
+            self.table,
+            live_generation(1)
+        );
+        let rows: Vec<(String, String)> =
+            on_pool!(db, p => sqlx::query_as(&sql).bind(self.name).fetch_all(p).await)?;
+        rows.into_iter()
+            .map(|(id, doc)| {
+                let v = serde_json::from_str(&doc).map_err(|source| ProjectionError::Decode {
+                    event_type: format!("{} read-model row {id}", A::TYPE),
+                    global_position: 0,
+                    source,
+                })?;
+                Ok((id, v))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,186 @@
+//! `pending_queue`: PENDING sessions per scaling group, in scheduler order (priority
+//! desc, then enqueue position), with the pending-timeout deadline indexed so the
+//! sweeper's cost grows with the expired sessions only. A group's `pending_timeout` is
+//! tracked here too, and changing it recomputes the deadlines of sessions already
+//! waiting (lowering the timeout applies to them).
+
+use async_trait::async_trait;
+use domain::scaling_group::ScalingGroupEvent;
+use domain::session::SessionEvent;
+
+use super::live_generation;
+use crate::db::{Db, Tx};
+use crate::log::RecordedEvent;
+use crate::{exec_tx, on_pool, on_tx, Projection, ProjectionError};
+
+/// The pending-queue projection.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingQueue;
+
+/// One queued session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct PendingEntry {
+    /// Session id.
+    pub session_id: String,
+    /// Group.
+    pub scaling_group: String,
+    /// Owner.
+    pub owner: String,
+    /// Type.
+    pub session_type: String,
+    /// Priority.
+    pub priority: i64,
+    /// Global position of its `SessionEnqueued` (FIFO order).
+    pub enqueue_position: i64,
+    /// When it was enqueued.
+    pub enqueued_at: String,
+    /// Pending-timeout deadline, epoch ms (`None`: no timeout).
+    pub deadline_ms: Option<i64>,
+    /// Scheduling attempts (written by the scheduler).
+    pub retries: i64,
+    /// Last attempt (written by the scheduler).
+    pub last_try: Option<String>,
+}
+
+const DEADLINE: &str = "CASE WHEN $1 > 0 THEN enqueued_ms + $1 * 1000 ELSE NULL END";
+
+async fn set_group_timeout(
+    tx: &mut Tx,
+    generation: i64,
+    group: &str,
+    timeout: i64,
+) -> Result<(), ProjectionError> {
+    exec_tx!(tx, c => sqlx::query(
+        "INSERT INTO rm_pending_group_timeouts (generation, scaling_group, pending_timeout) \
+         VALUES ($1, $2, $3) ON CONFLICT (generation, scaling_group) \
+         DO UPDATE SET pending_timeout = excluded.pending_timeout")
+        .bind(generation).bind(group).bind(timeout).execute(c).await)?;
+    exec_tx!(tx, c => sqlx::query(&format!(
+        "UPDATE rm_pending_queue SET deadline_ms = {DEADLINE} \
+         WHERE generation = $2 AND scaling_group = $3"))
+        .bind(timeout).bind(generation).bind(group).execute(c).await)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Projection for PendingQueue {
+    fn name(&self) -> &'static str {
+        "pending_queue"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_pending_queue", "rm_pending_group_timeouts"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        generation: i64,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            match e.aggregate_type.as_str() {
+                "Session" => match e.decode::<SessionEvent>()? {
+                    SessionEvent::SessionEnqueued { spec, occurred_at } => {
+                        let timeout: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+                            "SELECT pending_timeout FROM rm_pending_group_timeouts \
+                             WHERE generation = $1 AND scaling_group = $2")
+                            .bind(generation).bind(&spec.scaling_group).fetch_optional(c).await)?;
+                        let enqueued_ms = occurred_at.timestamp_millis();
+                        let deadline = timeout.filter(|t| *t > 0).map(|t| enqueued_ms + t * 1000);
+                        exec_tx!(tx, c => sqlx::query(
+                            "INSERT INTO rm_pending_queue (generation, session_id, scaling_group, owner, \
+                             session_type, priority, enqueue_position, enqueued_at, enqueued_ms, deadline_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                             ON CONFLICT (generation, session_id) DO NOTHING")
+                            .bind(generation)
+                            .bind(&e.aggregate_id)
+                            .bind(&spec.scaling_group)
+                            .bind(&spec.owner)
+                            .bind(spec.session_type.as_str())
+                            .bind(i64::from(spec.priority))
+                            .bind(e.global_position)
+                            .bind(occurred_at.to_rfc3339())
+                            .bind(enqueued_ms)
+                            .bind(deadline)
+                            .execute(c).await)?;
+                    }
+                    SessionEvent::SessionSchedulingFailed { .. } => {}
+                    _ => {
+                        // Any other session event leaves PENDING.
+                        exec_tx!(tx, c => sqlx::query(
+                            "DELETE FROM rm_pending_queue WHERE generation = $1 AND session_id = $2")
+                            .bind(generation).bind(&e.aggregate_id).execute(c).await)?;
+                    }
+                },
+                "ScalingGroup" => match e.decode::<ScalingGroupEvent>()? {
+                    ScalingGroupEvent::ScalingGroupCreated {
+                        name,
+                        scheduler_opts,
+                        ..
+                    } => {
+                        let t = i64::try_from(scheduler_opts.pending_timeout).unwrap_or(i64::MAX);
+                        set_group_timeout(tx, generation, &name, t).await?;
+                    }
+                    ScalingGroupEvent::SchedulerOptsChanged { new, .. } => {
+                        let t = i64::try_from(new.pending_timeout).unwrap_or(i64::MAX);
+                        set_group_timeout(tx, generation, &e.aggregate_id, t).await?;
+                    }
+                    ScalingGroupEvent::ScalingGroupUpdated { .. } => {}
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PendingQueue {
+    /// A group's queue in scheduler order (priority desc, then enqueue order).
+    pub async fn queue(
+        &self,
+        db: &Db,
+        scaling_group: &str,
+    ) -> Result<Vec<PendingEntry>, ProjectionError> {
+        let sql = format!(
+            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
+             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+             WHERE generation = {} AND scaling_group = $2 \
+             ORDER BY priority DESC, enqueue_position",
+            live_generation(1)
+        );
+        Ok(
+            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(scaling_group).fetch_all(p).await)?,
+        )
+    }
+
+    /// Every queued session (ordered by session id, for comparisons).
+    pub async fn all(&self, db: &Db) -> Result<Vec<PendingEntry>, ProjectionError> {
+        let sql = format!(
+            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
+             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+             WHERE generation = {} ORDER BY session_id",
+            live_generation(1)
+        );
+        Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").fetch_all(p).await)?)
+    }
+
+    /// Sessions whose deadline is at or before `now_ms`, through the deadline index.
+    pub async fn expired(
+        &self,
+        db: &Db,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingEntry>, ProjectionError> {
+        let sql = format!(
+            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
+             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+             WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 \
+             ORDER BY deadline_ms LIMIT $3",
+            live_generation(1)
+        );
+        Ok(
+            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(now_ms).bind(limit).fetch_all(p).await)?,
+        )
+    }
+}
