@@ -29,11 +29,34 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run a benchmark scenario against an empty database and print a Markdown table.
+    #[command(subcommand)]
+    Bench(BenchScenario),
+}
+
+/// Benchmark scenarios.
+#[derive(Debug, Subcommand)]
+pub enum BenchScenario {
+    /// Projection catch-up and rebuild of the sessions read model vs. the raw log read.
+    Catchup(crate::bench::BenchArgs),
 }
 
 /// Parses arguments and runs the chosen subcommand; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Bench(BenchScenario::Catchup(args)) => {
+            crate::telemetry::init(crate::config::LogFormat::Pretty);
+            match crate::bench::catchup(&args).await {
+                Ok(figures) => {
+                    print_figures(&figures);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("sessiond bench: {}", error_chain(&e));
+                    1
+                }
+            }
+        }
         Command::Serve {
             database_url,
             listen,
@@ -76,4 +99,23 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Prints bench figures as a Markdown table on stdout.
+#[allow(clippy::print_stdout)]
+fn print_figures(figures: &[crate::bench::Figure]) {
+    println!("| measurement | events | seconds | events/s | ratio to baseline |");
+    println!("|---|---:|---:|---:|---:|");
+    for f in figures {
+        println!(
+            "| {} | {} | {:.3} | {:.0} | {} |",
+            f.name,
+            f.events,
+            f.seconds,
+            f.events_per_sec,
+            f.ratio_to_baseline
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "1.00 (baseline)".into())
+        );
+    }
 }

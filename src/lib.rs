@@ -10,13 +10,17 @@
 //!   commit-order reader of the global log.
 //! - [`command`]: load -> decide -> append, with bounded, jittered retry on conflicts.
 //! - [`server`]: `sessiond serve` (HTTP, graceful shutdown).
+//! - [`bench`]: `sessiond bench`, the benchmark harness (ratios against same-run baselines).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
+//! - [`ctl`]: `sessionctl`, operator tooling on the store (projections status/rebuild/reset).
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
 
+pub mod bench;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod ctl;
 pub mod server;
 pub mod store;
 pub mod telemetry;
