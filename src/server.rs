@@ -45,6 +45,8 @@ pub enum ServeError {
 pub struct AppState {
     /// The event store.
     pub store: EventStore,
+    /// The projection engine (status, lag, failures for `/metrics`).
+    pub engine: Arc<Engine>,
 }
 
 /// The application's router.
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -68,6 +71,70 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
             )
         }
     }
+}
+
+/// Prometheus text exposition: projection position, lag (events, seconds) and failures.
+async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
+    let statuses = match state.engine.status().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read projection status for /metrics");
+            return (StatusCode::SERVICE_UNAVAILABLE, String::new());
+        }
+    };
+    let failures = state.engine.failure_counts();
+    let mut out = String::new();
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&projections::ProjectionStatus) -> String| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for s in &statuses {
+                out.push_str(&format!(
+                    "{name}{{projection=\"{}\"}} {}\n",
+                    s.name,
+                    value(s)
+                ));
+            }
+        };
+    family(
+        "sessiond_projection_position",
+        "gauge",
+        "Global position of the last applied event.",
+        &|s| s.position.to_string(),
+    );
+    family(
+        "sessiond_projection_lag_events",
+        "gauge",
+        "Events in the log not yet applied.",
+        &|s| s.lag_events.to_string(),
+    );
+    family(
+        "sessiond_projection_lag_seconds",
+        "gauge",
+        "Age of the oldest event not yet applied.",
+        &|s| format!("{:.3}", s.lag_seconds),
+    );
+    family(
+        "sessiond_projection_consecutive_failures",
+        "gauge",
+        "Failed attempts since the last success (0 = healthy).",
+        &|s| s.failures.to_string(),
+    );
+    family(
+        "sessiond_projection_failures_total",
+        "counter",
+        "Failed batches seen by this process.",
+        &|s| {
+            failures
+                .get(s.name.as_str())
+                .copied()
+                .unwrap_or(0)
+                .to_string()
+        },
+    );
+    (StatusCode::OK, out)
 }
 
 /// Opens the store and serves until a shutdown signal arrives.
@@ -105,6 +172,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         listener,
         router(AppState {
             store: store.clone(),
+            engine: engine.clone(),
         }),
     )
     .with_graceful_shutdown(shutdown_signal())

@@ -117,11 +117,13 @@ impl Db {
     ) -> Result<Vec<RecordedEvent>, ProjectionError> {
         match self {
             Db::Postgres(pool) => {
+                // ORDER BY names the table's columns: the output column `transaction_id`
+                // is the bigint cast, and ordering by it would defeat the index.
                 let rows = sqlx::query(&format!(
                     "SELECT {PG_COLUMNS} FROM events \
                      WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY transaction_id, global_position \
+                     ORDER BY events.transaction_id, events.global_position \
                      LIMIT $3"
                 ))
                 .bind(after.transaction_id.to_string())

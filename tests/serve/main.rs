@@ -127,6 +127,16 @@ async fn serve_on_postgres_applies_migrations_reports_ready_and_stops_on_sigterm
         .await
         .unwrap();
     assert!(applied >= 1);
+    let (status, metrics) = get(&server.addr, "/metrics");
+    assert_eq!(status, 200);
+    for name in ["sessions", "pending_queue", "audit_log"] {
+        assert!(
+            metrics.contains(&format!(
+                "sessiond_projection_lag_events{{projection=\"{name}\"}} 0"
+            )),
+            "{metrics}"
+        );
+    }
     let rest = terminate(server);
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
 }
