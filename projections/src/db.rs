@@ -100,7 +100,10 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            // IMMEDIATE: take the write lock up front. A deferred transaction that reads
+            // first and writes later fails at once with SQLITE_BUSY (the busy timeout
+            // does not apply to a read-to-write upgrade) when another process wrote.
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 

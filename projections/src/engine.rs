@@ -348,6 +348,11 @@ impl Engine {
         let name = projection.name();
         let mut backoff = self.config.base_backoff;
         while !*shutdown.borrow() {
+            // Register for the wake-up before stepping: an append that commits while the
+            // step or the lease check runs must not be missed until the next poll.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let wait = match self.step(projection).await {
                 Ok(n) if n > 0 => {
                     backoff = self.config.base_backoff;
@@ -380,7 +385,7 @@ impl Engine {
                 }
             };
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }

@@ -154,6 +154,23 @@ impl PendingQueue {
         )
     }
 
+    /// One queued session.
+    pub async fn get(
+        &self,
+        db: &Db,
+        session_id: &str,
+    ) -> Result<Option<PendingEntry>, ProjectionError> {
+        let sql = format!(
+            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
+             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+             WHERE generation = {} AND session_id = $2",
+            live_generation(1)
+        );
+        Ok(
+            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(session_id).fetch_optional(p).await)?,
+        )
+    }
+
     /// Every queued session (ordered by session id, for comparisons).
     pub async fn all(&self, db: &Db) -> Result<Vec<PendingEntry>, ProjectionError> {
         let sql = format!(
