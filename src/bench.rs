@@ -116,7 +116,9 @@ fn lifecycle(
 }
 
 /// Appends `sessions` seven-event lifecycles in large batches (a progress bar on
-/// stderr); returns the number of events.
+/// stderr); returns the number of events. The lifecycles are interleaved phase by phase
+/// (every session is enqueued, then every session is scheduled, ...), so a projection
+/// batch touches many sessions that already have a row: the realistic, harder case.
 pub async fn generate(store: &EventStore, sessions: usize) -> Result<u64, BenchError> {
     let meta = EventMetadata {
         actor: "bench".into(),
@@ -125,27 +127,33 @@ pub async fn generate(store: &EventStore, sessions: usize) -> Result<u64, BenchE
     }
     .to_json();
     let t0 = Utc::now();
-    let bar = progress(sessions as u64, "generate");
+    let mut lifecycles = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        let id = Uuid::new_v4();
+        lifecycles.push((id.to_string(), lifecycle(id, t0)?));
+    }
+    let phases = lifecycles.first().map(|(_, l)| l.len()).unwrap_or(0);
+    let bar = progress((sessions * phases) as u64, "generate");
     let mut total = 0u64;
     let mut batch = Vec::new();
-    for i in 0..sessions {
-        let id = Uuid::new_v4();
-        for (seq, e) in lifecycle(id, t0)?.into_iter().enumerate() {
+    for phase in 0..phases {
+        for (i, (id, events)) in lifecycles.iter().enumerate() {
+            let e = &events[phase];
             batch.push(NewEvent {
                 aggregate_type: "Session".into(),
-                aggregate_id: id.to_string(),
-                sequence: seq as i64 + 1,
+                aggregate_id: id.clone(),
+                sequence: phase as i64 + 1,
                 event_type: e.event_type().to_string(),
                 event_version: domain::session::SESSION_EVENT_VERSION.to_string(),
-                payload: serde_json::to_value(&e).map_err(StoreError::Encode)?,
+                payload: serde_json::to_value(e).map_err(StoreError::Encode)?,
                 metadata: meta.clone(),
             });
-        }
-        if batch.len() >= 3500 || i + 1 == sessions {
-            total += batch.len() as u64;
-            store.append(&batch).await?;
-            batch.clear();
-            bar.set_position(i as u64 + 1);
+            if batch.len() >= 3500 || i + 1 == sessions {
+                total += batch.len() as u64;
+                store.append(&batch).await?;
+                batch.clear();
+                bar.set_position(total);
+            }
         }
     }
     bar.finish_and_clear();

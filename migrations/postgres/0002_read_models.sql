@@ -34,10 +34,12 @@ CREATE TABLE rm_sessions
     last_position  BIGINT NOT NULL,
     doc            TEXT   NOT NULL,
     PRIMARY KEY (generation, id)
-);
--- keyset pagination in enqueue order, and the owner's sessions by status
+) WITH (fillfactor = 70); -- room on each page for HOT updates of the same row
+-- keyset pagination in enqueue order, and an owner's sessions. Only columns that never
+-- change after enqueue are indexed, so a status change can be a HOT update (no index
+-- writes); status filters are applied on top of these.
 CREATE INDEX rm_sessions_order ON rm_sessions (generation, first_position);
-CREATE INDEX rm_sessions_owner ON rm_sessions (generation, owner, status);
+CREATE INDEX rm_sessions_owner ON rm_sessions (generation, owner, first_position);
 
 -- scaling_groups: the folded ScalingGroup aggregate.
 CREATE TABLE rm_scaling_groups

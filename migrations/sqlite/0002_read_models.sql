@@ -35,9 +35,11 @@ CREATE TABLE rm_sessions
     doc            TEXT   NOT NULL,
     PRIMARY KEY (generation, id)
 );
--- keyset pagination in enqueue order, and the owner's sessions by status
+-- keyset pagination in enqueue order, and an owner's sessions. Only columns that never
+-- change after enqueue are indexed, so a status change can be a HOT update (no index
+-- writes); status filters are applied on top of these.
 CREATE INDEX rm_sessions_order ON rm_sessions (generation, first_position);
-CREATE INDEX rm_sessions_owner ON rm_sessions (generation, owner, status);
+CREATE INDEX rm_sessions_owner ON rm_sessions (generation, owner, first_position);
 
 -- scaling_groups: the folded ScalingGroup aggregate.
 CREATE TABLE rm_scaling_groups

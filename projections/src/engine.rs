@@ -144,6 +144,18 @@ async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, Projecti
     })
 }
 
+/// Read-model writes are key lookups and upserts. Right after a table was created,
+/// reset or bulk-filled, PostgreSQL's statistics still call it tiny and the planner picks
+/// sequential scans with an `id = ANY(..)` filter, which made catch-up quadratic
+/// (measured: 70 ms per 300-key lookup at 40k rows). Projection transactions therefore
+/// forbid sequential scans; every read-model query they run has an index.
+async fn prefer_index_lookups(tx: &mut Tx) -> Result<(), ProjectionError> {
+    if tx.is_postgres() {
+        exec_tx!(tx, c => sqlx::query("SET LOCAL enable_seqscan = off").execute(c).await)?;
+    }
+    Ok(())
+}
+
 /// Reads a checkpoint without locking (missing = start).
 pub async fn read_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, ProjectionError> {
     let row: Option<(i64, i64, i64)> = on_pool!(db, p => sqlx::query_as(
@@ -265,6 +277,7 @@ impl Engine {
             return Ok(0);
         };
         let mut tx = self.db.begin().await?;
+        prefer_index_lookups(&mut tx).await?;
         let current = lock_checkpoint(&mut tx, name).await?;
         if current != seen {
             // Another runner (or a rebuild swap) moved it: drop this batch, start over.
@@ -512,6 +525,7 @@ pub async fn rebuild(
             break;
         };
         let mut tx = db.begin().await?;
+        prefer_index_lookups(&mut tx).await?;
         projection.apply(&mut tx, shadow, &events).await?;
         tx.commit().await?;
         cursor = last;
@@ -524,6 +538,7 @@ pub async fn rebuild(
     // Swap: lock the checkpoint (the live runner waits or retries), apply the tail that
     // arrived meanwhile, point readers at the new generation.
     let mut tx = db.begin().await?;
+    prefer_index_lookups(&mut tx).await?;
     let current = lock_checkpoint(&mut tx, name).await?;
     if current.generation != live {
         return Err(ProjectionError::Handler(format!(

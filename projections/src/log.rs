@@ -60,12 +60,10 @@ impl RecordedEvent {
 
     /// Decodes the payload as an aggregate's event type.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, crate::ProjectionError> {
-        serde_json::from_value(self.payload.clone()).map_err(|source| {
-            crate::ProjectionError::Decode {
-                event_type: self.event_type.clone(),
-                global_position: self.global_position,
-                source,
-            }
+        E::deserialize(&self.payload).map_err(|source| crate::ProjectionError::Decode {
+            event_type: self.event_type.clone(),
+            global_position: self.global_position,
+            source,
         })
     }
 

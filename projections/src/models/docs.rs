@@ -13,7 +13,7 @@ use super::pending_queue::{PendingEntry, PendingQueue};
 use super::{live_generation, SqlValue, CHUNK};
 use crate::db::{Db, Tx};
 use crate::log::RecordedEvent;
-use crate::{exec_tx, on_pool, on_tx, push_value, Projection, ProjectionError};
+use crate::{on_pool, push_value, Projection, ProjectionError};
 
 /// A read model of folded `A` aggregates.
 pub struct DocProjection<A: Decider> {
@@ -127,23 +127,57 @@ where
         let mut ids: Vec<&str> = relevant.iter().map(|e| e.aggregate_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
+        // A stream whose first event in this batch is its sequence 1 has no row yet:
+        // only the others are looked up.
+        let mut born_here = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        for e in &relevant {
+            if seen.insert(e.aggregate_id.as_str()) && e.sequence == 1 {
+                born_here.insert(e.aggregate_id.as_str());
+            }
+        }
+        let lookups: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !born_here.contains(id))
+            .collect();
 
         // Load the touched rows once.
         let mut rows: HashMap<String, Row<A>> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let found: Vec<(String, String, i64, i64)> = on_tx!(tx, c => {
-                let mut qb = sqlx::QueryBuilder::new(format!(
-                    "SELECT id, doc, first_position, last_position FROM {} WHERE generation = ",
-                    self.table
-                ));
-                qb.push_bind(generation).push(" AND id IN (");
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
+        // PostgreSQL: one statement with an array parameter (one prepared statement,
+        // one plan, whatever the batch); SQLite: IN lists within its parameter limit.
+        let chunk_size = if tx.is_postgres() {
+            lookups.len().max(1)
+        } else {
+            CHUNK
+        };
+        for chunk in lookups.chunks(chunk_size) {
+            let found: Vec<(String, String, i64, i64)> = match &mut *tx {
+                Tx::Postgres(t) => {
+                    sqlx::query_as(&format!(
+                        "SELECT id, doc, first_position, last_position FROM {} \
+                         WHERE generation = $1 AND id = ANY($2)",
+                        self.table
+                    ))
+                    .bind(generation)
+                    .bind(chunk)
+                    .fetch_all(&mut **t)
+                    .await?
                 }
-                qb.push(")");
-                qb.build_query_as().fetch_all(c).await
-            })?;
+                Tx::Sqlite(t) => {
+                    let mut qb = sqlx::QueryBuilder::new(format!(
+                        "SELECT id, doc, first_position, last_position FROM {} WHERE generation = ",
+                        self.table
+                    ));
+                    qb.push_bind(generation).push(" AND id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build_query_as().fetch_all(&mut **t).await?
+                }
+            };
             for (id, doc, first_position, last_position) in found {
                 let state: A =
                     serde_json::from_str(&doc).map_err(|source| ProjectionError::Decode {
@@ -185,35 +219,95 @@ where
             .iter()
             .map(|c| format!(", {c} = excluded.{c}"))
             .collect();
-        for chunk in touched.chunks(CHUNK) {
+        let conflict = format!(
+            " ON CONFLICT (generation, id) DO UPDATE SET doc = excluded.doc, \
+             last_position = excluded.last_position{updates}"
+        );
+        let chunk_size = if tx.is_postgres() {
+            touched.len().max(1)
+        } else {
+            CHUNK
+        };
+        for chunk in touched.chunks(chunk_size) {
             let mut values = Vec::with_capacity(chunk.len());
             for (id, row) in chunk {
                 let doc = serde_json::to_string(&row.state).map_err(|e| {
                     ProjectionError::Handler(format!("cannot encode {} {id}: {e}", A::TYPE))
                 })?;
-                values.push((*id, doc, row, (self.columns)(&row.state)));
+                values.push((*id, doc, *row, (self.columns)(&row.state)));
             }
-            exec_tx!(tx, c => {
-                let mut qb = sqlx::QueryBuilder::new(format!(
-                    "INSERT INTO {} (generation, id, doc, first_position, last_position, {columns}) ",
-                    self.table
-                ));
-                qb.push_values(&values, |mut sep, (id, doc, row, extra)| {
-                    sep.push_bind(generation)
-                        .push_bind(*id)
-                        .push_bind(doc.clone())
-                        .push_bind(row.first_position)
-                        .push_bind(row.last_position);
-                    for v in extra {
-                        push_value!(sep, v);
+            match &mut *tx {
+                // One statement of arrays: one prepared statement whatever the batch size.
+                Tx::Postgres(t) => {
+                    let arrays: Vec<String> = (0..self.extra.len())
+                        .map(|i| {
+                            let int = values
+                                .iter()
+                                .any(|v| matches!(v.3.get(i), Some(SqlValue::Int(_))));
+                            format!("${}::{}[]", i + 6, if int { "bigint" } else { "text" })
+                        })
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO {} (generation, id, doc, first_position, last_position, {columns}) \
+                         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[], {}){conflict}",
+                        self.table,
+                        arrays.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql)
+                        .bind(generation)
+                        .bind(values.iter().map(|v| v.0).collect::<Vec<_>>())
+                        .bind(values.iter().map(|v| v.1.as_str()).collect::<Vec<_>>())
+                        .bind(
+                            values
+                                .iter()
+                                .map(|v| v.2.first_position)
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(values.iter().map(|v| v.2.last_position).collect::<Vec<_>>());
+                    for (i, array) in arrays.iter().enumerate() {
+                        if array.ends_with("bigint[]") {
+                            q = q.bind(
+                                values
+                                    .iter()
+                                    .map(|v| match v.3.get(i) {
+                                        Some(SqlValue::Int(n)) => Some(*n),
+                                        _ => None,
+                                    })
+                                    .collect::<Vec<_>>(),
+                            );
+                        } else {
+                            q = q.bind(
+                                values
+                                    .iter()
+                                    .map(|v| match v.3.get(i) {
+                                        Some(SqlValue::Text(s)) => Some(s.clone()),
+                                        _ => None,
+                                    })
+                                    .collect::<Vec<_>>(),
+                            );
+                        }
                     }
-                });
-                qb.push(format!(
-                    " ON CONFLICT (generation, id) DO UPDATE SET doc = excluded.doc, \
-                     last_position = excluded.last_position{updates}"
-                ));
-                qb.build().execute(c).await
-            })?;
+                    q.execute(&mut **t).await?;
+                }
+                Tx::Sqlite(t) => {
+                    let mut qb = sqlx::QueryBuilder::new(format!(
+                        "INSERT INTO {} (generation, id, doc, first_position, last_position, {columns}) ",
+                        self.table
+                    ));
+                    qb.push_values(&values, |mut sep, (id, doc, row, extra)| {
+                        sep.push_bind(generation)
+                            .push_bind(*id)
+                            .push_bind(doc.clone())
+                            .push_bind(row.first_position)
+                            .push_bind(row.last_position);
+                        for v in extra {
+                            push_value!(sep, v);
+                        }
+                    });
+                    qb.push(&conflict);
+                    qb.build().execute(&mut **t).await?;
+                }
+            }
         }
         Ok(())
     }
