@@ -32,6 +32,83 @@ pub enum CtlCommand {
     /// Read models: status, rebuild, reset.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// The timeline of one session: time, status change, reason, actor, predicate failures.
+    History {
+        /// Session id (UUID).
+        session_id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The folded state of one aggregate as of a point in time or a sequence, as JSON.
+    Replay {
+        /// session | scaling-group | agent | resource-policy
+        aggregate_type: String,
+        /// Aggregate id.
+        id: String,
+        /// Fold the events that occurred at or before this time (RFC 3339).
+        #[arg(long, conflicts_with = "to_sequence")]
+        at: Option<String>,
+        /// Fold the events up to and including this sequence.
+        #[arg(long)]
+        to_sequence: Option<i64>,
+    },
+    /// Integrity checks of the whole store.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The global event log: tail, export, import.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `sessionctl audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-fold every stream; check transitions, sequences, positions, versions and every
+    /// read model against a fresh fold. Exits 1 when anything is wrong.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `sessionctl events ...`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The newest events, one per line; `--follow` keeps printing new ones.
+    Tail {
+        /// Keep following the log (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+        /// Only this event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only this aggregate id.
+        #[arg(long)]
+        aggregate: Option<String>,
+        /// How many past events to show first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Every event in log order as NDJSON (positions, ids, timestamps, metadata).
+    Export {
+        /// Only `ndjson` is supported.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Import an NDJSON export, preserving positions, ids, timestamps and metadata.
+    Import {
+        /// Read from here instead of stdin.
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        /// Import even though the store already has events.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `sessionctl projections ...`
@@ -77,6 +154,15 @@ enum CtlError {
     Projection(#[from] projections::ProjectionError),
     #[error("{0}")]
     Other(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The audit found problems (already printed).
+    #[error("audit found {0} problem(s)")]
+    Findings(usize),
 }
 
 /// Runs `sessionctl`; returns the exit code.
@@ -101,6 +187,15 @@ async fn execute(ctl: Ctl) -> Result<(), CtlError> {
     );
     let result = match ctl.command {
         CtlCommand::Projections(cmd) => projections_command(&store, &engine, cmd).await,
+        CtlCommand::History { session_id, json } => history(&store, &session_id, json).await,
+        CtlCommand::Replay {
+            aggregate_type,
+            id,
+            at,
+            to_sequence,
+        } => replay(&store, &aggregate_type, &id, at.as_deref(), to_sequence).await,
+        CtlCommand::Audit(AuditCommand::Verify { json }) => audit_verify(&store, json).await,
+        CtlCommand::Events(cmd) => events_command(&store, cmd).await,
     };
     store.close().await;
     result
@@ -182,6 +277,315 @@ async fn projections_command(
                 "{name}: reset; {} events to replay (a running sessiond catches it up)",
                 s.lag_events
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a session id, or explains what is wrong with it.
+fn session_uuid(id: &str) -> Result<uuid::Uuid, CtlError> {
+    uuid::Uuid::parse_str(id)
+        .map_err(|_| CtlError::Other(format!("'{id}' is not a session id (expected a UUID)")))
+}
+
+/// One line of a session's timeline.
+#[derive(Debug, serde::Serialize)]
+struct HistoryEntry {
+    sequence: i64,
+    position: i64,
+    event_type: String,
+    occurred_at: String,
+    recorded_at: String,
+    actor: String,
+    from: Option<String>,
+    to: Option<String>,
+    reason: Option<String>,
+    failed_predicates: Vec<String>,
+}
+
+async fn history(store: &EventStore, id: &str, json: bool) -> Result<(), CtlError> {
+    use domain::session::{Session, SessionEvent};
+    use domain::Decider;
+    session_uuid(id)?;
+    let stream = store.read_stream("Session", id).await?;
+    if stream.is_empty() {
+        return Err(CtlError::Other(format!("no session {id}")));
+    }
+    let mut state = Session::default();
+    let mut entries = Vec::new();
+    for e in &stream {
+        let ev: SessionEvent = e.decode()?;
+        let from = state.status;
+        state.evolve(&ev);
+        let failed = match &ev {
+            SessionEvent::SessionSchedulingFailed {
+                failed_predicates, ..
+            } => failed_predicates
+                .iter()
+                .map(|p| format!("{}: {}", p.name, p.msg))
+                .collect(),
+            _ => vec![],
+        };
+        entries.push(HistoryEntry {
+            sequence: e.sequence,
+            position: e.global_position,
+            event_type: e.event_type.clone(),
+            occurred_at: ev
+                .occurred_at()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            recorded_at: e
+                .recorded_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            actor: e.actor().to_string(),
+            from: ev.target_status().and(from).map(|s| s.as_str().to_string()),
+            to: ev.target_status().map(|s| s.as_str().to_string()),
+            reason: ev.status_info(),
+            failed_predicates: failed,
+        });
+    }
+    if json {
+        out(&serde_json::to_string_pretty(&entries).map_err(|e| CtlError::Other(e.to_string()))?);
+        return Ok(());
+    }
+    out(&format!(
+        "{:<24}  {:<27}  {:<28}  {:<22}  {}",
+        "time", "status", "event", "reason", "actor"
+    ));
+    for h in entries {
+        let change = match (&h.from, &h.to) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            (None, Some(t)) => t.clone(),
+            _ => "(stays PENDING)".to_string(),
+        };
+        out(&format!(
+            "{:<24}  {:<27}  {:<28}  {:<22}  {}",
+            h.occurred_at,
+            change,
+            h.event_type,
+            h.reason.as_deref().unwrap_or("-"),
+            h.actor
+        ));
+        for p in &h.failed_predicates {
+            out(&format!("{:<24}    predicate failed: {p}", ""));
+        }
+    }
+    Ok(())
+}
+
+async fn replay(
+    store: &EventStore,
+    aggregate_type: &str,
+    id: &str,
+    at: Option<&str>,
+    to_sequence: Option<i64>,
+) -> Result<(), CtlError> {
+    use domain::Decider;
+    let at = at
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .map_err(|_| CtlError::Other(format!("--at '{t}' is not an RFC 3339 time")))
+        })
+        .transpose()?;
+    fn fold<A: Decider>(
+        events: &[projections::RecordedEvent],
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        to_sequence: Option<i64>,
+    ) -> Result<serde_json::Value, CtlError> {
+        let mut state = A::default();
+        for e in events {
+            if to_sequence.is_some_and(|n| e.sequence > n) {
+                break;
+            }
+            if let Some(at) = at {
+                let occurred = projections::models::audit_log::occurred_at(&e.payload)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .unwrap_or(e.recorded_at);
+                if occurred > at {
+                    break;
+                }
+            }
+            let ev: A::Event = e.decode()?;
+            state.evolve(&ev);
+        }
+        serde_json::to_value(&state).map_err(|e| CtlError::Other(e.to_string()))
+    }
+    let (stored_type, kind) = match aggregate_type {
+        "session" | "Session" => ("Session", 0),
+        "scaling-group" | "ScalingGroup" => ("ScalingGroup", 1),
+        "agent" | "Agent" => ("Agent", 2),
+        "resource-policy" | "ResourcePolicy" => ("ResourcePolicy", 3),
+        other => {
+            return Err(CtlError::Other(format!(
+                "unknown aggregate type '{other}' (expected session, scaling-group, agent or resource-policy)"
+            )))
+        }
+    };
+    if kind == 0 {
+        session_uuid(id)?;
+    }
+    let events = store.read_stream(stored_type, id).await?;
+    if events.is_empty() {
+        return Err(CtlError::Other(format!("no {aggregate_type} '{id}'")));
+    }
+    let state = match kind {
+        0 => fold::<domain::session::Session>(&events, at, to_sequence)?,
+        1 => fold::<domain::scaling_group::ScalingGroup>(&events, at, to_sequence)?,
+        2 => fold::<domain::agent::Agent>(&events, at, to_sequence)?,
+        _ => fold::<domain::policy::ResourcePolicy>(&events, at, to_sequence)?,
+    };
+    out(&serde_json::to_string_pretty(&state).map_err(|e| CtlError::Other(e.to_string()))?);
+    Ok(())
+}
+
+async fn audit_verify(store: &EventStore, json: bool) -> Result<(), CtlError> {
+    let total = store.count_events().await?;
+    let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    if let Ok(style) =
+        ProgressStyle::with_template("verify [{bar:40}] {pos}/{len} events  {per_sec}  ETA {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let report = crate::audit::verify(store, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    if json {
+        out(&serde_json::to_string_pretty(&report).map_err(|e| CtlError::Other(e.to_string()))?);
+    } else {
+        for f in &report.findings {
+            out(&format!("{:<10} {:<48} {}", f.check, f.subject, f.detail));
+        }
+        out(&format!(
+            "{} events in {} streams; read models compared: {}; {} problem(s)",
+            report.events,
+            report.streams,
+            report.read_models.join(", "),
+            report.findings.len()
+        ));
+    }
+    if report.findings.is_empty() {
+        Ok(())
+    } else {
+        Err(CtlError::Findings(report.findings.len()))
+    }
+}
+
+fn event_line(e: &projections::RecordedEvent) -> String {
+    format!(
+        "{:>10}  {}  {} {} #{}  {}  {}",
+        e.global_position,
+        e.recorded_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        e.aggregate_type,
+        e.aggregate_id,
+        e.sequence,
+        e.event_type,
+        e.actor()
+    )
+}
+
+async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), CtlError> {
+    use std::io::{BufRead, Write};
+    let db = store.db();
+    match cmd {
+        EventsCommand::Tail {
+            follow,
+            event_type,
+            aggregate,
+            limit,
+        } => {
+            let wanted = |e: &projections::RecordedEvent| {
+                event_type.as_ref().is_none_or(|t| &e.event_type == t)
+                    && aggregate.as_ref().is_none_or(|a| &e.aggregate_id == a)
+            };
+            let mut cursor = projections::LogPosition::START;
+            let mut last = std::collections::VecDeque::with_capacity(limit);
+            loop {
+                let batch = db.read_log(cursor, 5000).await?;
+                let Some(l) = batch.last() else { break };
+                cursor = l.log_position();
+                for e in batch.into_iter().filter(|e| wanted(e)) {
+                    if last.len() == limit {
+                        last.pop_front();
+                    }
+                    if limit > 0 {
+                        last.push_back(e);
+                    }
+                }
+            }
+            for e in &last {
+                out(&event_line(e));
+            }
+            while follow {
+                let batch = db.read_log(cursor, 1000).await?;
+                match batch.last() {
+                    Some(l) => cursor = l.log_position(),
+                    None => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = tokio::signal::ctrl_c() => break,
+                        }
+                    }
+                }
+                for e in batch.iter().filter(|e| wanted(e)) {
+                    out(&event_line(e));
+                }
+            }
+        }
+        EventsCommand::Export { format, output } => {
+            if format != "ndjson" {
+                return Err(CtlError::Other(format!(
+                    "unsupported format '{format}' (only ndjson)"
+                )));
+            }
+            let mut sink: Box<dyn Write> = match output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let total = store.count_events().await?;
+            let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+            let mut cursor = projections::LogPosition::START;
+            loop {
+                let batch = db.read_log(cursor, 5000).await?;
+                let Some(l) = batch.last() else { break };
+                cursor = l.log_position();
+                for e in &batch {
+                    serde_json::to_writer(&mut sink, e)
+                        .map_err(|e| CtlError::Other(e.to_string()))?;
+                    sink.write_all(b"\n")?;
+                }
+                bar.inc(batch.len() as u64);
+            }
+            sink.flush()?;
+            bar.finish_and_clear();
+        }
+        EventsCommand::Import { input, force } => {
+            let existing = store.count_events().await?;
+            if existing > 0 && !force {
+                return Err(CtlError::Other(format!(
+                    "the store already has {existing} events; import into an empty store, or pass --force"
+                )));
+            }
+            let reader: Box<dyn BufRead> = match input {
+                Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+                None => Box::new(std::io::BufReader::new(std::io::stdin().lock())),
+            };
+            let bar = ProgressBar::new_spinner();
+            let mut events = Vec::new();
+            for (n, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let e: projections::RecordedEvent = serde_json::from_str(&line).map_err(|e| {
+                    CtlError::Other(format!("line {}: not an exported event: {e}", n + 1))
+                })?;
+                events.push(e);
+                bar.inc(1);
+            }
+            store.import(&events).await?;
+            bar.finish_and_clear();
+            out(&format!("imported {} events", events.len()));
         }
     }
     Ok(())

@@ -10,12 +10,14 @@
 //!   commit-order reader of the global log.
 //! - [`command`]: load -> decide -> append, with bounded, jittered retry on conflicts.
 //! - [`server`]: `sessiond serve` (HTTP, graceful shutdown).
+//! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
 //! - [`bench`]: `sessiond bench`, the benchmark harness (ratios against same-run baselines).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
 //! - [`ctl`]: `sessionctl`, operator tooling on the store (projections status/rebuild/reset).
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod command;

@@ -259,6 +259,22 @@ impl EventStore {
         }
     }
 
+    /// Number of events in the store.
+    pub async fn count_events(&self) -> Result<i64, StoreError> {
+        Ok(self.db().lag_after(LogPosition::START).await?.0)
+    }
+
+    /// Writes exported events back exactly as they were (global position, stream,
+    /// sequence, type, version, payload, metadata, `recorded_at`), in one transaction.
+    /// On PostgreSQL every imported row gets the importing transaction's id, so the
+    /// global log reads them in position order. Any collision aborts the whole import.
+    pub async fn import(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        match self {
+            EventStore::Postgres(s) => s.import(events).await,
+            EventStore::Sqlite(s) => s.import(events).await,
+        }
+    }
+
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

@@ -88,6 +88,59 @@ impl PgStore {
         Ok(positions)
     }
 
+    pub(super) async fn import(&self, events: &[super::RecordedEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in events.chunks(2000) {
+            sqlx::query(
+                "INSERT INTO events (global_position, aggregate_type, aggregate_id, sequence, \
+                   event_type, event_version, payload, metadata, recorded_at) \
+                 OVERRIDING SYSTEM VALUE \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], \
+                   $5::text[], $6::text[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])",
+            )
+            .bind(chunk.iter().map(|e| e.global_position).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.aggregate_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.aggregate_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|e| e.sequence).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| e.event_version.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|e| &e.payload).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|e| &e.metadata).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        // New appends continue after the highest imported position.
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('events', 'global_position'), \
+                           GREATEST((SELECT max(global_position) FROM events), 1))",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -107,6 +107,41 @@ impl SqliteStore {
         Ok(positions)
     }
 
+    pub(super) async fn import(&self, events: &[super::RecordedEvent]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in events.chunks(2000) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO events (global_position, aggregate_type, aggregate_id, sequence, \
+                 event_type, event_version, payload, metadata, recorded_at) ",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                rows.push((
+                    e,
+                    serde_json::to_string(&e.payload).map_err(StoreError::Encode)?,
+                    serde_json::to_string(&e.metadata).map_err(StoreError::Encode)?,
+                ));
+            }
+            qb.push_values(&rows, |mut row, (e, payload, metadata)| {
+                row.push_bind(e.global_position)
+                    .push_bind(&e.aggregate_type)
+                    .push_bind(&e.aggregate_id)
+                    .push_bind(e.sequence)
+                    .push_bind(&e.event_type)
+                    .push_bind(&e.event_version)
+                    .push_bind(payload)
+                    .push_bind(metadata)
+                    .push_bind(
+                        e.recorded_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    );
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())

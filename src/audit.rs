@@ -1,0 +1,474 @@
+//! `sessionctl audit verify`: re-folds every stream from the global log and checks the
+//! store's integrity and every read model's agreement with a fresh fold.
+//!
+//! Checks, each reported as a [`Finding`] with a stable `check` name:
+//! - `decode`: the payload decodes as its aggregate's event type;
+//! - `version`: the `event_version` is one this build can read (current or upcastable);
+//! - `transition`: every session status change is in the transition table (SPEC §1.1),
+//!   a session is enqueued once, and scheduling failures only happen while PENDING;
+//! - `sequence`: per-stream sequences are gapless, start at 1 and never repeat;
+//! - `position`: within a stream, global positions increase with the sequence (the
+//!   global log's commit order agrees with every stream's order);
+//! - `drift`: each read model equals a fresh fold of the log up to its checkpoint (the
+//!   report lists the differing fields).
+
+use chrono::{DateTime, Utc};
+use domain::agent::{Agent, AgentEvent, AGENT_EVENT_VERSION};
+use domain::policy::{ResourcePolicy, ResourcePolicyEvent, RESOURCE_POLICY_EVENT_VERSION};
+use domain::scaling_group::{ScalingGroup, ScalingGroupEvent, SCALING_GROUP_EVENT_VERSION};
+use domain::session::{Session, SessionEvent, SessionStatus, SESSION_EVENT_VERSION};
+use domain::Decider;
+use projections::engine::read_checkpoint;
+use projections::models::audit_log::{occurred_at, AuditLog};
+use projections::models::docs;
+use projections::models::pending_queue::PendingQueue;
+use projections::{LogPosition, RecordedEvent};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::store::EventStore;
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Which check: `decode`, `version`, `transition`, `sequence`, `position`, `drift`.
+    pub check: String,
+    /// What it concerns, e.g. `Session 5f0c…` or `read model sessions`.
+    pub subject: String,
+    /// What is wrong, precisely.
+    pub detail: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditReport {
+    /// Events read.
+    pub events: u64,
+    /// Streams seen.
+    pub streams: u64,
+    /// Read models compared.
+    pub read_models: Vec<String>,
+    /// Everything wrong (empty = the store is sound).
+    pub findings: Vec<Finding>,
+}
+
+/// Why the audit could not run (not a finding: an infrastructure failure).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading failed.
+    #[error(transparent)]
+    Projection(#[from] projections::ProjectionError),
+    /// Reading failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Every aggregate's state, folded from the log.
+#[derive(Debug, Clone, Default)]
+struct World {
+    sessions: BTreeMap<String, Session>,
+    enqueue_positions: HashMap<String, i64>,
+    groups: BTreeMap<String, ScalingGroup>,
+    agents: BTreeMap<String, Agent>,
+    policies: BTreeMap<String, ResourcePolicy>,
+    audit: Vec<(i64, String, String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct StreamCursor {
+    sequence: i64,
+    position: i64,
+}
+
+/// Runs every check. `progress` is called with the number of events read so far.
+pub async fn verify(
+    store: &EventStore,
+    mut progress: impl FnMut(u64),
+) -> Result<AuditReport, AuditError> {
+    let db = store.db();
+    let names = [
+        "sessions",
+        "scaling_groups",
+        "agent_occupancy",
+        "pending_queue",
+        "audit_log",
+    ];
+    let mut checkpoints = Vec::new();
+    for n in names {
+        checkpoints.push((n, read_checkpoint(&db, n).await?.position));
+    }
+    let mut snapshots: HashMap<&str, World> = HashMap::new();
+    let mut report = AuditReport::default();
+    let mut world = World::default();
+    let mut streams: HashMap<(String, String), StreamCursor> = HashMap::new();
+    let mut cursor = LogPosition::START;
+    loop {
+        let batch = db.read_log(cursor, 5000).await?;
+        let Some(last) = batch.last() else { break };
+        cursor = last.log_position();
+        for e in &batch {
+            for (name, cp) in &checkpoints {
+                if e.log_position() > *cp && !snapshots.contains_key(name) {
+                    snapshots.insert(name, world.clone());
+                }
+            }
+            check_stream(e, &mut streams, &mut report.findings);
+            fold(e, &mut world, &mut report.findings);
+            report.events += 1;
+        }
+        progress(report.events);
+    }
+    report.streams = streams.len() as u64;
+    for (name, _) in &checkpoints {
+        let expected = snapshots.remove(name).unwrap_or_else(|| world.clone());
+        let drift = compare(store, name, &expected).await?;
+        report.findings.extend(drift);
+        report.read_models.push(name.to_string());
+    }
+    Ok(report)
+}
+
+fn subject(e: &RecordedEvent) -> String {
+    format!("{} {}", e.aggregate_type, e.aggregate_id)
+}
+
+fn finding(check: &str, subject: String, detail: String) -> Finding {
+    Finding {
+        check: check.to_string(),
+        subject,
+        detail,
+    }
+}
+
+fn check_stream(
+    e: &RecordedEvent,
+    streams: &mut HashMap<(String, String), StreamCursor>,
+    findings: &mut Vec<Finding>,
+) {
+    let c = streams
+        .entry((e.aggregate_type.clone(), e.aggregate_id.clone()))
+        .or_default();
+    if e.sequence != c.sequence + 1 {
+        let detail = if e.sequence <= c.sequence {
+            format!(
+                "sequence {} at position {} comes after sequence {} (repeated or out of order)",
+                e.sequence, e.global_position, c.sequence
+            )
+        } else {
+            format!(
+                "gap: sequence {} follows {} (missing {}..{}) at position {}",
+                e.sequence,
+                c.sequence,
+                c.sequence + 1,
+                e.sequence - 1,
+                e.global_position
+            )
+        };
+        findings.push(finding("sequence", subject(e), detail));
+    }
+    if e.global_position <= c.position {
+        findings.push(finding(
+            "position",
+            subject(e),
+            format!(
+                "sequence {} has global position {} but an earlier sequence has {}",
+                e.sequence, e.global_position, c.position
+            ),
+        ));
+    }
+    c.sequence = c.sequence.max(e.sequence);
+    c.position = c.position.max(e.global_position);
+}
+
+/// Decodes an event if its version is readable; records a finding otherwise.
+fn decode<E: serde::de::DeserializeOwned>(
+    e: &RecordedEvent,
+    current: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<E> {
+    if e.event_version != current {
+        findings.push(finding(
+            "version",
+            subject(e),
+            format!(
+                "{} v{} at sequence {} has no upcaster to v{current}",
+                e.event_type, e.event_version, e.sequence
+            ),
+        ));
+        return None;
+    }
+    match e.decode::<E>() {
+        Ok(ev) => Some(ev),
+        Err(err) => {
+            findings.push(finding(
+                "decode",
+                subject(e),
+                format!("sequence {}: {err}", e.sequence),
+            ));
+            None
+        }
+    }
+}
+
+fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
+    world.audit.push((
+        e.global_position,
+        e.event_type.clone(),
+        e.actor().to_string(),
+        occurred_at(&e.payload).unwrap_or_default(),
+    ));
+    match e.aggregate_type.as_str() {
+        "Session" => {
+            let Some(ev) = decode::<SessionEvent>(e, SESSION_EVENT_VERSION, findings) else {
+                return;
+            };
+            let state = world.sessions.entry(e.aggregate_id.clone()).or_default();
+            let from = state.status;
+            match (&ev, ev.target_status()) {
+                (SessionEvent::SessionSchedulingFailed { .. }, _)
+                    if from != Some(SessionStatus::Pending) =>
+                {
+                    findings.push(finding(
+                        "transition",
+                        subject(e),
+                        format!(
+                            "SessionSchedulingFailed at sequence {} while {}",
+                            e.sequence,
+                            from.map(|s| s.as_str()).unwrap_or("not enqueued")
+                        ),
+                    ));
+                }
+                (_, Some(to)) => {
+                    let legal = match from {
+                        None => to == SessionStatus::Pending,
+                        Some(from) => from.can_transition_to(to),
+                    };
+                    if !legal {
+                        findings.push(finding(
+                            "transition",
+                            subject(e),
+                            format!(
+                                "illegal transition {} -> {to} ({} at sequence {}, position {})",
+                                from.map(|s| s.as_str()).unwrap_or("(none)"),
+                                e.event_type,
+                                e.sequence,
+                                e.global_position
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            if matches!(ev, SessionEvent::SessionEnqueued { .. }) {
+                world
+                    .enqueue_positions
+                    .entry(e.aggregate_id.clone())
+                    .or_insert(e.global_position);
+            }
+            state.evolve(&ev);
+        }
+        "ScalingGroup" => {
+            if let Some(ev) = decode::<ScalingGroupEvent>(e, SCALING_GROUP_EVENT_VERSION, findings)
+            {
+                world
+                    .groups
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .evolve(&ev);
+            }
+        }
+        "Agent" => {
+            if let Some(ev) = decode::<AgentEvent>(e, AGENT_EVENT_VERSION, findings) {
+                world
+                    .agents
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .evolve(&ev);
+            }
+        }
+        "ResourcePolicy" => {
+            if let Some(ev) =
+                decode::<ResourcePolicyEvent>(e, RESOURCE_POLICY_EVENT_VERSION, findings)
+            {
+                world
+                    .policies
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .evolve(&ev);
+            }
+        }
+        other => findings.push(finding(
+            "decode",
+            subject(e),
+            format!("unknown aggregate type '{other}'"),
+        )),
+    }
+}
+
+/// Paths of the fields where two JSON values differ (objects are compared key by key).
+pub fn differing_fields(expected: &Value, actual: &Value, prefix: &str, out: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => differing_fields(x, y, &path, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        (a, b) if a != b => out.push(if prefix.is_empty() {
+            "(whole)".into()
+        } else {
+            prefix.to_string()
+        }),
+        _ => {}
+    }
+}
+
+fn compare_docs(
+    model: &str,
+    expected: BTreeMap<String, Value>,
+    actual: Vec<(String, Value)>,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut actual: BTreeMap<String, Value> = actual.into_iter().collect();
+    for (id, want) in expected {
+        match actual.remove(&id) {
+            None => findings.push(finding(
+                "drift",
+                format!("read model {model}"),
+                format!("row {id} is missing"),
+            )),
+            Some(got) => {
+                let mut fields = Vec::new();
+                differing_fields(&want, &got, "", &mut fields);
+                if !fields.is_empty() {
+                    findings.push(finding(
+                        "drift",
+                        format!("read model {model}"),
+                        format!("row {id} differs in: {}", fields.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    for id in actual.keys() {
+        findings.push(finding(
+            "drift",
+            format!("read model {model}"),
+            format!("row {id} has no stream"),
+        ));
+    }
+    findings
+}
+
+fn to_values<T: Serialize>(m: &BTreeMap<String, T>) -> BTreeMap<String, Value> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+        .collect()
+}
+
+async fn compare(store: &EventStore, model: &str, w: &World) -> Result<Vec<Finding>, AuditError> {
+    let db = store.db();
+    Ok(match model {
+        "sessions" => compare_docs(
+            model,
+            to_values(&w.sessions),
+            docs::sessions().all_docs(&db).await?,
+        ),
+        "scaling_groups" => compare_docs(
+            model,
+            to_values(&w.groups),
+            docs::scaling_groups().all_docs(&db).await?,
+        ),
+        "agent_occupancy" => compare_docs(
+            model,
+            to_values(&w.agents),
+            docs::agent_occupancy().all_docs(&db).await?,
+        ),
+        "pending_queue" => {
+            let mut expected = BTreeMap::new();
+            for (id, s) in &w.sessions {
+                let (Some(SessionStatus::Pending), Some(spec), Some(at)) =
+                    (s.status, &s.spec, s.enqueued_at)
+                else {
+                    continue;
+                };
+                let timeout = w
+                    .groups
+                    .get(&spec.scaling_group)
+                    .map(|g| g.scheduler_opts.pending_timeout)
+                    .unwrap_or(0);
+                expected.insert(
+                    id.clone(),
+                    serde_json::json!({
+                        "scaling_group": spec.scaling_group,
+                        "owner": spec.owner,
+                        "session_type": spec.session_type.as_str(),
+                        "priority": i64::from(spec.priority),
+                        "enqueue_position": w.enqueue_positions.get(id).copied().unwrap_or(0),
+                        "enqueued_ms": at.timestamp_millis(),
+                        "deadline_ms": (timeout > 0).then(|| at.timestamp_millis() + timeout as i64 * 1000),
+                    }),
+                );
+            }
+            let actual = PendingQueue
+                .all(&db)
+                .await?
+                .into_iter()
+                .map(|q| {
+                    let enqueued_ms = DateTime::parse_from_rfc3339(&q.enqueued_at)
+                        .map(|d| d.with_timezone(&Utc).timestamp_millis())
+                        .unwrap_or(-1);
+                    (
+                        q.session_id.clone(),
+                        serde_json::json!({
+                            "scaling_group": q.scaling_group,
+                            "owner": q.owner,
+                            "session_type": q.session_type,
+                            "priority": q.priority,
+                            "enqueue_position": q.enqueue_position,
+                            "enqueued_ms": enqueued_ms,
+                            "deadline_ms": q.deadline_ms,
+                        }),
+                    )
+                })
+                .collect();
+            compare_docs(model, expected, actual)
+        }
+        "audit_log" => {
+            let expected = w
+                .audit
+                .iter()
+                .map(|(pos, ty, actor, at)| {
+                    (
+                        format!("{pos:012}"),
+                        serde_json::json!({"event_type": ty, "actor": actor, "occurred_at": at}),
+                    )
+                })
+                .collect();
+            let actual = AuditLog
+                .entries(&db)
+                .await?
+                .into_iter()
+                .map(|a| {
+                    (
+                        format!("{:012}", a.global_position),
+                        serde_json::json!({"event_type": a.event_type, "actor": a.actor, "occurred_at": a.occurred_at.unwrap_or_default()}),
+                    )
+                })
+                .collect();
+            compare_docs(model, expected, actual)
+        }
+        _ => vec![],
+    })
+}
