@@ -165,6 +165,32 @@ impl CommandHandler {
         .await
     }
 
+    /// Executes a command that creates an aggregate under an id the server just
+    /// generated (e.g. a new session's UUID): it cannot exist yet, so the command is
+    /// decided on the empty state without loading — one round trip instead of two. The
+    /// primary key still guards it: should the id exist after all, the append conflicts
+    /// and the command is retried the normal way (load, decide), which rejects it.
+    pub async fn execute_new<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>>
+    where
+        A: Decider,
+        A::Command: Clone,
+    {
+        match self
+            .decide_and_append::<A>(aggregate_id, A::default(), 0, command.clone(), metadata)
+            .await
+        {
+            Err(CommandError::Store(e)) if e.is_conflict() => {
+                self.execute::<A>(aggregate_id, command, metadata).await
+            }
+            other => other,
+        }
+    }
+
     async fn try_once<A: Decider>(
         &self,
         aggregate_id: &str,
@@ -177,6 +203,18 @@ impl CommandHandler {
         for e in &history {
             state.evolve(e);
         }
+        self.decide_and_append(aggregate_id, state, version, command, metadata)
+            .await
+    }
+
+    async fn decide_and_append<A: Decider>(
+        &self,
+        aggregate_id: &str,
+        mut state: A,
+        version: i64,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed<A>, CommandError<A::Error>> {
         let events = state.decide(command).map_err(CommandError::Rejected)?;
         if events.is_empty() {
             return Ok(Committed {

@@ -52,6 +52,7 @@ conformance!(
     an_illegal_transition_changes_nothing_in_the_store,
     invalid_scheduler_opts_change_nothing_in_the_store,
     a_no_op_command_appends_nothing,
+    creating_under_a_fresh_id_skips_the_load_and_an_existing_id_is_still_rejected,
 );
 
 fn now() -> DateTime<Utc> {
@@ -502,4 +503,37 @@ async fn both_backends_store_the_same_events_for_the_same_commands() {
         );
     }
     assert_eq!(streams[0], streams[1]);
+}
+
+async fn creating_under_a_fresh_id_skips_the_load_and_an_existing_id_is_still_rejected(
+    store: EventStore,
+) {
+    let handler = CommandHandler::new(store.clone());
+    let id = Uuid::new_v4();
+    let enqueue = || SessionCommand::Enqueue {
+        spec: spec(id),
+        now: now(),
+    };
+    let first = handler
+        .execute_new::<Session>(&id.to_string(), enqueue(), &meta("user:alice"))
+        .await
+        .unwrap();
+    assert_eq!(first.state.status, Some(SessionStatus::Pending));
+    // The id exists now: the blind append conflicts, the retry loads and rejects.
+    let again = handler
+        .execute_new::<Session>(&id.to_string(), enqueue(), &meta("user:alice"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, CommandError::Rejected(SessionError::AlreadyExists)),
+        "{again:?}"
+    );
+    assert_eq!(
+        store
+            .read_stream("Session", &id.to_string())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
