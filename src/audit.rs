@@ -94,9 +94,24 @@ pub async fn verify(
         "pending_queue",
         "audit_log",
     ];
+    // Read each model together with its checkpoint: a batch moves both in one
+    // transaction, so an unchanged checkpoint before and after the read means the rows
+    // are exactly "the log up to the checkpoint" even while a server is running.
     let mut checkpoints = Vec::new();
+    let mut actual = HashMap::new();
     for n in names {
-        checkpoints.push((n, read_checkpoint(&db, n).await?.position));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let before = read_checkpoint(&db, n).await?.position;
+            let rows = load_actual(store, n).await?;
+            let after = read_checkpoint(&db, n).await?.position;
+            if before == after || attempts >= 20 {
+                checkpoints.push((n, after));
+                actual.insert(n, rows);
+                break;
+            }
+        }
     }
     let mut snapshots: HashMap<&str, World> = HashMap::new();
     let mut report = AuditReport::default();
@@ -122,8 +137,10 @@ pub async fn verify(
     report.streams = streams.len() as u64;
     for (name, _) in &checkpoints {
         let expected = snapshots.remove(name).unwrap_or_else(|| world.clone());
-        let drift = compare(store, name, &expected).await?;
-        report.findings.extend(drift);
+        let rows = actual.remove(name).unwrap_or_default();
+        report
+            .findings
+            .extend(compare_docs(name, expected_rows(name, &expected), rows));
         report.read_models.push(name.to_string());
     }
     Ok(report)
@@ -377,24 +394,11 @@ fn to_values<T: Serialize>(m: &BTreeMap<String, T>) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn compare(store: &EventStore, model: &str, w: &World) -> Result<Vec<Finding>, AuditError> {
-    let db = store.db();
-    Ok(match model {
-        "sessions" => compare_docs(
-            model,
-            to_values(&w.sessions),
-            docs::sessions().all_docs(&db).await?,
-        ),
-        "scaling_groups" => compare_docs(
-            model,
-            to_values(&w.groups),
-            docs::scaling_groups().all_docs(&db).await?,
-        ),
-        "agent_occupancy" => compare_docs(
-            model,
-            to_values(&w.agents),
-            docs::agent_occupancy().all_docs(&db).await?,
-        ),
+fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
+    match model {
+        "sessions" => to_values(&w.sessions),
+        "scaling_groups" => to_values(&w.groups),
+        "agent_occupancy" => to_values(&w.agents),
         "pending_queue" => {
             let mut expected = BTreeMap::new();
             for (id, s) in &w.sessions {
@@ -421,54 +425,61 @@ async fn compare(store: &EventStore, model: &str, w: &World) -> Result<Vec<Findi
                     }),
                 );
             }
-            let actual = PendingQueue
-                .all(&db)
-                .await?
-                .into_iter()
-                .map(|q| {
-                    let enqueued_ms = DateTime::parse_from_rfc3339(&q.enqueued_at)
-                        .map(|d| d.with_timezone(&Utc).timestamp_millis())
-                        .unwrap_or(-1);
-                    (
-                        q.session_id.clone(),
-                        serde_json::json!({
-                            "scaling_group": q.scaling_group,
-                            "owner": q.owner,
-                            "session_type": q.session_type,
-                            "priority": q.priority,
-                            "enqueue_position": q.enqueue_position,
-                            "enqueued_ms": enqueued_ms,
-                            "deadline_ms": q.deadline_ms,
-                        }),
-                    )
-                })
-                .collect();
-            compare_docs(model, expected, actual)
+            expected
         }
-        "audit_log" => {
-            let expected = w
-                .audit
-                .iter()
-                .map(|(pos, ty, actor, at)| {
-                    (
-                        format!("{pos:012}"),
-                        serde_json::json!({"event_type": ty, "actor": actor, "occurred_at": at}),
-                    )
-                })
-                .collect();
-            let actual = AuditLog
-                .entries(&db)
-                .await?
-                .into_iter()
-                .map(|a| {
-                    (
-                        format!("{:012}", a.global_position),
-                        serde_json::json!({"event_type": a.event_type, "actor": a.actor, "occurred_at": a.occurred_at.unwrap_or_default()}),
-                    )
-                })
-                .collect();
-            compare_docs(model, expected, actual)
-        }
+        "audit_log" => w
+            .audit
+            .iter()
+            .map(|(pos, ty, actor, at)| {
+                (
+                    format!("{pos:012}"),
+                    serde_json::json!({"event_type": ty, "actor": actor, "occurred_at": at}),
+                )
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Value)>, AuditError> {
+    let db = store.db();
+    Ok(match model {
+        "sessions" => docs::sessions().all_docs(&db).await?,
+        "scaling_groups" => docs::scaling_groups().all_docs(&db).await?,
+        "agent_occupancy" => docs::agent_occupancy().all_docs(&db).await?,
+        "pending_queue" => PendingQueue
+            .all(&db)
+            .await?
+            .into_iter()
+            .map(|q| {
+                let enqueued_ms = DateTime::parse_from_rfc3339(&q.enqueued_at)
+                    .map(|d| d.with_timezone(&Utc).timestamp_millis())
+                    .unwrap_or(-1);
+                (
+                    q.session_id.clone(),
+                    serde_json::json!({
+                        "scaling_group": q.scaling_group,
+                        "owner": q.owner,
+                        "session_type": q.session_type,
+                        "priority": q.priority,
+                        "enqueue_position": q.enqueue_position,
+                        "enqueued_ms": enqueued_ms,
+                        "deadline_ms": q.deadline_ms,
+                    }),
+                )
+            })
+            .collect(),
+        "audit_log" => AuditLog
+            .entries(&db)
+            .await?
+            .into_iter()
+            .map(|a| {
+                (
+                    format!("{:012}", a.global_position),
+                    serde_json::json!({"event_type": a.event_type, "actor": a.actor, "occurred_at": a.occurred_at.unwrap_or_default()}),
+                )
+            })
+            .collect(),
         _ => vec![],
     })
 }
