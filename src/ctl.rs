@@ -516,19 +516,21 @@ async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), Ct
             for e in &last {
                 out(&event_line(e));
             }
-            while follow {
-                let batch = db.read_log(cursor, 1000).await?;
-                match batch.last() {
-                    Some(l) => cursor = l.log_position(),
-                    None => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                            _ = tokio::signal::ctrl_c() => break,
+            if follow {
+                loop {
+                    let batch = db.read_log(cursor, 1000).await?;
+                    match batch.last() {
+                        Some(l) => cursor = l.log_position(),
+                        None => {
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                                _ = tokio::signal::ctrl_c() => break,
+                            }
                         }
                     }
-                }
-                for e in batch.iter().filter(|e| wanted(e)) {
-                    out(&event_line(e));
+                    for e in batch.iter().filter(|e| wanted(e)) {
+                        out(&event_line(e));
+                    }
                 }
             }
         }
