@@ -34,6 +34,48 @@ pub trait Decider: cqrs_es::Aggregate + Clone {
     fn evolve(&mut self, event: &Self::Event);
 }
 
+/// The cqrs-es adapter of an aggregate: `DomainEvent` for its event (explicit type and
+/// version) and `Aggregate` whose `handle` runs the pure `decide` and whose `apply` is
+/// `evolve`. One definition for every aggregate.
+#[macro_export]
+macro_rules! cqrs_adapter {
+    ($agg:ty, $type_name:expr, $cmd:ty, $event:ty, $error:ty, $version:expr, $event_type:expr) => {
+        impl cqrs_es::DomainEvent for $event {
+            fn event_type(&self) -> String {
+                let f: fn(&$event) -> String = $event_type;
+                f(self)
+            }
+            fn event_version(&self) -> String {
+                $version.to_string()
+            }
+        }
+
+        impl cqrs_es::Aggregate for $agg {
+            const TYPE: &'static str = $type_name;
+            type Command = $cmd;
+            type Event = $event;
+            type Error = $error;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                command: Self::Command,
+                _services: &Self::Services,
+                sink: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), Self::Error> {
+                for event in <$agg>::decide(self, command)? {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
+
+            fn apply(&mut self, event: Self::Event) {
+                <$agg>::apply(self, &event);
+            }
+        }
+    };
+}
+
 macro_rules! decider {
     ($agg:ty) => {
         impl Decider for $agg {

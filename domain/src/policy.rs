@@ -83,35 +83,12 @@ impl ResourcePolicy {
     }
 }
 
-impl cqrs_es::DomainEvent for ResourcePolicyEvent {
-    fn event_type(&self) -> String {
-        "ResourcePolicySet".to_string()
-    }
-    fn event_version(&self) -> String {
-        RESOURCE_POLICY_EVENT_VERSION.to_string()
-    }
-}
-
-impl cqrs_es::Aggregate for ResourcePolicy {
-    const TYPE: &'static str = "ResourcePolicy";
-    type Command = SetResourcePolicy;
-    type Event = ResourcePolicyEvent;
-    type Error = ValidationError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        ResourcePolicy::apply(self, &event);
-    }
-}
+crate::cqrs_adapter!(
+    ResourcePolicy,
+    "ResourcePolicy",
+    SetResourcePolicy,
+    ResourcePolicyEvent,
+    ValidationError,
+    RESOURCE_POLICY_EVENT_VERSION,
+    |_e| "ResourcePolicySet".to_string()
+);

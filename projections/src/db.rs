@@ -134,7 +134,7 @@ impl Db {
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
-                rows.iter().map(decode_pg).collect()
+                rows.iter().map(DecodeEvent::decode_event).collect()
             }
             Db::Sqlite { readers, .. } => {
                 let rows = sqlx::query(&format!(
@@ -145,7 +145,7 @@ impl Db {
                 .bind(limit)
                 .fetch_all(readers)
                 .await?;
-                rows.iter().map(decode_sqlite).collect()
+                rows.iter().map(DecodeEvent::decode_event).collect()
             }
         }
     }
@@ -156,30 +156,22 @@ impl Db {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<RecordedEvent>, ProjectionError> {
-        match self {
-            Db::Postgres(pool) => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {PG_COLUMNS} FROM events \
-                     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-                ))
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_all(pool)
-                .await?;
-                rows.iter().map(decode_pg).collect()
-            }
-            Db::Sqlite { readers, .. } => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {SQLITE_COLUMNS} FROM events \
-                     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-                ))
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_all(readers)
-                .await?;
-                rows.iter().map(decode_sqlite).collect()
-            }
-        }
+        let columns = match self {
+            Db::Postgres(_) => PG_COLUMNS,
+            Db::Sqlite { .. } => SQLITE_COLUMNS,
+        };
+        let sql = format!(
+            "SELECT {columns} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+        );
+        on_pool!(self, pool => sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(DecodeEvent::decode_event)
+            .collect())
     }
 
     /// The log position of the event at `global_position` (its transaction id is needed
@@ -256,6 +248,23 @@ impl Tx {
     /// Whether this is PostgreSQL (for the few statements that differ).
     pub fn is_postgres(&self) -> bool {
         matches!(self, Tx::Postgres(_))
+    }
+}
+
+/// A row of `events` as a [`RecordedEvent`], for either backend.
+trait DecodeEvent {
+    fn decode_event(&self) -> Result<RecordedEvent, ProjectionError>;
+}
+
+impl DecodeEvent for PgRow {
+    fn decode_event(&self) -> Result<RecordedEvent, ProjectionError> {
+        decode_pg(self)
+    }
+}
+
+impl DecodeEvent for SqliteRow {
+    fn decode_event(&self) -> Result<RecordedEvent, ProjectionError> {
+        decode_sqlite(self)
     }
 }
 

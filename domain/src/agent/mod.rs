@@ -297,38 +297,15 @@ impl Agent {
     }
 }
 
-impl cqrs_es::DomainEvent for AgentEvent {
-    fn event_type(&self) -> String {
-        AgentEvent::event_type(self).to_string()
-    }
-    fn event_version(&self) -> String {
-        AGENT_EVENT_VERSION.to_string()
-    }
-}
-
-impl cqrs_es::Aggregate for Agent {
-    const TYPE: &'static str = "Agent";
-    type Command = AgentCommand;
-    type Event = AgentEvent;
-    type Error = AgentError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        Agent::apply(self, &event);
-    }
-}
+crate::cqrs_adapter!(
+    Agent,
+    "Agent",
+    AgentCommand,
+    AgentEvent,
+    AgentError,
+    AGENT_EVENT_VERSION,
+    |e| AgentEvent::event_type(e).to_string()
+);
 
 #[cfg(test)]
 mod tests {

@@ -337,38 +337,15 @@ impl ScalingGroup {
     }
 }
 
-impl cqrs_es::DomainEvent for ScalingGroupEvent {
-    fn event_type(&self) -> String {
-        ScalingGroupEvent::event_type(self).to_string()
-    }
-    fn event_version(&self) -> String {
-        SCALING_GROUP_EVENT_VERSION.to_string()
-    }
-}
-
-impl cqrs_es::Aggregate for ScalingGroup {
-    const TYPE: &'static str = "ScalingGroup";
-    type Command = ScalingGroupCommand;
-    type Event = ScalingGroupEvent;
-    type Error = ScalingGroupError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        ScalingGroup::apply(self, &event);
-    }
-}
+crate::cqrs_adapter!(
+    ScalingGroup,
+    "ScalingGroup",
+    ScalingGroupCommand,
+    ScalingGroupEvent,
+    ScalingGroupError,
+    SCALING_GROUP_EVENT_VERSION,
+    |e| ScalingGroupEvent::event_type(e).to_string()
+);
 
 #[cfg(test)]
 mod tests {

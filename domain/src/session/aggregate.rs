@@ -289,35 +289,12 @@ pub fn validate_spec(spec: &SessionSpec) -> Result<(), ValidationError> {
     Ok(())
 }
 
-impl cqrs_es::DomainEvent for SessionEvent {
-    fn event_type(&self) -> String {
-        SessionEvent::event_type(self).to_string()
-    }
-    fn event_version(&self) -> String {
-        super::events::SESSION_EVENT_VERSION.to_string()
-    }
-}
-
-impl cqrs_es::Aggregate for Session {
-    const TYPE: &'static str = "Session";
-    type Command = SessionCommand;
-    type Event = SessionEvent;
-    type Error = SessionError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        Session::apply(self, &event);
-    }
-}
+crate::cqrs_adapter!(
+    Session,
+    "Session",
+    SessionCommand,
+    SessionEvent,
+    SessionError,
+    super::events::SESSION_EVENT_VERSION,
+    |e| SessionEvent::event_type(e).to_string()
+);

@@ -42,6 +42,10 @@ pub struct PendingEntry {
     pub last_try: Option<String>,
 }
 
+/// The columns of a [`PendingEntry`].
+const COLUMNS: &str = "session_id, scaling_group, owner, session_type, priority, \
+    enqueue_position, enqueued_at, deadline_ms, retries, last_try";
+
 const DEADLINE: &str = "CASE WHEN $1 > 0 THEN enqueued_ms + $1 * 1000 ELSE NULL END";
 
 async fn set_group_timeout(
@@ -143,8 +147,7 @@ impl PendingQueue {
         scaling_group: &str,
     ) -> Result<Vec<PendingEntry>, ProjectionError> {
         let sql = format!(
-            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
-             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+            "SELECT {COLUMNS} FROM rm_pending_queue \
              WHERE generation = {} AND scaling_group = $2 \
              ORDER BY priority DESC, enqueue_position",
             live_generation(1)
@@ -161,8 +164,7 @@ impl PendingQueue {
         session_id: &str,
     ) -> Result<Option<PendingEntry>, ProjectionError> {
         let sql = format!(
-            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
-             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+            "SELECT {COLUMNS} FROM rm_pending_queue \
              WHERE generation = {} AND session_id = $2",
             live_generation(1)
         );
@@ -174,8 +176,7 @@ impl PendingQueue {
     /// Every queued session (ordered by session id, for comparisons).
     pub async fn all(&self, db: &Db) -> Result<Vec<PendingEntry>, ProjectionError> {
         let sql = format!(
-            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
-             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+            "SELECT {COLUMNS} FROM rm_pending_queue \
              WHERE generation = {} ORDER BY session_id",
             live_generation(1)
         );
@@ -190,8 +191,7 @@ impl PendingQueue {
         limit: i64,
     ) -> Result<Vec<PendingEntry>, ProjectionError> {
         let sql = format!(
-            "SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position, \
-             enqueued_at, deadline_ms, retries, last_try FROM rm_pending_queue \
+            "SELECT {COLUMNS} FROM rm_pending_queue \
              WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 \
              ORDER BY deadline_ms LIMIT $3",
             live_generation(1)
