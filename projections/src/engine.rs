@@ -324,9 +324,10 @@ impl Engine {
     /// error: a failing projection keeps retrying and the others are unaffected.
     pub async fn run(&self, projection: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
         let name = projection.name();
+        let mut spare = None;
         while !*shutdown.borrow() {
             // One replica runs each projection: hold its lease while running.
-            let mut lease = match Lease::acquire(&self.db, name).await {
+            let mut lease = match Lease::acquire(&self.db, name, &mut spare).await {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
                     tokio::select! {
@@ -598,15 +599,29 @@ enum Lease {
 }
 
 impl Lease {
-    async fn acquire(db: &Db, name: &str) -> Result<Option<Lease>, ProjectionError> {
+    /// Tries to take the lease. A standby keeps its connection in `spare` between
+    /// attempts instead of opening one per poll.
+    async fn acquire(
+        db: &Db,
+        name: &str,
+        spare: &mut Option<sqlx::PgConnection>,
+    ) -> Result<Option<Lease>, ProjectionError> {
         match db {
             Db::Postgres(pool) => {
-                let mut conn = pool.acquire().await?.detach();
+                let mut conn = match spare.take() {
+                    Some(c) => c,
+                    None => pool.acquire().await?.detach(),
+                };
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(lease_key(name))
                     .fetch_one(&mut conn)
                     .await?;
-                Ok(got.then_some(Lease::Postgres(conn)))
+                if got {
+                    Ok(Some(Lease::Postgres(conn)))
+                } else {
+                    *spare = Some(conn);
+                    Ok(None)
+                }
             }
             Db::Sqlite { .. } => Ok(Some(Lease::InProcess)),
         }
