@@ -39,6 +39,9 @@ pub enum Command {
 pub enum BenchScenario {
     /// Projection catch-up and rebuild of the sessions read model vs. the raw log read.
     Catchup(crate::bench::BenchArgs),
+    /// The command append path (raw INSERT, plain cqrs-es, sessiond) and the mutable
+    /// status row under SERIALIZABLE, at 1/4/16 concurrent clients.
+    Append(crate::bench::AppendArgs),
 }
 
 /// Parses arguments and runs the chosen subcommand; returns the process exit code.
@@ -49,6 +52,19 @@ pub async fn run(cli: Cli) -> i32 {
             match crate::bench::catchup(&args).await {
                 Ok(figures) => {
                     print_figures(&figures);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("sessiond bench: {}", error_chain(&e));
+                    1
+                }
+            }
+        }
+        Command::Bench(BenchScenario::Append(args)) => {
+            crate::telemetry::init(crate::config::LogFormat::Pretty);
+            match crate::bench::append(&args).await {
+                Ok(report) => {
+                    print_append_report(&report);
                     0
                 }
                 Err(e) => {
@@ -117,5 +133,110 @@ fn print_figures(figures: &[crate::bench::Figure]) {
                 .map(|r| format!("{r:.2}"))
                 .unwrap_or_else(|| "1.00 (baseline)".into())
         );
+    }
+}
+
+/// Prints the append-path report as Markdown tables on stdout: one row per cell, then
+/// the throughput ratios per client count, then the SPEC §10 verdicts.
+#[allow(clippy::print_stdout)]
+fn print_append_report(report: &crate::bench::AppendReport) {
+    use crate::bench::AppendPath;
+    let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{}; {} s measured per cell after {} s warm-up; pool of {} connections shared by \
+         every path",
+        report.backend, report.seconds, report.warmup, report.pool_size
+    );
+    println!();
+    println!("| path | clients | ops | ops/s | p50 ms | p99 ms | 40001 failures (% of ops) |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for f in &report.figures {
+        let failures = if matches!(f.path, AppendPath::Status | AppendPath::StatusReader) {
+            let pct = 100.0 * f.serialization_failures as f64 / (f.ops.max(1) as f64);
+            let mut s = format!("{} ({pct:.2}%)", f.serialization_failures);
+            if f.deadlocks > 0 {
+                s.push_str(&format!("; {} deadlocks", f.deadlocks));
+            }
+            if f.path == AppendPath::StatusReader {
+                s.push_str(&format!(
+                    "; reader: {} txns, {} failed",
+                    f.reader_transactions, f.reader_failures
+                ));
+            }
+            s
+        } else {
+            "-".into()
+        };
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            f.path.label(),
+            f.clients,
+            f.ops,
+            f.ops_per_sec,
+            f.p50_ms,
+            f.p99_ms,
+            failures
+        );
+    }
+    println!();
+    println!(
+        "| clients | cqrs / raw | sessiond / raw | sessiond / cqrs | raw: trigger on / off \
+         | sessiond / raw (trigger off) | sessiond / cqrs (trigger off) \
+         | status: with reader / without |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &report.ratios {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.clients,
+            ratio(r.cqrs_to_raw),
+            ratio(r.sessiond_to_raw),
+            ratio(r.sessiond_to_cqrs),
+            ratio(r.raw_notify_to_raw_no_notify),
+            ratio(r.sessiond_to_raw_no_notify),
+            ratio(r.sessiond_to_cqrs_no_notify),
+            ratio(r.status_reader_to_status),
+        );
+    }
+    if !report.targets.is_empty() {
+        println!();
+        println!("| SPEC §10 target | measured | verdict |");
+        println!("|---|---:|---|");
+        for t in &report.targets {
+            println!(
+                "| {} | {:.2} | {} |",
+                t.target,
+                t.measured,
+                if t.reached { "reached" } else { "NOT reached" }
+            );
+        }
+    }
+    for n in &report.notes {
+        println!();
+        println!("Note: {n}");
+    }
+}
+
+/// Parses the command line; a usage error is one line on stderr (`<name>: ...`) and exit
+/// code 2, like every other failure. `--help` and `--version` print as usual.
+pub fn parse_or_exit<T: Parser>(name: &str) -> T {
+    match T::try_parse() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("{name}: {first} (see --help)");
+            std::process::exit(2);
+        }
     }
 }

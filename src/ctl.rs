@@ -158,7 +158,13 @@ enum CtlError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
-    #[error("{0}")]
+    #[error("cannot use {path}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The audit found problems (already printed).
     #[error("audit found {0} problem(s)")]
@@ -541,7 +547,9 @@ async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), Ct
                 )));
             }
             let mut sink: Box<dyn Write> = match output {
-                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&path).map_err(|source| file_error(&path, source))?,
+                )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let total = store.count_events().await?;
@@ -569,7 +577,9 @@ async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), Ct
                 )));
             }
             let reader: Box<dyn BufRead> = match input {
-                Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+                Some(path) => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&path).map_err(|source| file_error(&path, source))?,
+                )),
                 None => Box::new(std::io::BufReader::new(std::io::stdin().lock())),
             };
             let bar = ProgressBar::new_spinner();
@@ -591,6 +601,13 @@ async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), Ct
         }
     }
     Ok(())
+}
+
+fn file_error(path: &std::path::Path, source: std::io::Error) -> CtlError {
+    CtlError::File {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes a line of command output to stdout.

@@ -1,9 +1,10 @@
 //! The `sessiond` binary: parses arguments and calls into the library.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() {
-    let code = sessiond::cli::run(sessiond::cli::Cli::parse()).await;
+    let code = sessiond::cli::run(sessiond::cli::parse_or_exit::<sessiond::cli::Cli>(
+        "sessiond",
+    ))
+    .await;
     std::process::exit(code);
 }

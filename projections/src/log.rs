@@ -29,7 +29,9 @@ impl LogPosition {
 pub struct RecordedEvent {
     /// Position in the global log.
     pub global_position: i64,
-    /// The writing transaction (PostgreSQL xid8 as a number; 0 on SQLite).
+    /// The writing transaction (PostgreSQL xid8 as a number; 0 on SQLite). Local to
+    /// one store: not part of an export, and an import assigns its own.
+    #[serde(default, skip_serializing)]
     pub transaction_id: i64,
     /// Aggregate type.
     pub aggregate_type: String,

@@ -1,9 +1,10 @@
 //! The `sessionctl` binary: parses arguments and calls into the library.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() {
-    let code = sessiond::ctl::run(sessiond::ctl::Ctl::parse()).await;
+    let code = sessiond::ctl::run(sessiond::cli::parse_or_exit::<sessiond::ctl::Ctl>(
+        "sessionctl",
+    ))
+    .await;
     std::process::exit(code);
 }
