@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../store/helpers.rs"]
+#[macro_use]
 mod helpers;
 mod second_process;
 mod world;
@@ -29,27 +30,6 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use world::{at, enqueue_session, World};
 use wrappers::{Counting, Failing};
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::helpers::fresh_store(crate::Backend::Postgres).await).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::helpers::fresh_store(crate::Backend::Sqlite).await).await
-                }
-            )*
-        }
-    };
-}
 
 conformance!(
     catching_up_after_a_mixed_workload_makes_every_read_model_equal_a_fresh_fold,

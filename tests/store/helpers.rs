@@ -86,3 +86,27 @@ pub async fn read_until(
     }
     out
 }
+
+/// Generates one test per backend for each named `async fn(EventStore)`: a `postgres`
+/// and a `sqlite` module, each test on a fresh store.
+#[allow(unused_macros)]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::helpers::fresh_store(crate::helpers::Backend::Postgres).await).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::helpers::fresh_store(crate::helpers::Backend::Sqlite).await).await
+                }
+            )*
+        }
+    };
+}

@@ -2,6 +2,7 @@
 //! (the `conformance!` macro generates one test per backend).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod helpers;
 mod late_commit;
 
@@ -20,27 +21,6 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use uuid::Uuid;
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::helpers::fresh_store(crate::Backend::Postgres).await).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::helpers::fresh_store(crate::Backend::Sqlite).await).await
-                }
-            )*
-        }
-    };
-}
 
 conformance!(
     an_appended_session_loads_back_with_its_metadata_and_positions,
