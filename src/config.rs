@@ -59,6 +59,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Max pooled database connections.
     pub max_connections: u32,
+    /// Scheduler timer in milliseconds: each scaling group's scheduler and sweeper also
+    /// run this often when nothing wakes them (SPEC §2.3: default 1 s).
+    pub scheduler_interval_ms: u64,
+    /// Seconds without a heartbeat after which an ALIVE agent is marked LOST.
+    pub agent_lost_after_secs: u64,
 }
 
 /// The embedded default store: an SQLite file in the working directory.
@@ -73,6 +78,8 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN.to_string(),
             log_format: LogFormat::Pretty,
             max_connections: 16,
+            scheduler_interval_ms: 1000,
+            agent_lost_after_secs: 30,
         }
     }
 }
@@ -160,6 +167,12 @@ impl Settings {
                 message: "expected a positive whole number".into(),
             })?;
         }
+        if let Some(v) = env("SESSIOND_SCHEDULER_INTERVAL_MS") {
+            settings.scheduler_interval_ms = positive(&v, "SESSIOND_SCHEDULER_INTERVAL_MS")?;
+        }
+        if let Some(v) = env("SESSIOND_AGENT_LOST_AFTER_SECS") {
+            settings.agent_lost_after_secs = positive(&v, "SESSIOND_AGENT_LOST_AFTER_SECS")?;
+        }
         if let Some(v) = &overrides.database_url {
             settings.database_url = DatabaseUrl::new(v.clone());
         }
@@ -168,6 +181,16 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+fn positive(v: &str, name: &str) -> Result<u64, ConfigError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ConfigError::Env {
+            name: name.into(),
+            message: "expected a positive whole number".into(),
+        })
 }
 
 #[cfg(test)]

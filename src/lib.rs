@@ -17,9 +17,11 @@
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
 
+pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod ctl;

@@ -9,6 +9,7 @@
 //!   [`scaling_group::SchedulerOpts`].
 //! - [`agent`]: the Agent aggregate, the allocation ledger that prevents over-commit.
 //! - [`policy`]: owner resource policies.
+//! - [`scheduler`]: the scheduler's pure decisions (resolution, predicates, ordering, agent selection).
 //! - [`resources`]: resource slots (`cpu`, `mem`, accelerators) with exact decimals.
 //! - [`error`]: errors shared by every aggregate.
 //!
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod error;
 pub mod policy;
 pub mod resources;
+pub mod scheduler;
 pub mod scaling_group;
 pub mod session;
 

@@ -333,6 +333,86 @@ impl<A: Decider> DocProjection<A> {
         .transpose()
     }
 
+    /// The rows of the live generation with these ids (unknown ids are skipped), in no
+    /// particular order. One statement: an array parameter on PostgreSQL, a JSON array
+    /// on SQLite.
+    pub async fn get_many(&self, db: &Db, ids: &[String]) -> Result<Vec<A>, ProjectionError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let docs: Vec<String> = match db {
+            Db::Postgres(p) => {
+                sqlx::query_scalar(&format!(
+                    "SELECT doc FROM {} WHERE generation = {} AND id = ANY($2)",
+                    self.table,
+                    live_generation(1)
+                ))
+                .bind(self.name)
+                .bind(ids)
+                .fetch_all(p)
+                .await?
+            }
+            Db::Sqlite { readers, .. } => {
+                let list = serde_json::Value::from(ids.to_vec()).to_string();
+                sqlx::query_scalar(&format!(
+                    "SELECT doc FROM {} WHERE generation = {} \
+                     AND id IN (SELECT value FROM json_each($2))",
+                    self.table,
+                    live_generation(1)
+                ))
+                .bind(self.name)
+                .bind(list)
+                .fetch_all(readers)
+                .await?
+            }
+        };
+        docs.iter().map(|d| self.decode(d)).collect()
+    }
+
+    /// The rows of the live generation whose indexed column `column` (one of this read
+    /// model's extra columns) equals `value`, in first-position order.
+    pub async fn find_by(
+        &self,
+        db: &Db,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<A>, ProjectionError> {
+        if !self.extra.contains(&column) {
+            return Err(ProjectionError::Handler(format!(
+                "{} has no column '{column}'",
+                self.name
+            )));
+        }
+        let sql = format!(
+            "SELECT doc FROM {} WHERE generation = {} AND {column} = $2 ORDER BY first_position",
+            self.table,
+            live_generation(1)
+        );
+        let docs: Vec<String> =
+            on_pool!(db, p => sqlx::query_scalar(&sql).bind(self.name).bind(value).fetch_all(p).await)?;
+        docs.iter().map(|d| self.decode(d)).collect()
+    }
+
+    /// Every row of the live generation, decoded, in first-position order.
+    pub async fn all(&self, db: &Db) -> Result<Vec<A>, ProjectionError> {
+        let sql = format!(
+            "SELECT doc FROM {} WHERE generation = {} ORDER BY first_position",
+            self.table,
+            live_generation(1)
+        );
+        let docs: Vec<String> =
+            on_pool!(db, p => sqlx::query_scalar(&sql).bind(self.name).fetch_all(p).await)?;
+        docs.iter().map(|d| self.decode(d)).collect()
+    }
+
+    fn decode(&self, doc: &str) -> Result<A, ProjectionError> {
+        serde_json::from_str(doc).map_err(|source| ProjectionError::Decode {
+            event_type: format!("{} read-model row", A::TYPE),
+            global_position: 0,
+            source,
+        })
+    }
+
     /// Every row of the live generation as `(id, doc JSON)`, ordered by id (for
     /// comparisons with a fresh fold).
     pub async fn all_docs(
