@@ -17,6 +17,7 @@
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
 
+pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod bench;
@@ -25,6 +26,8 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod ctl;
+pub mod scheduler;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use projections::{Engine, EngineConfig};
+use projections::Engine;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,15 +158,10 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         })?;
     let addr: SocketAddr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let engine = Arc::new(
-        Engine::new(
-            store.db(),
-            projections::models::all(),
-            EngineConfig::default(),
-        )
-        .with_waker(store.appended()),
-    );
-    let runners = engine.spawn_all(stopped);
+    let app = crate::app::App::new(store.clone(), settings.clone());
+    let engine = app.engine.clone();
+    let mut runners = engine.spawn_all(stopped.clone());
+    runners.extend(crate::scheduler::spawn_workers(app.clone(), stopped));
     tracing::info!("listening on {addr}");
     axum::serve(
         listener,
