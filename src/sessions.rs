@@ -138,8 +138,8 @@ pub async fn enqueue(
     let group = match resolve(app, &req).await? {
         Ok(g) => g,
         Err(_) => {
-            let projection = app.engine.projection("scaling_groups")?;
-            app.engine.catch_up(projection.as_ref()).await?;
+            app.catch_up_to_head(&["scaling_groups"], std::time::Duration::from_secs(5))
+                .await?;
             resolve(app, &req).await??
         }
     };
