@@ -25,6 +25,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Settings the service runs with.
     pub settings: Arc<Settings>,
+    /// Counters of this process's scheduler workers (for `/metrics`).
+    pub scheduler_stats: Arc<crate::scheduler::stats::SchedulerStats>,
 }
 
 impl App {
@@ -44,6 +46,7 @@ impl App {
             engine,
             clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
+            scheduler_stats: Arc::default(),
         }
     }
 

@@ -94,5 +94,7 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
             }
         }
     }
+    super::stats::SchedulerStats::add(&app.scheduler_stats.agents_lost, report.lost);
+    super::stats::SchedulerStats::add(&app.scheduler_stats.agent_lost_errors, report.errored);
     Ok(report)
 }

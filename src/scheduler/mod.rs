@@ -18,9 +18,11 @@
 //! - [`liveness`]: missed heartbeats -> LOST, and the lost agent's sessions -> ERROR.
 //! - [`releases`]: the worker that releases the slots of ended sessions.
 //! - [`workers`]: the background loops with their leases, started by `sessiond serve`.
+//! - [`stats`]: counters for `/metrics`.
 
 pub mod liveness;
 pub mod releases;
+pub mod stats;
 pub mod sweeper;
 pub mod workers;
 
@@ -489,6 +491,12 @@ impl Scheduler {
                 Err(CommandError::Store(e)) => return Err(e.into()),
             }
         }
+        let stats = &app.scheduler_stats;
+        stats::SchedulerStats::add(&stats.passes, 1);
+        stats::SchedulerStats::add(&stats.scheduled, report.scheduled);
+        stats::SchedulerStats::add(&stats.failures_recorded, report.failures_recorded);
+        stats::SchedulerStats::add(&stats.conflicts, report.conflicts);
+        stats::SchedulerStats::add(&stats.dependency_failed, report.cancelled);
         if report.scheduled > 0 || report.failures_recorded > 0 {
             tracing::info!(group, ?report, "scheduling pass");
         }

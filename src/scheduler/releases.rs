@@ -39,5 +39,6 @@ pub async fn release_due(app: &App) -> Result<usize, SchedulerError> {
             Err(CommandError::Store(e)) => return Err(e.into()),
         }
     }
+    super::stats::SchedulerStats::add(&app.scheduler_stats.releases, released);
     Ok(released)
 }

@@ -90,6 +90,7 @@ pub async fn sweep_group(app: &App, group: &str) -> Result<SweepReport, Schedule
         }
         Err(e) => return Err(e.into()),
     }
+    super::stats::SchedulerStats::add(&app.scheduler_stats.timed_out, report.cancelled);
     if report.cancelled > 0 {
         tracing::info!(
             group,

@@ -78,6 +78,7 @@ async fn run(scheduler: Arc<Scheduler>, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(?interval, "scheduler workers started");
     while !*shutdown.borrow() {
         if let Err(e) = tick(&scheduler, &mut leases).await {
+            super::stats::SchedulerStats::add(&app.scheduler_stats.failed_ticks, 1);
             tracing::warn!(error = %e, "scheduler tick failed; retrying on the next tick");
         }
         tokio::select! {

@@ -33,7 +33,8 @@ use world::World;
 const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
 /// The read models `audit verify` compares, in the order it reports them.
-const READ_MODELS: &str = "sessions, scaling_groups, agent_occupancy, pending_queue, audit_log, slot_releases";
+const READ_MODELS: &str =
+    "sessions, scaling_groups, agent_occupancy, pending_queue, audit_log, slot_releases";
 
 /// Runs `sessionctl --database-url <url> <args>`: (exit code, stdout, stderr). Backtraces
 /// are switched on, so a panic could not hide behind a one-line message.
