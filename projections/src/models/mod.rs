@@ -9,6 +9,7 @@
 pub mod audit_log;
 pub mod docs;
 pub mod pending_queue;
+pub mod session_list;
 
 use std::sync::Arc;
 
