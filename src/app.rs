@@ -75,9 +75,45 @@ impl App {
         Ok(true)
     }
 
-    /// Brings every read model up to the head of the log now, in this task (used where
-    /// a decision must see everything committed so far, and by tests).
+    /// Brings every read model up to the head of the log as of this call, in this task
+    /// (tests, and decisions that must see everything committed so far). Bounded: gives
+    /// up after 10 s and returns what it applied.
     pub async fn catch_up(&self) -> Result<u64, projections::ProjectionError> {
-        self.engine.catch_up_all().await
+        let names = self.engine.names();
+        self.catch_up_to_head(&names, Duration::from_secs(10)).await
+    }
+
+    /// Brings the projections `names` up to the head of the log as of this call.
+    ///
+    /// One pass of the engine is not enough on PostgreSQL: the commit-order reader stops
+    /// below any transaction still open in the cluster (which may commit an earlier
+    /// position later), so this repeats until each checkpoint has reached the head that
+    /// was read first, or `timeout` passes.
+    pub async fn catch_up_to_head(
+        &self,
+        names: &[&str],
+        timeout: Duration,
+    ) -> Result<u64, projections::ProjectionError> {
+        let Some(head) = self.db().head().await? else {
+            return Ok(0);
+        };
+        let Some(target) = self.db().position_of(head).await? else {
+            return Ok(0);
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut applied = 0;
+        loop {
+            let mut behind = false;
+            for name in names {
+                let projection = self.engine.projection(name)?;
+                applied += self.engine.catch_up(projection.as_ref()).await?;
+                let at = projections::engine::read_checkpoint(self.db(), name).await?;
+                behind |= at.position < target;
+            }
+            if !behind || tokio::time::Instant::now() >= deadline {
+                return Ok(applied);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

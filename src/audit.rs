@@ -22,6 +22,7 @@ use projections::engine::read_checkpoint;
 use projections::models::audit_log::{occurred_at, AuditLog};
 use projections::models::docs;
 use projections::models::pending_queue::PendingQueue;
+use projections::models::slot_releases::SlotReleases;
 use projections::{LogPosition, RecordedEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -93,6 +94,7 @@ pub async fn verify(
         "agent_occupancy",
         "pending_queue",
         "audit_log",
+        "slot_releases",
     ];
     // Read each model together with its checkpoint: a batch moves both in one
     // transaction, so an unchanged checkpoint before and after the read means the rows
@@ -437,6 +439,23 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
                 )
             })
             .collect(),
+        "slot_releases" => {
+            let mut expected = BTreeMap::new();
+            for (agent_id, agent) in &w.agents {
+                for session_id in agent.allocations.keys() {
+                    let ended = w
+                        .sessions
+                        .get(&session_id.to_string())
+                        .and_then(|s| s.status)
+                        .is_some_and(|s| s.is_terminal());
+                    expected.insert(
+                        format!("{agent_id}/{session_id}"),
+                        serde_json::json!({"due": i64::from(ended)}),
+                    );
+                }
+            }
+            expected
+        }
         _ => BTreeMap::new(),
     }
 }
@@ -479,6 +498,12 @@ async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Val
                     serde_json::json!({"event_type": a.event_type, "actor": a.actor, "occurred_at": a.occurred_at.unwrap_or_default()}),
                 )
             })
+            .collect(),
+        "slot_releases" => SlotReleases
+            .holds(&db)
+            .await?
+            .into_iter()
+            .map(|(agent, session, due)| (format!("{agent}/{session}"), serde_json::json!({"due": due})))
             .collect(),
         _ => vec![],
     })

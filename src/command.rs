@@ -224,22 +224,7 @@ impl CommandHandler {
                 attempts: 1,
             });
         }
-        let meta = metadata.to_json();
-        let new_events = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                Ok(NewEvent {
-                    aggregate_type: A::TYPE.to_string(),
-                    aggregate_id: aggregate_id.to_string(),
-                    sequence: version + i as i64 + 1,
-                    event_type: cqrs_es::DomainEvent::event_type(e),
-                    event_version: cqrs_es::DomainEvent::event_version(e),
-                    payload: serde_json::to_value(e).map_err(StoreError::Encode)?,
-                    metadata: meta.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let new_events = new_events::<A>(aggregate_id, version, &events, metadata)?;
         let positions = self.store.append(&new_events).await?;
         for e in &events {
             state.evolve(e);
@@ -251,4 +236,32 @@ impl CommandHandler {
             attempts: 1,
         })
     }
+}
+
+/// The rows to append for `events` of aggregate `A` whose stream is at `version` (its
+/// last sequence). Used by [`CommandHandler`] and by callers that decide on a known
+/// state (e.g. a read-model copy at a known version) and append several streams in one
+/// statement: optimistic concurrency stays exact, as every row's sequence must be free.
+pub fn new_events<A: Decider>(
+    aggregate_id: &str,
+    version: i64,
+    events: &[A::Event],
+    metadata: &EventMetadata,
+) -> Result<Vec<NewEvent>, StoreError> {
+    let meta = metadata.to_json();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(NewEvent {
+                aggregate_type: A::TYPE.to_string(),
+                aggregate_id: aggregate_id.to_string(),
+                sequence: version + i as i64 + 1,
+                event_type: cqrs_es::DomainEvent::event_type(e),
+                event_version: cqrs_es::DomainEvent::event_version(e),
+                payload: serde_json::to_value(e).map_err(StoreError::Encode)?,
+                metadata: meta.clone(),
+            })
+        })
+        .collect()
 }

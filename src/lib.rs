@@ -20,6 +20,7 @@
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
 
+pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -31,6 +32,8 @@ pub mod config;
 pub mod ctl;
 pub mod http;
 pub mod idempotency;
+pub mod scheduler;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;

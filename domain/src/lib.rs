@@ -20,8 +20,8 @@ pub mod agent;
 pub mod error;
 pub mod policy;
 pub mod resources;
-pub mod scheduler;
 pub mod scaling_group;
+pub mod scheduler;
 pub mod session;
 
 pub use error::ValidationError;

@@ -174,6 +174,17 @@ impl Db {
             .collect())
     }
 
+    /// The highest global position committed so far (`None`: empty log). Events below
+    /// it may still be invisible to the commit-order reader for a moment (an older
+    /// transaction still open), which is why waits compare checkpoints with it.
+    pub async fn head(&self) -> Result<Option<i64>, ProjectionError> {
+        let sql = "SELECT MAX(global_position) FROM events";
+        Ok(match self {
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+            Db::Sqlite { readers, .. } => sqlx::query_scalar(sql).fetch_one(readers).await?,
+        })
+    }
+
     /// The log position of the event at `global_position` (its transaction id is needed
     /// to compare it with a checkpoint on PostgreSQL). `None` if there is no such event.
     pub async fn position_of(

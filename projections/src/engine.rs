@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::db::{Db, Tx};
+use crate::lease::Lease;
 use crate::log::{LogPosition, RecordedEvent};
 use crate::{exec_tx, on_pool, on_tx, ProjectionError};
 
@@ -258,7 +259,13 @@ impl Engine {
         handles
     }
 
-    /// Signal to call after appending events: wakes every runner at once.
+    /// Changes whenever a runner of this engine applied a batch (e.g. the scheduler
+    /// wakes on it: new pending sessions or released capacity are visible now).
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// The in-process wake-up signal the runners wait on (appends notify it).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
     }
@@ -327,7 +334,13 @@ impl Engine {
         let mut spare = None;
         while !*shutdown.borrow() {
             // One replica runs each projection: hold its lease while running.
-            let mut lease = match Lease::acquire(&self.db, name, &mut spare).await {
+            let mut lease = match Lease::acquire(
+                &self.db,
+                &format!("sessiond.projection.{name}"),
+                &mut spare,
+            )
+            .await
+            {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
                     tokio::select! {
@@ -588,68 +601,6 @@ fn jitter(d: Duration) -> Duration {
         return d;
     }
     Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
-}
-
-/// The right to run one projection. PostgreSQL: a session advisory lock held on a
-/// dedicated connection (released when it closes, so a dead replica's lease frees itself).
-/// SQLite: in-process (one process owns the file's writer).
-enum Lease {
-    Postgres(sqlx::PgConnection),
-    InProcess,
-}
-
-impl Lease {
-    /// Tries to take the lease. A standby keeps its connection in `spare` between
-    /// attempts instead of opening one per poll.
-    async fn acquire(
-        db: &Db,
-        name: &str,
-        spare: &mut Option<sqlx::PgConnection>,
-    ) -> Result<Option<Lease>, ProjectionError> {
-        match db {
-            Db::Postgres(pool) => {
-                let mut conn = match spare.take() {
-                    Some(c) => c,
-                    None => pool.acquire().await?.detach(),
-                };
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(lease_key(name))
-                    .fetch_one(&mut conn)
-                    .await?;
-                if got {
-                    Ok(Some(Lease::Postgres(conn)))
-                } else {
-                    *spare = Some(conn);
-                    Ok(None)
-                }
-            }
-            Db::Sqlite { .. } => Ok(Some(Lease::InProcess)),
-        }
-    }
-
-    async fn alive(&mut self) -> bool {
-        match self {
-            Lease::Postgres(conn) => sqlx::query("SELECT 1").execute(conn).await.is_ok(),
-            Lease::InProcess => true,
-        }
-    }
-
-    async fn release(self) {
-        if let Lease::Postgres(conn) = self {
-            use sqlx::Connection;
-            let _ = conn.close().await;
-        }
-    }
-}
-
-/// A stable advisory-lock key per projection (FNV-1a of the name).
-fn lease_key(name: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("sessiond.projection.{name}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h as i64
 }
 
 /// Relays `sessiond_events` notifications (from any replica) to the runners.

@@ -10,6 +10,7 @@
 //! - [`db`]: the two backends behind one enum; the global-log reader.
 //! - [`engine`]: checkpoints, catch-up and follow loops, failure isolation with backoff,
 //!   leases, consistency waits, status, reset and zero-downtime rebuilds.
+//! - [`lease`]: leases (advisory locks) so one replica does each job.
 //! - [`models`]: the read models (`sessions`, `pending_queue`, `agent_occupancy`,
 //!   `scaling_groups`, `audit_log`).
 //!
@@ -20,6 +21,7 @@
 
 pub mod db;
 pub mod engine;
+pub mod lease;
 pub mod log;
 pub mod models;
 

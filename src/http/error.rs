@@ -254,8 +254,8 @@ impl From<domain::session::SessionError> for ApiError {
                 code: "already_exists".into(),
                 message: e.to_string(),
             },
-            E::NotPending(_) => ApiError::Conflict {
-                code: "illegal_transition".into(),
+            E::NotPending(_) | E::NotExpired { .. } => ApiError::Conflict {
+                code: "conflict".into(),
                 message: e.to_string(),
             },
             E::Validation(v) => v.into(),

@@ -275,6 +275,41 @@ impl EventStore {
         }
     }
 
+    /// Records an agent heartbeat (a plain upsert, not an event: SPEC §1.4).
+    pub async fn record_heartbeat(&self, agent_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let sql = "INSERT INTO agent_heartbeats (agent_id, last_seen_ms) VALUES ($1, $2) \
+                   ON CONFLICT (agent_id) DO UPDATE SET last_seen_ms = \
+                   CASE WHEN excluded.last_seen_ms > agent_heartbeats.last_seen_ms \
+                   THEN excluded.last_seen_ms ELSE agent_heartbeats.last_seen_ms END";
+        match self {
+            EventStore::Postgres(s) => {
+                sqlx::query(sql)
+                    .bind(agent_id)
+                    .bind(now_ms)
+                    .execute(s.pool())
+                    .await?;
+            }
+            EventStore::Sqlite(s) => {
+                sqlx::query(sql)
+                    .bind(agent_id)
+                    .bind(now_ms)
+                    .execute(s.writer())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every agent's last heartbeat, epoch milliseconds.
+    pub async fn heartbeats(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let sql = "SELECT agent_id, last_seen_ms FROM agent_heartbeats";
+        let rows: Vec<(String, i64)> = match self {
+            EventStore::Postgres(s) => sqlx::query_as(sql).fetch_all(s.pool()).await?,
+            EventStore::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.readers()).await?,
+        };
+        Ok(rows.into_iter().collect())
+    }
+
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

@@ -33,7 +33,7 @@ use world::World;
 const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
 /// The read models `audit verify` compares, in the order it reports them.
-const READ_MODELS: &str = "sessions, scaling_groups, agent_occupancy, pending_queue, audit_log";
+const READ_MODELS: &str = "sessions, scaling_groups, agent_occupancy, pending_queue, audit_log, slot_releases";
 
 /// Runs `sessionctl --database-url <url> <args>`: (exit code, stdout, stderr). Backtraces
 /// are switched on, so a panic could not hide behind a one-line message.
@@ -304,7 +304,8 @@ async fn audit_verify_finds_no_problem_after_a_mixed_workload_and_a_full_catch_u
                 "scaling_groups",
                 "agent_occupancy",
                 "pending_queue",
-                "audit_log"
+                "audit_log",
+                "slot_releases"
             ])
         );
     }

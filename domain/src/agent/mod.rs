@@ -162,6 +162,10 @@ pub struct Agent {
     pub status: AgentStatus,
     /// The ledger: session -> slots held.
     pub allocations: BTreeMap<Uuid, ResourceSlots>,
+    /// Number of events folded (the stream's last sequence), so a decision made on a
+    /// read-model copy can be appended with exact optimistic concurrency.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Agent {
@@ -269,6 +273,7 @@ impl Agent {
 
     /// Folds one event.
     pub fn apply(&mut self, event: &AgentEvent) {
+        self.version += 1;
         match event {
             AgentEvent::AgentRegistered {
                 agent_id,

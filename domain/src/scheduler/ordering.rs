@@ -71,7 +71,10 @@ pub fn order_queue(
             items.sort_by(fifo);
             let mut per_owner: BTreeMap<String, VecDeque<QueueItem>> = BTreeMap::new();
             for item in items {
-                per_owner.entry(item.owner.clone()).or_default().push_back(item);
+                per_owner
+                    .entry(item.owner.clone())
+                    .or_default()
+                    .push_back(item);
             }
             let mut used: BTreeMap<String, ResourceSlots> = per_owner
                 .keys()
@@ -122,15 +125,33 @@ mod tests {
 
     #[test]
     fn given_mixed_priorities_when_ordered_fifo_then_priority_first_then_arrival() {
-        let items = vec![item(1, "a", 10, 1), item(2, "a", 50, 1), item(3, "a", 10, 1)];
-        let out = order_queue(SchedulerKind::Fifo, items, &BTreeMap::new(), &ResourceSlots::new());
+        let items = vec![
+            item(1, "a", 10, 1),
+            item(2, "a", 50, 1),
+            item(3, "a", 10, 1),
+        ];
+        let out = order_queue(
+            SchedulerKind::Fifo,
+            items,
+            &BTreeMap::new(),
+            &ResourceSlots::new(),
+        );
         assert_eq!(ids(&out), vec![2, 1, 3]);
     }
 
     #[test]
     fn given_mixed_priorities_when_ordered_lifo_then_priority_first_then_newest() {
-        let items = vec![item(1, "a", 10, 1), item(2, "a", 50, 1), item(3, "a", 10, 1)];
-        let out = order_queue(SchedulerKind::Lifo, items, &BTreeMap::new(), &ResourceSlots::new());
+        let items = vec![
+            item(1, "a", 10, 1),
+            item(2, "a", 50, 1),
+            item(3, "a", 10, 1),
+        ];
+        let out = order_queue(
+            SchedulerKind::Lifo,
+            items,
+            &BTreeMap::new(),
+            &ResourceSlots::new(),
+        );
         assert_eq!(ids(&out), vec![2, 3, 1]);
     }
 
@@ -151,8 +172,15 @@ mod tests {
     #[test]
     fn given_an_owner_already_holding_much_when_ordered_drf_then_the_other_owner_goes_first() {
         let capacity = ResourceSlots::new().with("cpu", Decimal::from(100));
-        let usage = BTreeMap::from([("a".to_string(), ResourceSlots::new().with("cpu", Decimal::from(50)))]);
-        let items = vec![item(1, "a", 10, 10), item(2, "b", 10, 10), item(3, "b", 10, 10)];
+        let usage = BTreeMap::from([(
+            "a".to_string(),
+            ResourceSlots::new().with("cpu", Decimal::from(50)),
+        )]);
+        let items = vec![
+            item(1, "a", 10, 10),
+            item(2, "b", 10, 10),
+            item(3, "b", 10, 10),
+        ];
         let out = order_queue(SchedulerKind::Drf, items, &usage, &capacity);
         assert_eq!(ids(&out), vec![2, 3, 1]);
     }

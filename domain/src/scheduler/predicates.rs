@@ -176,10 +176,7 @@ pub fn owner_resource_limit(
 /// the owner and still accepts the session's type. Only the session's own group is
 /// checked; opts changed after enqueue make the session wait here, and changing them
 /// back lets it run.
-pub fn scaling_group(
-    spec: &SessionSpec,
-    group: Option<&ScalingGroup>,
-) -> Result<(), String> {
+pub fn scaling_group(spec: &SessionSpec, group: Option<&ScalingGroup>) -> Result<(), String> {
     let name = &spec.scaling_group;
     let Some(g) = group.filter(|g| g.exists) else {
         return Err(format!("scaling group '{name}' no longer exists"));
@@ -322,7 +319,8 @@ mod tests {
     }
 
     #[test]
-    fn given_a_dependency_that_failed_or_was_cancelled_when_evaluated_then_the_dependent_is_doomed() {
+    fn given_a_dependency_that_failed_or_was_cancelled_when_evaluated_then_the_dependent_is_doomed()
+    {
         let mut s = spec(SessionType::Batch);
         let (a, b, c) = (Uuid::from_u128(7), Uuid::from_u128(8), Uuid::from_u128(9));
         for (dep, state) in [
@@ -361,11 +359,19 @@ mod tests {
         assert!(concurrency(&limits, &usage).is_err());
         usage.concurrent = 1;
         assert!(concurrency(&limits, &usage).is_ok());
-        assert!(concurrency(&ResourceLimits::default(), &OwnerUsage { concurrent: 99, ..OwnerUsage::default() }).is_ok());
+        assert!(concurrency(
+            &ResourceLimits::default(),
+            &OwnerUsage {
+                concurrent: 99,
+                ..OwnerUsage::default()
+            }
+        )
+        .is_ok());
     }
 
     #[test]
-    fn given_an_owner_near_the_resource_limit_when_a_request_would_exceed_it_then_owner_resource_limit_fails() {
+    fn given_an_owner_near_the_resource_limit_when_a_request_would_exceed_it_then_owner_resource_limit_fails(
+    ) {
         let cpu = |n: i64| ResourceSlots::new().with("cpu", Decimal::from(n));
         let limits = ResourceLimits {
             total_resource_slots: Some(cpu(8)),
@@ -381,7 +387,8 @@ mod tests {
     }
 
     #[test]
-    fn given_a_group_that_stopped_accepting_the_type_when_evaluated_then_scaling_group_fails_with_the_message() {
+    fn given_a_group_that_stopped_accepting_the_type_when_evaluated_then_scaling_group_fails_with_the_message(
+    ) {
         let s = spec(SessionType::Interactive);
         let g = group(&[SessionType::Batch]);
         assert_eq!(
@@ -423,7 +430,10 @@ mod tests {
         let failed: Vec<&str> = e.failed.iter().map(|f| f.name.as_str()).collect();
         let passed: Vec<&str> = e.passed.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(failed, vec![RESERVED_TIME, CONCURRENCY]);
-        assert_eq!(passed, vec![DEPENDENCIES, OWNER_RESOURCE_LIMIT, SCALING_GROUP]);
+        assert_eq!(
+            passed,
+            vec![DEPENDENCIES, OWNER_RESOURCE_LIMIT, SCALING_GROUP]
+        );
         assert!(!e.passed_all());
     }
 }

@@ -20,7 +20,9 @@ pub enum ResolveError {
         name: String,
     },
     /// The named group does not accept the type.
-    #[error("scaling group '{name}' does not accept '{session_type}' sessions (allowed: {allowed})")]
+    #[error(
+        "scaling group '{name}' does not accept '{session_type}' sessions (allowed: {allowed})"
+    )]
     SessionTypeNotAllowed {
         /// The group.
         name: String,
@@ -68,9 +70,7 @@ pub fn resolve_scaling_group(
             let mut candidates: Vec<&ScalingGroup> = groups
                 .iter()
                 .filter(|g| {
-                    g.is_active
-                        && available_to(g, owner)
-                        && g.scheduler_opts.allows(session_type)
+                    g.is_active && available_to(g, owner) && g.scheduler_opts.allows(session_type)
                 })
                 .collect();
             candidates.sort_by(|a, b| a.name.cmp(&b.name));
@@ -113,13 +113,24 @@ mod tests {
 
     #[test]
     fn given_groups_a_b_c_when_an_interactive_session_names_c_then_it_goes_to_c() {
-        let r = resolve_scaling_group(&owners_groups(), "alice", SessionType::Interactive, Some("c"));
+        let r = resolve_scaling_group(
+            &owners_groups(),
+            "alice",
+            SessionType::Interactive,
+            Some("c"),
+        );
         assert_eq!(r, Ok("c".to_string()));
     }
 
     #[test]
-    fn given_a_batch_only_group_when_an_interactive_session_names_it_then_it_is_rejected_naming_the_allowed_types() {
-        let r = resolve_scaling_group(&owners_groups(), "alice", SessionType::Interactive, Some("a"));
+    fn given_a_batch_only_group_when_an_interactive_session_names_it_then_it_is_rejected_naming_the_allowed_types(
+    ) {
+        let r = resolve_scaling_group(
+            &owners_groups(),
+            "alice",
+            SessionType::Interactive,
+            Some("a"),
+        );
         assert_eq!(
             r,
             Err(ResolveError::SessionTypeNotAllowed {
@@ -135,7 +146,8 @@ mod tests {
     }
 
     #[test]
-    fn given_a_group_that_accepts_nothing_when_no_group_is_named_then_the_next_accepting_group_is_chosen() {
+    fn given_a_group_that_accepts_nothing_when_no_group_is_named_then_the_next_accepting_group_is_chosen(
+    ) {
         let r = resolve_scaling_group(&owners_groups(), "alice", SessionType::Interactive, None);
         assert_eq!(r, Ok("c".to_string()));
         let r = resolve_scaling_group(&owners_groups(), "alice", SessionType::Batch, None);

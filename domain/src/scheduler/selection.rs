@@ -39,10 +39,7 @@ pub fn select_agent(
     requested: &ResourceSlots,
     last: Option<&str>,
 ) -> Option<usize> {
-    let fitting = agents
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.fits(requested));
+    let fitting = agents.iter().enumerate().filter(|(_, a)| a.fits(requested));
     match strategy {
         AgentSelectionStrategy::Dispersed => fitting
             .min_by(|(_, a), (_, b)| a.load().cmp(&b.load()).then(a.agent_id.cmp(&b.agent_id)))
@@ -85,37 +82,79 @@ mod tests {
     }
 
     #[test]
-    fn given_agents_with_different_loads_when_dispersed_then_the_least_loaded_that_fits_is_chosen() {
-        assert_eq!(select_agent(AgentSelectionStrategy::Dispersed, &agents(), &cpu(2), None), Some(1));
+    fn given_agents_with_different_loads_when_dispersed_then_the_least_loaded_that_fits_is_chosen()
+    {
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Dispersed, &agents(), &cpu(2), None),
+            Some(1)
+        );
     }
 
     #[test]
-    fn given_agents_with_different_loads_when_concentrated_then_the_most_loaded_that_fits_is_chosen() {
-        assert_eq!(select_agent(AgentSelectionStrategy::Concentrated, &agents(), &cpu(2), None), Some(0));
-        assert_eq!(select_agent(AgentSelectionStrategy::Concentrated, &agents(), &cpu(3), None), Some(2));
+    fn given_agents_with_different_loads_when_concentrated_then_the_most_loaded_that_fits_is_chosen(
+    ) {
+        assert_eq!(
+            select_agent(
+                AgentSelectionStrategy::Concentrated,
+                &agents(),
+                &cpu(2),
+                None
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            select_agent(
+                AgentSelectionStrategy::Concentrated,
+                &agents(),
+                &cpu(3),
+                None
+            ),
+            Some(2)
+        );
     }
 
     #[test]
     fn given_a_last_choice_when_roundrobin_then_the_next_agent_by_id_that_fits_is_chosen() {
         let a = agents();
-        assert_eq!(select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(1), None), Some(0));
-        assert_eq!(select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(1), Some("a1")), Some(1));
-        assert_eq!(select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(1), Some("a3")), Some(0));
-        assert_eq!(select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(3), Some("a1")), Some(1));
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(1), None),
+            Some(0)
+        );
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(1), Some("a1")),
+            Some(1)
+        );
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(1), Some("a3")),
+            Some(0)
+        );
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Roundrobin, &a, &cpu(3), Some("a1")),
+            Some(1)
+        );
     }
 
     #[test]
     fn given_no_agent_with_room_when_selecting_then_none_and_the_message_names_group_and_request() {
-        assert_eq!(select_agent(AgentSelectionStrategy::Dispersed, &agents(), &cpu(7), None), None);
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Dispersed, &agents(), &cpu(7), None),
+            None
+        );
         let mem = ResourceSlots::new()
             .with("cpu", Decimal::from(8))
             .with("mem", Decimal::from(32u64 * 1024 * 1024 * 1024));
-        assert_eq!(no_agent_message("gpu", &mem), "no agent in 'gpu' can host {cpu: 8, mem: 32g}");
+        assert_eq!(
+            no_agent_message("gpu", &mem),
+            "no agent in 'gpu' can host {cpu: 8, mem: 32g}"
+        );
     }
 
     #[test]
     fn given_a_slot_type_no_agent_has_when_selecting_then_nothing_fits() {
         let req = cpu(1).with("cuda.device", Decimal::ONE);
-        assert_eq!(select_agent(AgentSelectionStrategy::Dispersed, &agents(), &req, None), None);
+        assert_eq!(
+            select_agent(AgentSelectionStrategy::Dispersed, &agents(), &req, None),
+            None
+        );
     }
 }

@@ -11,6 +11,9 @@ use super::state::SessionStatus;
 use crate::error::ValidationError;
 use crate::resources::ResourceSlots;
 
+/// `status_info` of a session cancelled by the pending-timeout sweeper (SPEC §2.4).
+pub const PENDING_TIMEOUT: &str = "pending_timeout";
+
 /// Folded state of one session. `Default` is "does not exist yet".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -150,6 +153,33 @@ impl Session {
                 reason,
                 occurred_at: now,
             },
+            SessionCommand::CancelPending { reason, .. } => {
+                if current != SessionStatus::Pending {
+                    return Err(SessionError::NotPending(current));
+                }
+                SessionEvent::SessionCancelled {
+                    reason,
+                    occurred_at: now,
+                }
+            }
+            SessionCommand::ExpirePending {
+                pending_timeout, ..
+            } => {
+                if current != SessionStatus::Pending {
+                    return Err(SessionError::NotPending(current));
+                }
+                let timeout = i64::try_from(pending_timeout).unwrap_or(i64::MAX);
+                let due = self
+                    .enqueued_at
+                    .and_then(|at| at.checked_add_signed(chrono::Duration::seconds(timeout)));
+                if pending_timeout == 0 || due.is_none_or(|due| now < due) {
+                    return Err(SessionError::NotExpired { pending_timeout });
+                }
+                SessionEvent::SessionCancelled {
+                    reason: PENDING_TIMEOUT.to_string(),
+                    occurred_at: now,
+                }
+            }
             SessionCommand::Fail { reason, detail, .. } => SessionEvent::SessionErrored {
                 reason,
                 detail,

@@ -170,6 +170,24 @@ pub enum SessionCommand {
         /// When.
         now: DateTime<Utc>,
     },
+    /// PENDING -> CANCELLED, and only from PENDING (the scheduler's cancellations, e.g.
+    /// `dependency-failed`: a session scheduled meanwhile is left alone).
+    CancelPending {
+        /// Why.
+        reason: String,
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// The pending-timeout sweeper (SPEC §2.4): PENDING -> CANCELLED with
+    /// `pending_timeout`, only while PENDING and only once `pending_timeout` seconds have
+    /// passed since enqueue. The aggregate is the concurrency control: a session
+    /// scheduled meanwhile rejects it; no lock is held.
+    ExpirePending {
+        /// The group's timeout in seconds at the time of the sweep (0 = disabled).
+        pending_timeout: u64,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// -> ERROR.
     Fail {
         /// Short machine-readable reason, e.g. `agent-lost`.
@@ -198,6 +216,8 @@ impl SessionCommand {
             | Self::RequestTermination { now, .. }
             | Self::MarkTerminated { now, .. }
             | Self::Cancel { now, .. }
+            | Self::CancelPending { now, .. }
+            | Self::ExpirePending { now, .. }
             | Self::Fail { now, .. } => *now,
         }
     }

@@ -23,6 +23,12 @@ pub enum SessionError {
     /// Scheduling results can only be recorded for a PENDING session.
     #[error("session is {0}, not PENDING")]
     NotPending(SessionStatus),
+    /// The pending-timeout sweeper came too early (or the timeout is disabled).
+    #[error("session has not been pending for {pending_timeout} seconds yet")]
+    NotExpired {
+        /// The timeout it was checked against (0 = disabled).
+        pending_timeout: u64,
+    },
     /// Invalid input; names the field.
     #[error(transparent)]
     Validation(#[from] ValidationError),

@@ -12,7 +12,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::Session;
+pub use aggregate::{Session, PENDING_TIMEOUT};
 pub use commands::{SessionCommand, SessionSpec, SessionType};
 pub use error::SessionError;
 pub use events::{

@@ -1145,6 +1145,14 @@ mod properties {
                 }
             ),
             (reason(), time()).prop_map(|(reason, now)| SessionCommand::Cancel { reason, now }),
+            (reason(), time())
+                .prop_map(|(reason, now)| SessionCommand::CancelPending { reason, now }),
+            (0u64..10_000, time()).prop_map(|(pending_timeout, now)| {
+                SessionCommand::ExpirePending {
+                    pending_timeout,
+                    now,
+                }
+            }),
             (
                 reason(),
                 prop::option::of(Just("detail".to_string())),
@@ -1260,7 +1268,9 @@ mod properties {
                     | SessionCommand::RequestTermination { .. }
                     | SessionCommand::MarkTerminated { .. }
                     | SessionCommand::Fail { .. } => given(&reach(S::Running)),
-                    SessionCommand::Cancel { .. } => given(&reach(S::Pending)),
+                    SessionCommand::Cancel { .. }
+                    | SessionCommand::CancelPending { .. }
+                    | SessionCommand::ExpirePending { .. } => given(&reach(S::Pending)),
                 };
                 if let Ok(events) = session.decide(command) {
                     for event in events {
@@ -1294,4 +1304,77 @@ fn given_a_recorded_failure_when_the_same_predicates_fail_in_another_order_then_
         now: later(),
     });
     assert_eq!(again, Ok(vec![]));
+}
+
+// ---------------------------------------------------------------------------------------
+// The scheduler's guarded cancellations: only while PENDING.
+
+#[test]
+fn given_a_pending_session_past_its_timeout_when_expired_then_it_is_cancelled_with_pending_timeout()
+{
+    let session = given(&reach(S::Pending));
+    let events = session.decide(SessionCommand::ExpirePending {
+        pending_timeout: 60,
+        now: now() + TimeDelta::seconds(60),
+    });
+    assert_eq!(
+        events,
+        Ok(vec![SessionEvent::SessionCancelled {
+            reason: "pending_timeout".into(),
+            occurred_at: now() + TimeDelta::seconds(60)
+        }])
+    );
+}
+
+#[test]
+fn given_a_pending_session_before_its_timeout_when_expired_then_it_is_rejected_as_not_expired() {
+    let session = given(&reach(S::Pending));
+    let r = session.decide(SessionCommand::ExpirePending {
+        pending_timeout: 60,
+        now: now() + TimeDelta::seconds(59),
+    });
+    assert_eq!(
+        r,
+        Err(SessionError::NotExpired {
+            pending_timeout: 60
+        })
+    );
+}
+
+#[test]
+fn given_a_timeout_of_zero_when_expired_at_any_time_then_it_is_never_cancelled() {
+    let session = given(&reach(S::Pending));
+    let r = session.decide(SessionCommand::ExpirePending {
+        pending_timeout: 0,
+        now: now() + TimeDelta::days(365),
+    });
+    assert_eq!(r, Err(SessionError::NotExpired { pending_timeout: 0 }));
+}
+
+#[test]
+fn given_a_session_scheduled_just_before_the_deadline_when_expired_then_it_is_not_cancelled() {
+    let session = given(&reach(S::Scheduled));
+    let r = session.decide(SessionCommand::ExpirePending {
+        pending_timeout: 1,
+        now: later(),
+    });
+    assert_eq!(r, Err(SessionError::NotPending(S::Scheduled)));
+}
+
+#[test]
+fn given_a_scheduled_session_when_the_scheduler_cancels_a_pending_one_then_it_is_left_alone() {
+    let session = given(&reach(S::Scheduled));
+    let r = session.decide(SessionCommand::CancelPending {
+        reason: "dependency-failed".into(),
+        now: later(),
+    });
+    assert_eq!(r, Err(SessionError::NotPending(S::Scheduled)));
+    let pending = given(&reach(S::Pending));
+    let events = pending
+        .decide(SessionCommand::CancelPending {
+            reason: "dependency-failed".into(),
+            now: later(),
+        })
+        .unwrap();
+    assert_eq!(events[0].target_status(), Some(S::Cancelled));
 }

@@ -388,8 +388,7 @@ impl<A: Decider> DocProjection<A> {
             self.table,
             live_generation(1)
         );
-        let docs: Vec<String> =
-            on_pool!(db, p => sqlx::query_scalar(&sql).bind(self.name).bind(value).fetch_all(p).await)?;
+        let docs: Vec<String> = on_pool!(db, p => sqlx::query_scalar(&sql).bind(self.name).bind(value).fetch_all(p).await)?;
         docs.iter().map(|d| self.decode(d)).collect()
     }
 
@@ -496,4 +495,34 @@ pub async fn get_session_view(
     };
     let queue = PendingQueue.get(db, id).await?;
     Ok(Some(session_view(&session, queue.as_ref())))
+}
+
+/// Whether `owner` has a non-terminal session named `name` (enqueue's `name_conflict`).
+pub async fn session_name_taken(db: &Db, owner: &str, name: &str) -> Result<bool, ProjectionError> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM rm_sessions WHERE generation = {} AND owner = $2 AND name = $3 \
+         AND status NOT IN ('TERMINATED', 'CANCELLED')",
+        live_generation(1)
+    );
+    let n: i64 = on_pool!(db, p => sqlx::query_scalar(&sql).bind("sessions").bind(owner).bind(name).fetch_one(p).await)?;
+    Ok(n > 0)
+}
+
+/// `owner`'s sessions that count against their limits: neither PENDING nor terminal.
+pub async fn live_sessions_of(db: &Db, owner: &str) -> Result<Vec<Session>, ProjectionError> {
+    let sql = format!(
+        "SELECT doc FROM rm_sessions WHERE generation = {} AND owner = $2 \
+         AND status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')",
+        live_generation(1)
+    );
+    let docs: Vec<String> = on_pool!(db, p => sqlx::query_scalar(&sql).bind("sessions").bind(owner).fetch_all(p).await)?;
+    docs.iter()
+        .map(|d| {
+            serde_json::from_str(d).map_err(|source| ProjectionError::Decode {
+                event_type: "Session read-model row".into(),
+                global_position: 0,
+                source,
+            })
+        })
+        .collect()
 }

@@ -5,11 +5,14 @@
 //! - [`pending_queue`]: PENDING sessions per scaling group, scheduler-ordered, with the
 //!   pending-timeout deadline.
 //! - [`audit_log`]: a flat timeline of every event.
+//! - [`slot_releases`]: the durable process manager that releases an ended session's
+//!   slots.
 
 pub mod audit_log;
 pub mod docs;
 pub mod pending_queue;
 pub mod session_list;
+pub mod slot_releases;
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(docs::agent_occupancy()),
         Arc::new(pending_queue::PendingQueue),
         Arc::new(audit_log::AuditLog),
+        Arc::new(slot_releases::SlotReleases),
     ]
 }
 

@@ -183,6 +183,79 @@ impl PendingQueue {
         Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").fetch_all(p).await)?)
     }
 
+    /// How many sessions `owner` has waiting (through the owner index).
+    pub async fn count_for_owner(&self, db: &Db, owner: &str) -> Result<i64, ProjectionError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM rm_pending_queue WHERE generation = {} AND owner = $2",
+            live_generation(1)
+        );
+        Ok(
+            on_pool!(db, p => sqlx::query_scalar(&sql).bind("pending_queue").bind(owner).fetch_one(p).await)?,
+        )
+    }
+
+    /// Sessions of `scaling_group` whose deadline is at or before `now_ms`, through the
+    /// deadline index, earliest first.
+    pub async fn expired_in_group(
+        &self,
+        db: &Db,
+        scaling_group: &str,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingEntry>, ProjectionError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM rm_pending_queue \
+             WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 \
+             AND scaling_group = $3 ORDER BY deadline_ms LIMIT $4",
+            live_generation(1)
+        );
+        Ok(
+            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(now_ms)
+            .bind(scaling_group).bind(limit).fetch_all(p).await)?,
+        )
+    }
+
+    /// Records a failed scheduling attempt of these sessions (`retries + 1`, `last_try`).
+    /// Not an event: the scheduler's bookkeeping lives in the read model (SPEC §1.2).
+    pub async fn record_attempts(
+        &self,
+        db: &Db,
+        session_ids: &[String],
+        at: &str,
+    ) -> Result<(), ProjectionError> {
+        if session_ids.is_empty() {
+            return Ok(());
+        }
+        match db {
+            Db::Postgres(p) => {
+                sqlx::query(&format!(
+                    "UPDATE rm_pending_queue SET retries = retries + 1, last_try = $2 \
+                     WHERE generation = {} AND session_id = ANY($3)",
+                    live_generation(1)
+                ))
+                .bind("pending_queue")
+                .bind(at)
+                .bind(session_ids)
+                .execute(p)
+                .await?;
+            }
+            Db::Sqlite { writer, .. } => {
+                let list = serde_json::Value::from(session_ids.to_vec()).to_string();
+                sqlx::query(&format!(
+                    "UPDATE rm_pending_queue SET retries = retries + 1, last_try = $2 \
+                     WHERE generation = {} AND session_id IN (SELECT value FROM json_each($3))",
+                    live_generation(1)
+                ))
+                .bind("pending_queue")
+                .bind(at)
+                .bind(list)
+                .execute(writer)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sessions whose deadline is at or before `now_ms`, through the deadline index.
     pub async fn expired(
         &self,

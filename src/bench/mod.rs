@@ -10,6 +10,8 @@
 //!   cqrs-es `CqrsFramework` on postgres-es, and ours (`CommandHandler::execute_new`) —
 //!   plus the mutable-status-row design under SERIALIZABLE, without and with one long
 //!   SERIALIZABLE reader (SPEC §10 baselines). Throughput and p50/p99 latency per cell.
+//! - [`scheduler`]: one scheduling pass placing 10k pending sessions on 1k agents, and
+//!   one pending-timeout sweep over 100k pending sessions with 1k expired.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use domain::session::{AgentAllocation, Session, SessionCommand, SessionSpec, SessionType};
@@ -27,6 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+pub mod scheduler;
 
 use crate::command::{CommandError, CommandHandler};
 use crate::store::{EventMetadata, EventStore, NewEvent, StoreError, StoreOptions};

@@ -1,0 +1,161 @@
+//! Agents as the API and the workers see them: registration (an event on the Agent
+//! aggregate), heartbeats (not events: a plain last-seen table, SPEC §1.4) and the
+//! assignments an agent polls for.
+
+use domain::agent::{Agent, AgentCommand, AgentError};
+use domain::session::{Session, SessionStatus};
+use domain::ResourceSlots;
+use projections::models::docs;
+use projections::ProjectionError;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::command::{CommandError, Committed};
+use crate::store::{EventMetadata, StoreError};
+
+/// Why an agent command did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentCommandError {
+    /// No such agent.
+    #[error("agent not found")]
+    NotFound,
+    /// The domain rejected it; nothing was appended.
+    #[error(transparent)]
+    Rejected(AgentError),
+    /// Still conflicting after every retry.
+    #[error("the agent changed concurrently; try again")]
+    Conflict,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read model could not be read.
+    #[error(transparent)]
+    ReadModel(#[from] ProjectionError),
+}
+
+impl From<CommandError<AgentError>> for AgentCommandError {
+    fn from(e: CommandError<AgentError>) -> Self {
+        match e {
+            CommandError::Rejected(AgentError::NotFound) => Self::NotFound,
+            CommandError::Rejected(r) => Self::Rejected(r),
+            CommandError::Conflict { .. } => Self::Conflict,
+            CommandError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
+/// Registration (or update) of an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterAgent {
+    /// Id.
+    pub agent_id: String,
+    /// Group it serves.
+    pub scaling_group: String,
+    /// Address.
+    pub addr: String,
+    /// Capacity.
+    pub available_slots: ResourceSlots,
+}
+
+/// Registers or updates an agent (re-registering revives a LOST one) and counts as a
+/// heartbeat. Re-registering unchanged appends nothing.
+pub async fn register(
+    app: &App,
+    req: RegisterAgent,
+    meta: &EventMetadata,
+) -> Result<Committed<Agent>, AgentCommandError> {
+    let agent_id = req.agent_id.clone();
+    let committed = app
+        .commands
+        .execute::<Agent>(
+            &agent_id,
+            AgentCommand::Register {
+                agent_id: req.agent_id,
+                scaling_group: req.scaling_group,
+                addr: req.addr,
+                available_slots: req.available_slots,
+                now: app.clock.now(),
+            },
+            meta,
+        )
+        .await?;
+    record_heartbeat(app, &agent_id).await?;
+    Ok(committed)
+}
+
+/// A heartbeat: updates the agent's last-seen time (no event). Unknown agents are
+/// refused, so a typo does not go unnoticed.
+pub async fn heartbeat(app: &App, agent_id: &str) -> Result<(), AgentCommandError> {
+    let agent: Agent = app.commands.load(agent_id).await?;
+    if !agent.registered {
+        return Err(AgentCommandError::NotFound);
+    }
+    record_heartbeat(app, agent_id).await?;
+    Ok(())
+}
+
+async fn record_heartbeat(app: &App, agent_id: &str) -> Result<(), StoreError> {
+    let now_ms = app.clock.now().timestamp_millis();
+    app.store.record_heartbeat(agent_id, now_ms).await
+}
+
+/// What an agent should do about one session placed on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assignment {
+    /// The session.
+    pub session_id: Uuid,
+    /// `start` (bring it up) or `stop` (tear it down: termination requested, or
+    /// cancelled while it was being prepared).
+    pub action: &'static str,
+    /// Its status now.
+    pub status: SessionStatus,
+    /// Image to run.
+    pub image: String,
+    /// Slots held for it on this agent.
+    pub slots: ResourceSlots,
+    /// Batch command, if any.
+    pub startup_command: Option<String>,
+    /// Kernels.
+    pub cluster_size: u32,
+}
+
+/// The sessions placed on `agent_id` that need the agent: SCHEDULED..CREATING to start,
+/// TERMINATING (and CANCELLED ones still holding slots here) to stop. Read from the
+/// `agent_occupancy` and `sessions` read models.
+pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, AgentCommandError> {
+    let Some(agent) = docs::agent_occupancy().get(app.db(), agent_id).await? else {
+        return Err(AgentCommandError::NotFound);
+    };
+    let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
+    let sessions: Vec<Session> = docs::sessions().get_many(app.db(), &ids).await?;
+    let mut out: Vec<Assignment> = sessions
+        .into_iter()
+        .filter_map(|s| {
+            use SessionStatus::*;
+            let spec = s.spec?;
+            let status = s.status?;
+            let action = match status {
+                Scheduled | Preparing | Pulling | Prepared | Creating => "start",
+                Terminating | Cancelled => "stop",
+                _ => return None,
+            };
+            let slots = agent
+                .allocations
+                .get(&spec.session_id)
+                .cloned()
+                .unwrap_or_default();
+            Some(Assignment {
+                session_id: spec.session_id,
+                action,
+                status,
+                image: spec.image,
+                slots,
+                startup_command: spec.startup_command,
+                cluster_size: spec.cluster_size,
+            })
+        })
+        .collect();
+    out.sort_by_key(|a| a.session_id);
+    Ok(out)
+}

@@ -1,0 +1,98 @@
+//! Agent liveness (SPEC §1.4): an ALIVE agent whose last heartbeat is older than
+//! `agent_lost_after_secs` is marked LOST (one `AgentLost` event), and its live
+//! sessions go to ERROR with `status_info = "agent-lost"`. Their slots stay held until
+//! the sessions are cleaned up to TERMINATED (SPEC §1.1), when the slot-release worker
+//! gives them back.
+//!
+//! The second half is a reconciliation, not a one-shot reaction: every check looks at
+//! every LOST agent's sessions, so a crash between `AgentLost` and the sessions' errors
+//! is repaired on the next check.
+
+use domain::agent::{Agent, AgentCommand, AgentStatus};
+use domain::session::{Session, SessionCommand, SessionStatus};
+use projections::models::docs;
+use uuid::Uuid;
+
+use super::{scheduler_metadata, SchedulerError};
+use crate::app::App;
+use crate::command::CommandError;
+
+/// What a liveness check did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LivenessReport {
+    /// Agents marked LOST now.
+    pub lost: usize,
+    /// Sessions moved to ERROR `agent-lost`.
+    pub errored: usize,
+}
+
+/// Checks every agent once.
+#[tracing::instrument(skip(app), err)]
+pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
+    let now = app.clock.now();
+    let now_ms = now.timestamp_millis();
+    let lost_after_ms = i64::try_from(app.settings.agent_lost_after_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let heartbeats = app.store.heartbeats().await?;
+    let meta = scheduler_metadata();
+    let mut report = LivenessReport::default();
+    let mut lost: Vec<Agent> = Vec::new();
+    for agent in docs::agent_occupancy().all(app.db()).await? {
+        match agent.status {
+            AgentStatus::Alive => {
+                let Some(last) = heartbeats.get(&agent.agent_id).copied() else {
+                    // Never seen by this store's heartbeat table: start its clock now.
+                    app.store.record_heartbeat(&agent.agent_id, now_ms).await?;
+                    continue;
+                };
+                if now_ms.saturating_sub(last) <= lost_after_ms {
+                    continue;
+                }
+                match app
+                    .commands
+                    .execute::<Agent>(&agent.agent_id, AgentCommand::MarkLost { now }, &meta)
+                    .await
+                {
+                    Ok(c) => {
+                        if !c.events.is_empty() {
+                            report.lost += 1;
+                            tracing::warn!(agent_id = %agent.agent_id, silent_ms = now_ms - last, "agent LOST: missed heartbeats");
+                        }
+                        lost.push(c.state);
+                    }
+                    Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
+                    Err(CommandError::Store(e)) => return Err(e.into()),
+                }
+            }
+            AgentStatus::Lost => lost.push(agent),
+            AgentStatus::Terminated => {}
+        }
+    }
+    for agent in lost {
+        let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
+        for s in docs::sessions().get_many(app.db(), &ids).await? {
+            let (Some(spec), Some(status)) = (&s.spec, s.status) else {
+                continue;
+            };
+            if status.is_terminal() || status == SessionStatus::Error {
+                continue;
+            }
+            let command = SessionCommand::Fail {
+                reason: "agent-lost".into(),
+                detail: Some(format!("agent '{}' missed its heartbeats", agent.agent_id)),
+                now,
+            };
+            match app
+                .commands
+                .execute::<Session>(&spec.session_id.to_string(), command, &meta)
+                .await
+            {
+                Ok(c) => report.errored += c.events.len(),
+                Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
+                Err(CommandError::Store(e)) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}

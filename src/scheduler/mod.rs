@@ -1,0 +1,547 @@
+//! The scheduler (SPEC §2): per scaling group, order the pending sessions, evaluate the
+//! predicates, pick an agent and allocate — plus the pending-timeout sweeper, the agent
+//! liveness check and the slot-release worker.
+//!
+//! Decisions are the domain's ([`domain::scheduler`], the Session and Agent
+//! aggregates). This module gathers their inputs from the read models, and appends the
+//! results. A placement appends the agent's `SlotsAllocated` and the session's
+//! `SessionScheduled` **in one statement**, each at the next sequence of the version it
+//! was decided on: if either stream moved (another replica, a cancellation, a stale read
+//! model), the whole statement conflicts and nothing lands, so no agent is ever
+//! over-allocated and no slot is ever held for a session that was not scheduled. Placements
+//! are batched (many sessions per statement); a conflicting batch is redone one
+//! placement at a time on freshly loaded state.
+//!
+//! # Layout
+//! - this file: [`Scheduler`] and one scheduling pass over a group.
+//! - [`sweeper`]: the pending-timeout sweep.
+//! - [`liveness`]: missed heartbeats -> LOST, and the lost agent's sessions -> ERROR.
+//! - [`releases`]: the worker that releases the slots of ended sessions.
+//! - [`workers`]: the background loops with their leases, started by `sessiond serve`.
+
+pub mod liveness;
+pub mod releases;
+pub mod sweeper;
+pub mod workers;
+
+use chrono::{DateTime, Utc};
+use domain::agent::{Agent, AgentCommand, AgentStatus};
+use domain::policy::{ResourceLimits, ResourcePolicy};
+use domain::scaling_group::{ScalingGroup, SchedulerKind};
+use domain::scheduler::predicates::{
+    failed_dependency, requested_slots, DependencyState, AGENT_SELECTION,
+};
+use domain::scheduler::selection::no_agent_message;
+use domain::scheduler::{
+    evaluate, order_queue, select_agent, AgentCandidate, OwnerUsage, PredicateInput, QueueItem,
+};
+use domain::session::{
+    AgentAllocation, FailedPredicate, PassedPredicate, Session, SessionCommand, SessionError,
+    SessionStatus,
+};
+use domain::{Decider, ResourceSlots};
+use projections::models::docs;
+use projections::models::pending_queue::PendingQueue;
+use projections::ProjectionError;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use uuid::Uuid;
+
+pub use workers::spawn_workers;
+
+use crate::app::App;
+use crate::command::{new_events, CommandError};
+use crate::store::{EventMetadata, NewEvent, StoreError};
+
+/// Sessions per append statement when placing a batch.
+const PLACEMENT_CHUNK: usize = 200;
+
+/// Why a scheduler pass failed (infrastructure only: rejected placements are part of a
+/// normal pass).
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read model could not be read.
+    #[error(transparent)]
+    ReadModel(#[from] ProjectionError),
+}
+
+/// What one pass over a group did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// PENDING sessions looked at.
+    pub considered: usize,
+    /// Sessions scheduled.
+    pub scheduled: usize,
+    /// Sessions that stayed PENDING.
+    pub waiting: usize,
+    /// `SessionSchedulingFailed` events appended (only when a failure set changed).
+    pub failures_recorded: usize,
+    /// Sessions cancelled because a dependency can never succeed.
+    pub cancelled: usize,
+    /// Placement batches that conflicted and were redone one by one.
+    pub conflicts: usize,
+}
+
+#[derive(Debug, Default)]
+struct GroupMemory {
+    /// The failure set last recorded per session (so an unchanged set costs nothing).
+    recorded: HashMap<Uuid, Vec<FailedPredicate>>,
+    /// The agent chosen last (round robin continues after it).
+    last_agent: Option<String>,
+    /// Agent states this scheduler appended to, ahead of the read model.
+    agents: HashMap<String, Agent>,
+}
+
+/// The scheduler of every scaling group this process holds the lease of.
+#[derive(Debug)]
+pub struct Scheduler {
+    app: App,
+    memory: Mutex<HashMap<String, GroupMemory>>,
+}
+
+/// The actor recorded on the scheduler's events.
+pub fn scheduler_metadata() -> EventMetadata {
+    let id = Uuid::new_v4().to_string();
+    EventMetadata {
+        actor: "scheduler".into(),
+        correlation_id: id.clone(),
+        causation_id: id,
+    }
+}
+
+struct Placement {
+    session_id: Uuid,
+    agent_id: String,
+    slots: ResourceSlots,
+    rows: Vec<NewEvent>,
+}
+
+fn sorted(mut failed: Vec<FailedPredicate>) -> Vec<FailedPredicate> {
+    failed.sort_by(|a, b| (&a.name, &a.msg).cmp(&(&b.name, &b.msg)));
+    failed.dedup();
+    failed
+}
+
+impl Scheduler {
+    /// A scheduler for `app`.
+    pub fn new(app: App) -> Self {
+        Self {
+            app,
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The application it works for.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    fn with_memory<R>(&self, group: &str, f: impl FnOnce(&mut GroupMemory) -> R) -> R {
+        let mut guard = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        f(guard.entry(group.to_string()).or_default())
+    }
+
+    /// One full pass for every existing group, then the liveness check and the slot
+    /// releases: what the workers do on each tick when they hold every lease (tests and
+    /// the benchmark call it directly).
+    pub async fn tick(&self) -> Result<Vec<(String, PassReport)>, SchedulerError> {
+        let groups = docs::scaling_groups().all(self.app.db()).await?;
+        let mut out = Vec::new();
+        for g in groups {
+            sweeper::sweep_group(&self.app, &g.name).await?;
+            out.push((g.name.clone(), self.schedule_group(&g.name).await?));
+        }
+        liveness::check_agents(&self.app).await?;
+        releases::release_due(&self.app).await?;
+        Ok(out)
+    }
+
+    /// One scheduling pass over `group`'s queue.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn schedule_group(&self, group: &str) -> Result<PassReport, SchedulerError> {
+        let app = &self.app;
+        let db = app.db();
+        let now = app.clock.now();
+        let mut report = PassReport::default();
+        let queue = PendingQueue.queue(db, group).await?;
+        if queue.is_empty() {
+            return Ok(report);
+        }
+        let sg: Option<ScalingGroup> = docs::scaling_groups().get(db, group).await?;
+        let ids: Vec<String> = queue.iter().map(|q| q.session_id.clone()).collect();
+        let mut sessions: HashMap<Uuid, Session> = docs::sessions()
+            .get_many(db, &ids)
+            .await?
+            .into_iter()
+            .filter(|s| s.status == Some(SessionStatus::Pending))
+            .filter_map(|s| s.spec.as_ref().map(|p| p.session_id).map(|id| (id, s)))
+            .collect();
+        report.considered = sessions.len();
+
+        // Agents: the read model, or this scheduler's own newer copy.
+        let mut agents: Vec<Agent> = docs::agent_occupancy()
+            .find_by(db, "scaling_group", group)
+            .await?;
+        self.with_memory(group, |m| {
+            for a in agents.iter_mut() {
+                if let Some(mine) = m.agents.get(&a.agent_id) {
+                    if mine.version > a.version {
+                        *a = mine.clone();
+                    }
+                }
+            }
+        });
+        agents
+            .retain(|a| a.registered && a.status == AgentStatus::Alive && a.scaling_group == group);
+        agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+
+        // Owners: policies and usage (usage only where a limit or DRF needs it).
+        let kind = sg.as_ref().map(|g| g.scheduler).unwrap_or_default();
+        let owners: BTreeSet<String> = sessions
+            .values()
+            .filter_map(|s| s.spec.as_ref().map(|p| p.owner.clone()))
+            .collect();
+        let mut limits: HashMap<String, ResourceLimits> = HashMap::new();
+        let mut usage: HashMap<String, OwnerUsage> = HashMap::new();
+        for owner in &owners {
+            let policy: ResourcePolicy = app.commands.load(owner).await?;
+            let needs_usage = policy.limits.max_concurrent_sessions.is_some()
+                || policy.limits.total_resource_slots.is_some()
+                || kind == SchedulerKind::Drf;
+            let mut u = OwnerUsage::default();
+            if needs_usage {
+                for s in docs::live_sessions_of(db, owner).await? {
+                    u.concurrent += 1;
+                    for a in &s.allocations {
+                        u.allocated = u.allocated.add(&a.slots);
+                    }
+                }
+            }
+            usage.insert(owner.clone(), u);
+            limits.insert(owner.clone(), policy.limits);
+        }
+
+        // Dependencies.
+        let dep_ids: BTreeSet<Uuid> = sessions
+            .values()
+            .filter_map(|s| s.spec.as_ref())
+            .flat_map(|p| p.dependencies.iter().copied())
+            .collect();
+        let mut deps: BTreeMap<Uuid, Option<DependencyState>> =
+            dep_ids.iter().map(|id| (*id, None)).collect();
+        if !dep_ids.is_empty() {
+            let list: Vec<String> = dep_ids.iter().map(Uuid::to_string).collect();
+            for d in docs::sessions().get_many(db, &list).await? {
+                if let (Some(spec), Some(status)) = (&d.spec, d.status) {
+                    deps.insert(
+                        spec.session_id,
+                        Some(DependencyState {
+                            status,
+                            exit_code: d.exit_code,
+                        }),
+                    );
+                }
+            }
+        }
+
+        // Order.
+        let items: Vec<QueueItem> = queue
+            .iter()
+            .filter_map(|q| {
+                let id = Uuid::parse_str(&q.session_id).ok()?;
+                let spec = sessions.get(&id)?.spec.as_ref()?;
+                Some(QueueItem {
+                    session_id: id,
+                    owner: spec.owner.clone(),
+                    priority: spec.priority,
+                    enqueue_position: q.enqueue_position,
+                    requested: requested_slots(spec),
+                    retries: u32::try_from(q.retries).unwrap_or(u32::MAX),
+                })
+            })
+            .collect();
+        let capacity = agents
+            .iter()
+            .fold(ResourceSlots::new(), |acc, a| acc.add(&a.available_slots));
+        let allocated: BTreeMap<String, ResourceSlots> = usage
+            .iter()
+            .map(|(o, u)| (o.clone(), u.allocated.clone()))
+            .collect();
+        let ordered = order_queue(kind, items, &allocated, &capacity);
+        let strategy = sg
+            .as_ref()
+            .map(|g| g.scheduler_opts.agent_selection_strategy)
+            .unwrap_or_default();
+        let skip_after = sg
+            .as_ref()
+            .map(|g| g.scheduler_opts.config.num_retries_to_skip)
+            .unwrap_or(0);
+
+        // Decide.
+        let meta = scheduler_metadata();
+        let default_limits = ResourceLimits::default();
+        let mut last_agent = self.with_memory(group, |m| m.last_agent.clone());
+        let mut placements: Vec<Placement> = Vec::new();
+        let mut failures: Vec<(Uuid, Vec<FailedPredicate>, Vec<PassedPredicate>)> = Vec::new();
+        let mut doomed: Vec<(Uuid, Uuid)> = Vec::new();
+        let mut blocked = false;
+        for item in ordered {
+            let Some(session) = sessions.get_mut(&item.session_id) else {
+                continue;
+            };
+            let Some(spec) = session.spec.clone() else {
+                continue;
+            };
+            if let Some(dep) = failed_dependency(&spec, &deps) {
+                doomed.push((item.session_id, dep));
+                continue;
+            }
+            let owner_usage = usage.entry(spec.owner.clone()).or_default();
+            let evaluation = evaluate(&PredicateInput {
+                spec: &spec,
+                now,
+                group: sg.as_ref(),
+                limits: limits.get(&spec.owner).unwrap_or(&default_limits),
+                usage: owner_usage,
+                dependencies: &deps,
+            });
+            if !evaluation.passed_all() {
+                failures.push((item.session_id, evaluation.failed, evaluation.passed));
+                continue;
+            }
+            if blocked {
+                // Strict ordering: nobody overtakes a head of line that does not fit.
+                continue;
+            }
+            let candidates: Vec<AgentCandidate> = agents
+                .iter()
+                .map(|a| AgentCandidate {
+                    agent_id: a.agent_id.clone(),
+                    capacity: a.available_slots.clone(),
+                    occupied: a.occupied_slots(),
+                })
+                .collect();
+            let Some(i) = select_agent(
+                strategy,
+                &candidates,
+                &item.requested,
+                last_agent.as_deref(),
+            ) else {
+                failures.push((
+                    item.session_id,
+                    vec![FailedPredicate {
+                        name: AGENT_SELECTION.into(),
+                        msg: no_agent_message(group, &item.requested),
+                    }],
+                    evaluation.passed,
+                ));
+                let may_skip = skip_after > 0 && item.retries >= skip_after;
+                if kind != SchedulerKind::Drf && !may_skip {
+                    blocked = true;
+                }
+                continue;
+            };
+            let agent = &mut agents[i];
+            let Ok(agent_events) = agent.decide(AgentCommand::AllocateSlots {
+                session_id: item.session_id,
+                slots: item.requested.clone(),
+                now,
+            }) else {
+                continue;
+            };
+            let allocation = AgentAllocation {
+                agent_id: agent.agent_id.clone(),
+                slots: item.requested.clone(),
+            };
+            let Ok(session_events) = session.decide(SessionCommand::Schedule {
+                scaling_group: group.to_string(),
+                agents: vec![allocation],
+                now,
+            }) else {
+                continue;
+            };
+            let mut rows =
+                new_events::<Agent>(&agent.agent_id, agent.version as i64, &agent_events, &meta)?;
+            rows.extend(new_events::<Session>(
+                &item.session_id.to_string(),
+                session.version as i64,
+                &session_events,
+                &meta,
+            )?);
+            for e in &agent_events {
+                agent.evolve(e);
+            }
+            owner_usage.concurrent += 1;
+            owner_usage.allocated = owner_usage.allocated.add(&item.requested);
+            last_agent = Some(agent.agent_id.clone());
+            placements.push(Placement {
+                session_id: item.session_id,
+                agent_id: agent.agent_id.clone(),
+                slots: item.requested.clone(),
+                rows,
+            });
+        }
+
+        // Append placements in batches; a conflicting batch (and everything decided after
+        // it, which assumed it) is redone one placement at a time on loaded state.
+        let mut one_by_one = false;
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for chunk in placements.chunks(PLACEMENT_CHUNK) {
+            if !one_by_one {
+                let rows: Vec<NewEvent> =
+                    chunk.iter().flat_map(|p| p.rows.iter().cloned()).collect();
+                match app.store.append(&rows).await {
+                    Ok(_) => {
+                        report.scheduled += chunk.len();
+                        continue;
+                    }
+                    Err(e) if e.is_conflict() => {
+                        report.conflicts += 1;
+                        one_by_one = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for p in chunk {
+                touched.insert(p.agent_id.clone());
+                if self.place_one(group, p, &meta, now).await? {
+                    report.scheduled += 1;
+                }
+            }
+        }
+        self.with_memory(group, |m| {
+            m.last_agent = last_agent;
+            for a in &agents {
+                if touched.contains(&a.agent_id) {
+                    m.agents.remove(&a.agent_id);
+                } else {
+                    m.agents.insert(a.agent_id.clone(), a.clone());
+                }
+            }
+            m.recorded.retain(|id, _| sessions.contains_key(id));
+        });
+
+        // Failures: an event only when the set changed; the attempt is bookkept anyway.
+        let mut attempted = Vec::new();
+        for (id, failed, passed) in failures {
+            attempted.push(id.to_string());
+            let failed = sorted(failed);
+            let known = self.with_memory(group, |m| m.recorded.get(&id).cloned());
+            let last = known.unwrap_or_else(|| {
+                sessions
+                    .get(&id)
+                    .map(|s| sorted(s.failed_predicates.clone()))
+                    .unwrap_or_default()
+            });
+            if last == failed {
+                continue;
+            }
+            match app
+                .commands
+                .execute::<Session>(
+                    &id.to_string(),
+                    SessionCommand::RecordSchedulingFailure {
+                        failed: failed.clone(),
+                        passed,
+                        now,
+                    },
+                    &meta,
+                )
+                .await
+            {
+                Ok(c) => {
+                    report.failures_recorded += c.events.len();
+                    self.with_memory(group, |m| m.recorded.insert(id, failed));
+                }
+                Err(CommandError::Rejected(_)) => {}
+                Err(CommandError::Conflict { .. }) => report.conflicts += 1,
+                Err(CommandError::Store(e)) => return Err(e.into()),
+            }
+        }
+        report.waiting = attempted.len();
+        PendingQueue
+            .record_attempts(db, &attempted, &now.to_rfc3339())
+            .await?;
+
+        for (id, dep) in doomed {
+            let r = app
+                .commands
+                .execute::<Session>(
+                    &id.to_string(),
+                    SessionCommand::CancelPending {
+                        reason: "dependency-failed".into(),
+                        now,
+                    },
+                    &meta,
+                )
+                .await;
+            match r {
+                Ok(_) => {
+                    tracing::info!(session_id = %id, dependency = %dep, "cancelled: a dependency can never succeed");
+                    report.cancelled += 1;
+                }
+                Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
+                Err(CommandError::Store(e)) => return Err(e.into()),
+            }
+        }
+        if report.scheduled > 0 || report.failures_recorded > 0 {
+            tracing::info!(group, ?report, "scheduling pass");
+        }
+        Ok(report)
+    }
+
+    /// Places one session on one agent on freshly loaded state (the fallback after a
+    /// batch conflict). Both events still go in one statement. Returns whether it landed.
+    async fn place_one(
+        &self,
+        group: &str,
+        p: &Placement,
+        meta: &EventMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        let app = &self.app;
+        let sid = p.session_id.to_string();
+        for _ in 0..4 {
+            let agent: Agent = app.commands.load(&p.agent_id).await?;
+            let session: Session = app.commands.load(&sid).await?;
+            let Ok(agent_events) = agent.decide(AgentCommand::AllocateSlots {
+                session_id: p.session_id,
+                slots: p.slots.clone(),
+                now,
+            }) else {
+                return Ok(false);
+            };
+            let session_events = match session.decide(SessionCommand::Schedule {
+                scaling_group: group.to_string(),
+                agents: vec![AgentAllocation {
+                    agent_id: p.agent_id.clone(),
+                    slots: p.slots.clone(),
+                }],
+                now,
+            }) {
+                Ok(e) => e,
+                Err(SessionError::IllegalTransition { .. } | SessionError::NotFound) => {
+                    return Ok(false)
+                }
+                Err(_) => return Ok(false),
+            };
+            let mut rows =
+                new_events::<Agent>(&p.agent_id, agent.version as i64, &agent_events, meta)?;
+            rows.extend(new_events::<Session>(
+                &sid,
+                session.version as i64,
+                &session_events,
+                meta,
+            )?);
+            match app.store.append(&rows).await {
+                Ok(_) => return Ok(true),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,116 @@
+//! Real `sessiond serve` processes: start-up, their stderr lines, and SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `sessiond serve`; killed and reaped on drop.
+pub struct Replica {
+    pub name: &'static str,
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub log: Vec<String>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Replica {
+    /// Starts `sessiond serve` on `url` with a 200 ms scheduler timer and waits for its
+    /// `listening on` line.
+    // The child is owned by `Replica`, whose Drop kills and reaps it.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(name: &'static str, url: &str) -> Replica {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
+            .env_remove("SESSIOND_DATABASE_URL")
+            .env_remove("SESSIOND_LISTEN")
+            .env_remove("SESSIOND_LOG_FORMAT")
+            .env_remove("SESSIOND_AGENT_LOST_AFTER_SECS")
+            .env("RUST_LOG", "info")
+            .env("SESSIOND_SCHEDULER_INTERVAL_MS", "200")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sessiond");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let echo = std::env::var_os("TEST_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let mut replica = Replica {
+            name,
+            child: Some(child),
+            lines: rx,
+            log: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !replica.log.iter().any(|l| l.contains("listening on")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: no 'listening on' line; saw: {:#?}",
+                replica.log
+            );
+            match replica.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => replica.log.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{name}: exited during start-up; saw: {:#?}", replica.log)
+                }
+            }
+        }
+        replica
+    }
+
+    /// Reads the lines logged since the last call (without waiting).
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+    }
+
+    /// Whether it logged that it took lease `lease`.
+    pub fn took(&mut self, lease: &str) -> bool {
+        self.drain();
+        self.log
+            .iter()
+            .any(|l| l.contains("lease taken") && mentions(l, lease))
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let mut c = self.child.take().expect("still running");
+        c.kill().expect("SIGKILL");
+        c.wait().expect("reap");
+    }
+
+    /// Still running (not exited on its own).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+}
+
+/// Whether a log line names exactly `lease` (not a longer name it is a prefix of).
+fn mentions(line: &str, lease: &str) -> bool {
+    line.match_indices(lease).any(|(i, _)| {
+        let after = line[i + lease.len()..].chars().next();
+        !matches!(after, Some(c) if c.is_alphanumeric() || c == '-' || c == '_' || c == '.')
+    })
+}

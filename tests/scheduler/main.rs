@@ -1,0 +1,501 @@
+//! The scheduler at the application layer (issue #6): commands in, events and read
+//! models out, on both backends. Time is a [`ManualClock`]: "ten minutes of scheduler
+//! ticks" are ticks at clock times ten minutes apart, with no real sleeping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../store/helpers.rs"]
+mod helpers;
+
+use chrono::{DateTime, Duration, Utc};
+use domain::agent::{Agent, AgentCommand};
+use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
+use domain::scheduler::ResolveError;
+use domain::session::{Session, SessionStatus, SessionType};
+use domain::ResourceSlots;
+use helpers::{fresh_url, Backend};
+use projections::models::docs::get_session_view;
+use serde_json::{json, Value};
+use sessiond::agents::{register, RegisterAgent};
+use sessiond::app::App;
+use sessiond::clock::ManualClock;
+use sessiond::config::Settings;
+use sessiond::scheduler::Scheduler;
+use sessiond::sessions::{enqueue, EnqueueRequest, SessionCommandError};
+use sessiond::store::{EventMetadata, EventStore, StoreOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+struct World {
+    app: App,
+    clock: ManualClock,
+    scheduler: Scheduler,
+}
+
+fn start() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn meta(actor: &str) -> EventMetadata {
+    EventMetadata {
+        actor: actor.into(),
+        correlation_id: Uuid::new_v4().to_string(),
+        causation_id: Uuid::new_v4().to_string(),
+    }
+}
+
+fn cpu(n: i64) -> ResourceSlots {
+    ResourceSlots::from_json(&json!({ "cpu": n }), "resources").unwrap()
+}
+
+async fn world(backend: Backend) -> World {
+    let url = fresh_url(backend).await;
+    let store = EventStore::open(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let clock = ManualClock::new(start());
+    let app = App::new(store, Settings::default()).with_clock(Arc::new(clock.clone()));
+    World {
+        scheduler: Scheduler::new(app.clone()),
+        app,
+        clock,
+    }
+}
+
+impl World {
+    async fn group(&self, name: &str, scheduler: &str, opts: Value) {
+        self.app
+            .commands
+            .execute::<ScalingGroup>(
+                name,
+                ScalingGroupCommand::Create {
+                    name: name.into(),
+                    description: String::new(),
+                    is_active: true,
+                    public: true,
+                    owners: BTreeSet::new(),
+                    scheduler: json!(scheduler),
+                    scheduler_opts: opts,
+                    now: self.clock.now_utc(),
+                },
+                &meta("admin"),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn change_opts(&self, name: &str, opts: Value) {
+        self.app
+            .commands
+            .execute::<ScalingGroup>(
+                name,
+                ScalingGroupCommand::Update {
+                    description: None,
+                    is_active: None,
+                    public: None,
+                    owners: None,
+                    scheduler: None,
+                    scheduler_opts: Some(opts),
+                    now: self.clock.now_utc(),
+                },
+                &meta("admin"),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn agent(&self, id: &str, group: &str, cpus: i64) {
+        register(
+            &self.app,
+            RegisterAgent {
+                agent_id: id.into(),
+                scaling_group: group.into(),
+                addr: format!("{id}:6001"),
+                available_slots: cpu(cpus),
+            },
+            &meta("admin"),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn enqueue(
+        &self,
+        name: &str,
+        session_type: SessionType,
+        group: Option<&str>,
+        cpus: i64,
+    ) -> Result<Uuid, SessionCommandError> {
+        self.app.catch_up().await.unwrap();
+        let c = enqueue(
+            &self.app,
+            EnqueueRequest {
+                name: name.into(),
+                owner: "alice".into(),
+                session_type,
+                image: "python:3.12".into(),
+                scaling_group: group.map(str::to_string),
+                resources: cpu(cpus),
+                cluster_size: 1,
+                priority: 10,
+                starts_at: None,
+                batch_timeout: None,
+                startup_command: None,
+                dependencies: vec![],
+                labels: BTreeMap::new(),
+            },
+            &meta("alice"),
+        )
+        .await?;
+        Ok(c.state.spec.unwrap().session_id)
+    }
+
+    /// One scheduler tick on read models that have caught up, then catch up again.
+    async fn tick(&self) {
+        self.app.catch_up().await.unwrap();
+        self.scheduler.tick().await.unwrap();
+        self.app.catch_up().await.unwrap();
+    }
+
+    async fn session(&self, id: Uuid) -> Session {
+        self.app.commands.load(&id.to_string()).await.unwrap()
+    }
+
+    async fn view(&self, id: Uuid) -> Value {
+        self.app.catch_up().await.unwrap();
+        get_session_view(self.app.db(), &id.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn event_types(&self, id: Uuid) -> Vec<String> {
+        self.app
+            .store
+            .read_stream("Session", &id.to_string())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+}
+
+trait NowUtc {
+    fn now_utc(&self) -> DateTime<Utc>;
+}
+
+impl NowUtc for ManualClock {
+    fn now_utc(&self) -> DateTime<Utc> {
+        sessiond::clock::Clock::now(self)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pending_past_its_timeout_is_cancelled_with_pending_timeout_on_both_backends() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("gpu", "fifo", json!({"pending_timeout": 60})).await;
+        // No agent: nothing can be scheduled.
+        let id = w
+            .enqueue("late", SessionType::Interactive, None, 1)
+            .await
+            .unwrap();
+        w.clock.advance(Duration::seconds(59));
+        w.tick().await;
+        assert_eq!(
+            w.session(id).await.status,
+            Some(SessionStatus::Pending),
+            "{backend:?}"
+        );
+        w.clock.advance(Duration::seconds(1));
+        w.tick().await;
+        let s = w.session(id).await;
+        assert_eq!(s.status, Some(SessionStatus::Cancelled), "{backend:?}");
+        assert_eq!(s.status_info.as_deref(), Some("pending_timeout"));
+        let v = w.view(id).await;
+        assert_eq!(v["status_info"], "pending_timeout");
+        let history = v["status_history"].as_object().unwrap();
+        assert!(
+            history.contains_key("PENDING") && history.contains_key("CANCELLED"),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_scheduled_a_moment_before_the_deadline_is_not_cancelled_on_both_backends() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("gpu", "fifo", json!({"pending_timeout": 60})).await;
+        let id = w
+            .enqueue("lucky", SessionType::Interactive, None, 4)
+            .await
+            .unwrap();
+        w.clock.advance(Duration::seconds(59));
+        w.tick().await;
+        // Capacity appears a moment before the deadline; the scheduler places it.
+        w.agent("a1", "gpu", 8).await;
+        w.tick().await;
+        assert_eq!(w.session(id).await.status, Some(SessionStatus::Scheduled));
+        // The sweeper runs after the deadline on a pending queue that still lists it
+        // (the read model has not caught up): the aggregate refuses; nothing changes.
+        w.clock.advance(Duration::seconds(5));
+        sessiond::scheduler::sweeper::sweep_group(&w.app, "gpu")
+            .await
+            .unwrap();
+        w.tick().await;
+        let s = w.session(id).await;
+        assert_eq!(s.status, Some(SessionStatus::Scheduled), "{backend:?}");
+        assert!(!w
+            .event_types(id)
+            .await
+            .contains(&"SessionCancelled".to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_of_zero_never_cancels_and_lowering_the_timeout_applies_to_waiting_sessions() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("gpu", "fifo", json!({"pending_timeout": 0})).await;
+        let id = w
+            .enqueue("patient", SessionType::Batch, None, 1)
+            .await
+            .unwrap();
+        w.clock.advance(Duration::days(30));
+        w.tick().await;
+        assert_eq!(
+            w.session(id).await.status,
+            Some(SessionStatus::Pending),
+            "{backend:?}"
+        );
+        // Lowering the timeout (from disabled to 1 h) applies to the session already waiting.
+        w.change_opts("gpu", json!({"pending_timeout": 3600})).await;
+        w.tick().await;
+        let s = w.session(id).await;
+        assert_eq!(s.status, Some(SessionStatus::Cancelled), "{backend:?}");
+        assert_eq!(s.status_info.as_deref(), Some("pending_timeout"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_session_types_resolve_per_group_and_a_group_accepting_nothing_affects_no_other_group(
+) {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("a", "fifo", json!({"allowed_session_types": ["batch"]}))
+            .await;
+        w.group("b", "fifo", json!({"allowed_session_types": []}))
+            .await;
+        w.group(
+            "c",
+            "fifo",
+            json!({"allowed_session_types": ["interactive", "batch"]}),
+        )
+        .await;
+        w.agent("c1", "c", 8).await;
+
+        let in_c = w
+            .enqueue("in-c", SessionType::Interactive, Some("c"), 1)
+            .await
+            .unwrap();
+        let rejected = w
+            .enqueue("in-a", SessionType::Interactive, Some("a"), 1)
+            .await;
+        match rejected {
+            Err(SessionCommandError::Resolve(e @ ResolveError::SessionTypeNotAllowed { .. })) => {
+                assert_eq!(
+                    e.to_string(),
+                    "scaling group 'a' does not accept 'interactive' sessions (allowed: batch)"
+                );
+            }
+            other => panic!("{backend:?}: expected session_type_not_allowed, got {other:?}"),
+        }
+        let unnamed = w
+            .enqueue("anywhere", SessionType::Interactive, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.session(unnamed).await.spec.unwrap().scaling_group,
+            "c",
+            "{backend:?}"
+        );
+        w.tick().await;
+        assert_eq!(w.session(in_c).await.status, Some(SessionStatus::Scheduled));
+        assert_eq!(
+            w.session(unnamed).await.status,
+            Some(SessionStatus::Scheduled)
+        );
+        // Nothing was appended for the rejected request.
+        assert_eq!(w.app.store.count_events().await.unwrap(), 3 + 1 + 2 * 2 + 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_waits_on_the_scaling_group_predicate_while_its_type_is_disallowed_and_runs_once_allowed(
+) {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("gpu-batch", "fifo", json!({})).await;
+        let id = w
+            .enqueue("notebook", SessionType::Interactive, Some("gpu-batch"), 2)
+            .await
+            .unwrap();
+        // The group stops accepting interactive sessions while it waits.
+        w.change_opts("gpu-batch", json!({"allowed_session_types": ["batch"]}))
+            .await;
+        w.agent("g1", "gpu-batch", 8).await;
+        w.tick().await;
+        assert_eq!(w.session(id).await.status, Some(SessionStatus::Pending));
+        let v = w.view(id).await;
+        let sched = &v["status_data"]["scheduler"];
+        assert_eq!(
+            sched["failed_predicates"],
+            json!([{"name": "scaling_group", "msg": "scaling group 'gpu-batch' no longer accepts 'interactive' sessions (allowed: batch)"}]),
+            "{backend:?}: {v}"
+        );
+        assert!(sched["retries"].as_i64().unwrap() >= 1);
+        assert!(sched["last_try"].is_string());
+        // Changing the opts back is all it takes.
+        w.change_opts(
+            "gpu-batch",
+            json!({"allowed_session_types": ["batch", "interactive"]}),
+        )
+        .await;
+        w.tick().await;
+        let s = w.session(id).await;
+        assert_eq!(s.status, Some(SessionStatus::Scheduled), "{backend:?}");
+        assert_eq!(s.allocations[0].agent_id, "g1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_minutes_of_ticks_with_an_unchanged_reason_write_one_scheduling_failure() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("gpu", "fifo", json!({})).await;
+        w.agent("small", "gpu", 2).await;
+        let id = w.enqueue("big", SessionType::Batch, None, 8).await.unwrap();
+        w.app.catch_up().await.unwrap();
+        for _ in 0..600 {
+            w.scheduler.schedule_group("gpu").await.unwrap();
+            w.clock.advance(Duration::seconds(1));
+        }
+        w.app.catch_up().await.unwrap();
+        let types = w.event_types(id).await;
+        assert_eq!(
+            types,
+            vec!["SessionEnqueued", "SessionSchedulingFailed"],
+            "{backend:?}"
+        );
+        let v = w.view(id).await;
+        let sched = &v["status_data"]["scheduler"];
+        assert_eq!(sched["retries"], 600);
+        assert_eq!(
+            sched["failed_predicates"][0]["msg"],
+            "no agent in 'gpu' can host {cpu: 8}"
+        );
+        // A changed reason is news: one more event.
+        w.app
+            .commands
+            .execute::<Agent>(
+                "small",
+                AgentCommand::MarkLost {
+                    now: w.clock.now_utc(),
+                },
+                &meta("admin"),
+            )
+            .await
+            .unwrap();
+        w.app.catch_up().await.unwrap();
+        w.scheduler.schedule_group("gpu").await.unwrap();
+        w.scheduler.schedule_group("gpu").await.unwrap();
+        assert_eq!(
+            w.event_types(id).await.len(),
+            2,
+            "same message: no new event"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_follows_the_strategy_and_ended_sessions_give_their_slots_back() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group(
+            "gpu",
+            "fifo",
+            json!({"agent_selection_strategy": "concentrated"}),
+        )
+        .await;
+        w.agent("a1", "gpu", 8).await;
+        w.agent("a2", "gpu", 8).await;
+        let first = w.enqueue("s1", SessionType::Batch, None, 3).await.unwrap();
+        let second = w.enqueue("s2", SessionType::Batch, None, 3).await.unwrap();
+        w.tick().await;
+        let a = w.session(first).await.allocations[0].agent_id.clone();
+        let b = w.session(second).await.allocations[0].agent_id.clone();
+        assert_eq!(a, b, "{backend:?}: concentrated packs onto one agent");
+        let ledger: Agent = w.app.commands.load(&a).await.unwrap();
+        assert_eq!(ledger.occupied_slots(), cpu(6));
+        // Cancel one: the process manager releases its slots.
+        sessiond::sessions::delete(&w.app, first, false, &meta("alice"))
+            .await
+            .unwrap();
+        w.tick().await;
+        w.tick().await;
+        let ledger: Agent = w.app.commands.load(&a).await.unwrap();
+        assert_eq!(ledger.occupied_slots(), cpu(3), "{backend:?}");
+        assert!(!ledger.allocations.contains_key(&first));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agent_errors_its_sessions_once_and_their_slots_return_when_they_are_cleaned_up() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        w.group("gpu", "fifo", json!({})).await;
+        w.agent("a1", "gpu", 8).await;
+        let id = w.enqueue("s", SessionType::Batch, None, 2).await.unwrap();
+        w.tick().await;
+        assert_eq!(w.session(id).await.status, Some(SessionStatus::Scheduled));
+        // Heartbeats stop; past the timeout the agent is LOST (one event) and its
+        // session goes to ERROR agent-lost.
+        w.clock.advance(Duration::seconds(31));
+        w.tick().await;
+        w.tick().await;
+        let agent_events: Vec<String> = w
+            .app
+            .store
+            .read_stream("Agent", "a1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(
+            agent_events.iter().filter(|t| *t == "AgentLost").count(),
+            1,
+            "{backend:?}"
+        );
+        let s = w.session(id).await;
+        assert_eq!(s.status, Some(SessionStatus::Error));
+        assert_eq!(s.status_info.as_deref(), Some("agent-lost"));
+        let ledger: Agent = w.app.commands.load("a1").await.unwrap();
+        assert!(
+            ledger.allocations.contains_key(&id),
+            "held until cleaned up"
+        );
+        // Cleaned up (forced) -> TERMINATED -> slots released.
+        sessiond::sessions::delete(&w.app, id, true, &meta("admin"))
+            .await
+            .unwrap();
+        w.tick().await;
+        w.tick().await;
+        let ledger: Agent = w.app.commands.load("a1").await.unwrap();
+        assert!(ledger.allocations.is_empty(), "{backend:?}");
+    }
+}
