@@ -37,8 +37,10 @@ pub enum Claim {
     },
     /// The key was used with a different body.
     Mismatch,
-    /// The first request is still running.
+    /// The first request is still running: [`inspect`] again in a moment.
     InFlight,
+    /// The record is gone (its holder gave the key up): [`claim`] again.
+    Vacant,
 }
 
 /// Hex SHA-256 of the canonical form of a JSON body (object keys sorted at every level,
@@ -109,6 +111,18 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::Run { request_id });
     }
+    inspect(db, scope, key, hash, stale_after).await
+}
+
+/// What became of a key someone else holds, without trying to claim it (a read; only a
+/// stale record is written, to take it over).
+pub async fn inspect(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    stale_after: Duration,
+) -> Result<Claim, sqlx::Error> {
     type Row = (String, String, Option<i64>, Option<String>, String);
     let row: Option<Row> = on_pool!(db, p => sqlx::query_as(
         "SELECT request_hash, request_id, status_code, response, created_at \
@@ -118,8 +132,7 @@ pub async fn claim(
         .fetch_optional(p)
         .await)?;
     let Some((stored_hash, holder, status, response, created_at)) = row else {
-        // Released between our insert and our read: the caller tries again.
-        return Ok(Claim::InFlight);
+        return Ok(Claim::Vacant);
     };
     if stored_hash != hash {
         return Ok(Claim::Mismatch);
@@ -134,6 +147,7 @@ pub async fn claim(
         .map(|t| Utc::now() - t.with_timezone(&Utc) > stale_after)
         .unwrap_or(false);
     if stale {
+        let request_id = uuid::Uuid::new_v4().to_string();
         let taken = exec_writer!(db, pool => sqlx::query(
             "UPDATE idempotency_keys SET request_id = $4, created_at = $5 \
              WHERE scope = $1 AND key = $2 AND request_id = $3 AND status_code IS NULL")

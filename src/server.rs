@@ -130,7 +130,10 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let (stop, stopped) = watch::channel(false);
     let app = App::new(store, settings);
     let mut workers = app.engine.spawn_all(stopped.clone());
-    workers.extend(crate::scheduler::spawn_workers(app.clone(), stopped.clone()));
+    workers.extend(crate::scheduler::spawn_workers(
+        app.clone(),
+        stopped.clone(),
+    ));
     let mut state = AppState::new(app.clone(), stopped.clone());
     state.config = options.api;
     let router = crate::http::router(state);

@@ -159,6 +159,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body this error is answered with (stored by idempotency records).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
@@ -167,12 +179,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_string(),
-                message: self.to_string(),
-            },
-        };
+        let body = self.body();
         let mut response = (self.status_code(), axum::Json(body)).into_response();
         // For the metrics middleware (command conflicts, errors by code).
         response
@@ -293,6 +300,66 @@ where
                 ),
             },
             CommandError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::sessions::SessionCommandError> for ApiError {
+    fn from(e: crate::sessions::SessionCommandError) -> Self {
+        use crate::sessions::SessionCommandError as E;
+        use domain::scheduler::ResolveError as R;
+        match e {
+            E::NotFound => ApiError::NotFound("no such session".into()),
+            E::Resolve(r) => {
+                let code = match r {
+                    R::NoScalingGroup { .. } => "no_scaling_group",
+                    R::ScalingGroupNotFound { .. } => "scaling_group_not_found",
+                    R::SessionTypeNotAllowed { .. } => "session_type_not_allowed",
+                };
+                ApiError::Unprocessable {
+                    code: code.into(),
+                    message: format!("scaling_group: {r}"),
+                }
+            }
+            E::PendingLimitExceeded { .. } => ApiError::TooManyRequests {
+                code: "pending_limit_exceeded".into(),
+                message: e.to_string(),
+            },
+            E::NameConflict { .. } => ApiError::Conflict {
+                code: "name_conflict".into(),
+                message: format!("name: {e}"),
+            },
+            E::NotPlacedOnAgent { .. } => ApiError::Forbidden(e.to_string()),
+            E::Rejected(r) => r.into(),
+            E::Conflict => ApiError::Conflict {
+                code: "conflict".into(),
+                message: e.to_string(),
+            },
+            E::Store(s) => s.into(),
+            E::ReadModel(r) => r.into(),
+        }
+    }
+}
+
+impl From<crate::agents::AgentCommandError> for ApiError {
+    fn from(e: crate::agents::AgentCommandError) -> Self {
+        use crate::agents::AgentCommandError as E;
+        use domain::agent::AgentError as A;
+        match e {
+            E::NotFound | E::Rejected(A::NotFound) => {
+                ApiError::NotFound("no such agent (register it first)".into())
+            }
+            E::Rejected(A::Validation(v)) => v.into(),
+            E::Rejected(r) => ApiError::Conflict {
+                code: "conflict".into(),
+                message: r.to_string(),
+            },
+            E::Conflict => ApiError::Conflict {
+                code: "conflict".into(),
+                message: e.to_string(),
+            },
+            E::Store(s) => s.into(),
+            E::ReadModel(r) => r.into(),
         }
     }
 }

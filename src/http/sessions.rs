@@ -13,16 +13,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, MinPosition, Query};
+use super::extract::{Caller, Json, MinPosition, Query};
 use super::AppState;
 use crate::auth::Role;
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_sessions))
-        .routes(routes!(get_session))
+        .routes(routes!(list_sessions, enqueue_session))
+        .routes(routes!(get_session, delete_session))
         .routes(routes!(session_history))
+        .routes(routes!(kernel_event))
 }
 
 /// Largest page of `GET /v1/sessions`.
@@ -369,4 +370,360 @@ async fn session_history(
             })
             .collect(),
     }))
+}
+
+/// Body of `POST /v1/sessions` (SPEC §1.2). Unknown fields are rejected (422).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueSession {
+    /// Unique among the owner's non-terminal sessions.
+    pub name: String,
+    /// `interactive | batch | inference`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub session_type: SessionType,
+    /// Container image.
+    pub image: String,
+    /// The scaling group; omitted: the first active group (by name) available to you
+    /// that accepts the type.
+    pub scaling_group: Option<String>,
+    /// Slots per kernel: `cpu` (cores, decimal), `mem` (bytes or `"4g"`), accelerators.
+    #[schema(value_type = Object)]
+    pub resources: serde_json::Value,
+    /// Kernels (default 1).
+    pub cluster_size: Option<u32>,
+    /// 0..=100 (default 10).
+    pub priority: Option<u8>,
+    /// Batch only: not scheduled before this time.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Batch only: seconds it may run.
+    pub batch_timeout: Option<u64>,
+    /// Batch only: the command to run.
+    pub startup_command: Option<String>,
+    /// Sessions that must have TERMINATED successfully first.
+    #[serde(default)]
+    pub dependencies: Vec<uuid::Uuid>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The owner: admins must name one; a user key may only name its own.
+    pub owner: Option<String>,
+}
+
+/// A session command's result: the session, its status, and the consistency token.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionWritten {
+    /// The session.
+    pub session_id: String,
+    /// Its status after the command.
+    pub status: String,
+    /// Pass as `?min_position=` to read your write.
+    pub position: i64,
+}
+
+fn written(
+    committed: &crate::command::Committed<Session>,
+    session_id: &str,
+    position: i64,
+) -> SessionWritten {
+    SessionWritten {
+        session_id: session_id.to_string(),
+        status: committed
+            .state
+            .status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        position,
+    }
+}
+
+/// Statuses of responses an `Idempotency-Key` replays. Transient outcomes (a conflict
+/// that outlived the retries, 429, the store being down) are not recorded: a retry runs
+/// afresh.
+fn replayable(e: &ApiError) -> bool {
+    let status = e.status_code().as_u16();
+    (400..500).contains(&status) && status != 429 && e.code() != "conflict"
+}
+
+/// Enqueue a session (PENDING). With `Idempotency-Key`, a retry with the same key and
+/// body returns the original response and creates nothing; another body is 422.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions",
+    request_body = EnqueueSession,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (1-255 printable characters)")),
+    responses(
+        (status = 201, body = SessionWritten),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 409, description = "name_conflict", body = ErrorBody),
+        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "validation_error, no_scaling_group, scaling_group_not_found, session_type_not_allowed, idempotency_key_reused", body = ErrorBody),
+        (status = 429, description = "pending_limit_exceeded", body = ErrorBody)))]
+async fn enqueue_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Json(value): Json<serde_json::Value>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    caller.require_user_or_admin()?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| {
+                    !k.is_empty()
+                        && k.len() <= crate::idempotency::MAX_KEY_LEN
+                        && k.chars().all(|c| c.is_ascii_graphic())
+                })
+                .ok_or_else(|| {
+                    ApiError::validation(
+                        "Idempotency-Key",
+                        "must be 1-255 printable ASCII characters",
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    let body: EnqueueSession = super::extract::from_value(value.clone())?;
+    let mut meta = state.metadata(&caller.0);
+    let Some(key) = key else {
+        let out = enqueue(&state, &caller, body, &meta).await?;
+        return Ok((axum::http::StatusCode::CREATED, axum::Json(out)).into_response());
+    };
+    use crate::idempotency::{claim, complete, inspect, release, request_hash, Claim};
+    let db = state.app.db();
+    let scope = match &caller.0.role {
+        Role::User { owner } => format!("user:{owner}"),
+        _ => "admin".to_string(),
+    };
+    let hash = request_hash(&value);
+    let stale = chrono::Duration::seconds(60);
+    let deadline = tokio::time::Instant::now() + state.config.idempotency_wait;
+    let mut outcome = claim(db, &scope, &key, &hash, stale).await?;
+    loop {
+        match outcome {
+            Claim::Run { request_id } => {
+                meta.correlation_id = request_id.clone();
+                meta.causation_id = request_id.clone();
+                return match enqueue(&state, &caller, body, &meta).await {
+                    Ok(out) => {
+                        let text = serde_json::to_string(&out).map_err(ApiError::internal)?;
+                        complete(db, &scope, &key, &request_id, 201, &text).await?;
+                        Ok((axum::http::StatusCode::CREATED, axum::Json(out)).into_response())
+                    }
+                    Err(e) if replayable(&e) => {
+                        let text = serde_json::to_string(&e.body()).map_err(ApiError::internal)?;
+                        complete(
+                            db,
+                            &scope,
+                            &key,
+                            &request_id,
+                            e.status_code().as_u16(),
+                            &text,
+                        )
+                        .await?;
+                        Err(e)
+                    }
+                    Err(e) => {
+                        if let Err(r) = release(db, &scope, &key, &request_id).await {
+                            tracing::warn!(error = %r, "cannot release an idempotency key");
+                        }
+                        Err(e)
+                    }
+                };
+            }
+            Claim::Replay { status, body } => {
+                state.metrics.idempotent_replay();
+                let status =
+                    axum::http::StatusCode::from_u16(status).map_err(ApiError::internal)?;
+                let mut response = (
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    "idempotent-replayed",
+                    axum::http::HeaderValue::from_static("true"),
+                );
+                return Ok(response);
+            }
+            Claim::Mismatch => {
+                return Err(ApiError::Unprocessable {
+                    code: "idempotency_key_reused".into(),
+                    message: "Idempotency-Key: already used with a different request body".into(),
+                })
+            }
+            Claim::InFlight => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ApiError::Conflict {
+                        code: "conflict".into(),
+                        message:
+                            "a request with this Idempotency-Key is still being processed; retry"
+                                .into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                outcome = inspect(db, &scope, &key, &hash, stale).await?;
+            }
+            Claim::Vacant => {
+                outcome = claim(db, &scope, &key, &hash, stale).await?;
+            }
+        }
+    }
+}
+
+/// Validates the body and runs the enqueue service.
+async fn enqueue(
+    state: &AppState,
+    caller: &Caller,
+    body: EnqueueSession,
+    meta: &crate::store::EventMetadata,
+) -> Result<SessionWritten, ApiError> {
+    let owner = match (&caller.0.role, body.owner) {
+        (Role::User { owner }, None) => owner.clone(),
+        (Role::User { owner }, Some(asked)) if &asked == owner => asked,
+        (Role::User { .. }, Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "owner: a user key may only enqueue its own sessions".into(),
+            ))
+        }
+        (_, Some(owner)) if !owner.trim().is_empty() => owner,
+        (_, _) => {
+            return Err(ApiError::validation(
+                "owner",
+                "required when enqueueing with an admin key",
+            ))
+        }
+    };
+    let resources = domain::ResourceSlots::from_json(&body.resources, "resources")?;
+    let priority = body.priority.unwrap_or(10);
+    if priority > 100 {
+        return Err(ApiError::validation(
+            "priority",
+            "must be between 0 and 100",
+        ));
+    }
+    let request = crate::sessions::EnqueueRequest {
+        name: body.name,
+        owner,
+        session_type: body.session_type,
+        image: body.image,
+        scaling_group: body.scaling_group,
+        resources,
+        cluster_size: body.cluster_size.unwrap_or(1),
+        priority,
+        starts_at: body.starts_at,
+        batch_timeout: body.batch_timeout,
+        startup_command: body.startup_command,
+        dependencies: body.dependencies,
+        labels: body.labels,
+    };
+    let committed = crate::sessions::enqueue(&state.app, request, meta).await?;
+    state.metrics.command_attempts(committed.attempts);
+    let id = committed
+        .state
+        .spec
+        .as_ref()
+        .map(|s| s.session_id.to_string())
+        .unwrap_or_default();
+    let position = state.position_after(&committed, &id).await?;
+    Ok(written(&committed, &id, position))
+}
+
+/// Query parameters of `DELETE /v1/sessions/{id}`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Admins: end it at once (`force-terminated`).
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// Cancel (PENDING..CREATING) or terminate (RUNNING, RESTARTING, RUNNING_DEGRADED,
+/// ERROR) a session; TERMINATING is a 202 no-op; an ended session is 409;
+/// `?forced=true` (admins) ends it at once.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id"), DeleteParams),
+    responses((status = 200, body = SessionWritten),
+              (status = 202, description = "already TERMINATING", body = SessionWritten),
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "illegal_transition (already ended)", body = ErrorBody)))]
+async fn delete_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> Result<(axum::http::StatusCode, axum::Json<SessionWritten>), ApiError> {
+    visible_stream(&state, &caller, &id).await?;
+    if params.forced {
+        caller.require_admin()?;
+    }
+    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("session", &id))?;
+    let meta = state.metadata(&caller.0);
+    let deleted = crate::sessions::delete(&state.app, uuid, params.forced, &meta).await?;
+    state.metrics.command_attempts(deleted.committed.attempts);
+    let position = state.position_after(&deleted.committed, &id).await?;
+    let status = if deleted.already_terminating {
+        axum::http::StatusCode::ACCEPTED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(written(&deleted.committed, &id, position)),
+    ))
+}
+
+/// Body of `POST /v1/sessions/{id}/kernel-events`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KernelEventBody {
+    /// `preparing | pulling | prepared | creating | started | terminated | failed`.
+    pub event: String,
+    /// With `terminated`: the kernel's exit code (non-zero without a stop request: ERROR).
+    pub exit_code: Option<i32>,
+    /// Short machine-readable reason, e.g. `image-pull-failed`.
+    pub reason: Option<String>,
+}
+
+/// An agent's report about a session placed on it (agent keys: only their own
+/// sessions, 403 otherwise; admins may report for any agent).
+#[utoipa::path(post, path = "/v1/sessions/{id}/kernel-events", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = KernelEventBody,
+    responses((status = 200, body = SessionWritten),
+              (status = 403, description = "not placed on this agent", body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "illegal_transition", body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn kernel_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<KernelEventBody>,
+) -> Result<axum::Json<SessionWritten>, ApiError> {
+    let agent = match &caller.0.role {
+        Role::Agent { agent_id } => Some(agent_id.clone()),
+        Role::Admin => None,
+        Role::User { .. } => {
+            return Err(ApiError::Forbidden(
+                "kernel events are reported by agent keys".into(),
+            ))
+        }
+    };
+    let event = crate::sessions::KernelEvent::parse(&body.event, body.exit_code, body.reason)
+        .ok_or_else(|| {
+            ApiError::validation(
+                "event",
+                "must be one of preparing, pulling, prepared, creating, started, terminated, failed",
+            )
+        })?;
+    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("session", &id))?;
+    let meta = state.metadata(&caller.0);
+    let committed =
+        crate::sessions::kernel_event(&state.app, uuid, agent.as_deref(), event, &meta).await?;
+    state.metrics.command_attempts(committed.attempts);
+    let position = state.position_after(&committed, &id).await?;
+    Ok(axum::Json(written(&committed, &id, position)))
 }
