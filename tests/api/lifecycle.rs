@@ -8,6 +8,7 @@ use crate::helpers::{both_backends, spawn_app, Backend, TestApp, ADMIN_KEY};
 
 /// Reads the session at `position` and its history; checks status, status_history and
 /// the last event (type and actor).
+#[allow(clippy::too_many_arguments)] // one argument per thing a step shows
 async fn check_step(
     app: &TestApp,
     key: &str,
