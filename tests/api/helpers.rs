@@ -231,6 +231,29 @@ impl TestApp {
         .await
     }
 
+    /// Waits until the scheduler recorded why the PENDING session `id` waits (it does so
+    /// once), so the store is quiet before a refusal is checked against it.
+    pub async fn wait_until_waiting(&self, key: &str, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h = self
+                .get(&format!("/v1/sessions/{id}/history"), Some(key))
+                .await;
+            let items = h.body["items"].as_array().cloned().unwrap_or_default();
+            if items
+                .iter()
+                .any(|e| e["event_type"] == "SessionSchedulingFailed")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no scheduling failure recorded for {id}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Polls `GET /v1/sessions/{id}` until its status is `status` (20 s at most).
     pub async fn wait_for_status(&self, key: &str, id: &str, status: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
