@@ -165,6 +165,20 @@ async fn an_illegal_transition_is_409_and_appends_nothing(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "CANCELLED");
+    // The slot-release process manager gives a1's slots back; let it finish first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !app
+        .app
+        .store
+        .read_stream("Agent", "a1")
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.event_type == "SlotsReleased")
+    {
+        assert!(std::time::Instant::now() < deadline, "slots never released");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let before = app.store_fingerprint().await;
     let r = app
         .delete(&format!("/v1/sessions/{id}"), Some(&alice))
