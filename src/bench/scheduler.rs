@@ -198,10 +198,10 @@ pub async fn scheduler(args: &SchedulerArgs) -> Result<Vec<SchedulerFigure>, Ben
         target_seconds: 5.0 * pending as f64 / 10_000.0,
     });
 
-    // 2. Sweep: `sweep_pending` sessions waiting in a group with a 60 s timeout, of
-    //    which `sweep_expired` were enqueued two minutes ago.
-    create_group(&app, "sweep", json!({"pending_timeout": 60})).await?;
-    let old = now - ChronoDuration::seconds(120);
+    // 2. Sweep: `sweep_pending` sessions waiting in a group with a one-hour timeout, of
+    //    which `sweep_expired` were enqueued two hours ago.
+    create_group(&app, "sweep", json!({"pending_timeout": 3600})).await?;
+    let old = now - ChronoDuration::hours(2);
     append_all(&app, enqueued("sweep", sweep_expired, old, &slots(1, 1))?).await?;
     append_all(
         &app,

@@ -288,6 +288,15 @@ impl Scheduler {
         let mut failures: Vec<(Uuid, Vec<FailedPredicate>, Vec<PassedPredicate>)> = Vec::new();
         let mut doomed: Vec<(Uuid, Uuid)> = Vec::new();
         let mut blocked = false;
+        // What selection sees; kept in step with `agents` as placements are decided.
+        let mut candidates: Vec<AgentCandidate> = agents
+            .iter()
+            .map(|a| AgentCandidate {
+                agent_id: a.agent_id.clone(),
+                capacity: a.available_slots.clone(),
+                occupied: a.occupied_slots(),
+            })
+            .collect();
         for item in ordered {
             let Some(session) = sessions.get_mut(&item.session_id) else {
                 continue;
@@ -316,14 +325,6 @@ impl Scheduler {
                 // Strict ordering: nobody overtakes a head of line that does not fit.
                 continue;
             }
-            let candidates: Vec<AgentCandidate> = agents
-                .iter()
-                .map(|a| AgentCandidate {
-                    agent_id: a.agent_id.clone(),
-                    capacity: a.available_slots.clone(),
-                    occupied: a.occupied_slots(),
-                })
-                .collect();
             let Some(i) = select_agent(
                 strategy,
                 &candidates,
@@ -374,6 +375,7 @@ impl Scheduler {
             for e in &agent_events {
                 agent.evolve(e);
             }
+            candidates[i].occupied = candidates[i].occupied.add(&item.requested);
             owner_usage.concurrent += 1;
             owner_usage.allocated = owner_usage.allocated.add(&item.requested);
             last_agent = Some(agent.agent_id.clone());

@@ -79,6 +79,10 @@ pub enum StoreError {
         /// Stream id.
         aggregate_id: String,
     },
+    /// A group-commit statement shared with other appends failed (the first caller in
+    /// the batch gets the original error; the others get its message).
+    #[error("the shared append failed: {0}")]
+    Batch(String),
     /// The database URL is not one we can open.
     #[error("unsupported database URL '{0}': expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),

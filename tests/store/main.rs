@@ -33,6 +33,7 @@ conformance!(
     invalid_scheduler_opts_change_nothing_in_the_store,
     a_no_op_command_appends_nothing,
     creating_under_a_fresh_id_skips_the_load_and_an_existing_id_is_still_rejected,
+    many_concurrent_appends_are_each_all_or_nothing_and_only_real_conflicts_fail,
 );
 
 fn now() -> DateTime<Utc> {
@@ -277,6 +278,65 @@ fn raw_event(id: &str, sequence: i64) -> NewEvent {
         payload: json!({"Incremented": {"by": 1}}),
         metadata: meta("test").to_json(),
     }
+}
+
+/// Concurrent appends may share one statement (PostgreSQL's group commit): each caller's
+/// events must still land all-or-nothing, at the positions it is told, and only the
+/// callers that really took a taken sequence may see a conflict.
+async fn many_concurrent_appends_are_each_all_or_nothing_and_only_real_conflicts_fail(
+    store: EventStore,
+) {
+    // 40 callers: caller i appends two events to its own stream "own-i"; callers 2k and
+    // 2k+1 also both append sequence 1 of "shared-k" (one of each pair must lose).
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let own = format!("own-{i}");
+            let shared = format!("shared-{}", i / 2);
+            let events = vec![
+                raw_event(&own, 1),
+                raw_event(&shared, 1),
+                raw_event(&own, 2),
+            ];
+            (i, store.append(&events).await)
+        }));
+    }
+    let mut won = BTreeSet::new();
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        match result {
+            Ok(positions) => {
+                assert_eq!(positions.len(), 3);
+                // The positions handed back are exactly where this caller's events are.
+                let own = store
+                    .read_stream("Counter", &format!("own-{i}"))
+                    .await
+                    .unwrap();
+                let shared = store
+                    .read_stream("Counter", &format!("shared-{}", i / 2))
+                    .await
+                    .unwrap();
+                assert_eq!(own.len(), 2);
+                assert_eq!(shared.len(), 1);
+                assert_eq!(positions[0].global_position, own[0].global_position);
+                assert_eq!(positions[1].global_position, shared[0].global_position);
+                assert_eq!(positions[2].global_position, own[1].global_position);
+                assert!(won.insert(i / 2), "two winners for shared-{}", i / 2);
+            }
+            Err(e) => {
+                assert!(e.is_conflict(), "{e:?}");
+                // The loser appended nothing, not even to its own stream.
+                assert!(store
+                    .read_stream("Counter", &format!("own-{i}"))
+                    .await
+                    .unwrap()
+                    .is_empty());
+            }
+        }
+    }
+    assert_eq!(won.len(), 20, "every pair has exactly one winner");
+    assert_eq!(store.count_events().await.unwrap(), 20 * 3);
 }
 
 async fn an_append_of_a_taken_sequence_is_a_conflict_and_appends_nothing(store: EventStore) {

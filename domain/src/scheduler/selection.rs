@@ -23,7 +23,12 @@ pub struct AgentCandidate {
 impl AgentCandidate {
     /// Whether `requested` fits in what is free.
     pub fn fits(&self, requested: &ResourceSlots) -> bool {
-        requested.fits_within(&self.capacity.sub(&self.occupied))
+        // Per requested slot, without building the free-slots map (this runs for every
+        // agent and every session of a pass).
+        requested
+            .0
+            .iter()
+            .all(|(k, v)| self.occupied.get(k) + *v <= self.capacity.get(k))
     }
 
     fn load(&self) -> Decimal {
@@ -39,19 +44,24 @@ pub fn select_agent(
     requested: &ResourceSlots,
     last: Option<&str>,
 ) -> Option<usize> {
-    let fitting = agents.iter().enumerate().filter(|(_, a)| a.fits(requested));
+    // Each fitting agent's load is computed once.
+    let fitting = agents
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.fits(requested))
+        .map(|(i, a)| (i, a.load(), a.agent_id.as_str()));
     match strategy {
         AgentSelectionStrategy::Dispersed => fitting
-            .min_by(|(_, a), (_, b)| a.load().cmp(&b.load()).then(a.agent_id.cmp(&b.agent_id)))
-            .map(|(i, _)| i),
+            .min_by(|(_, la, ia), (_, lb, ib)| la.cmp(lb).then(ia.cmp(ib)))
+            .map(|(i, _, _)| i),
         AgentSelectionStrategy::Concentrated => fitting
-            .min_by(|(_, a), (_, b)| b.load().cmp(&a.load()).then(a.agent_id.cmp(&b.agent_id)))
-            .map(|(i, _)| i),
+            .min_by(|(_, la, ia), (_, lb, ib)| lb.cmp(la).then(ia.cmp(ib)))
+            .map(|(i, _, _)| i),
         AgentSelectionStrategy::Roundrobin => {
-            let mut fitting: Vec<(usize, &AgentCandidate)> = fitting.collect();
-            fitting.sort_by(|(_, a), (_, b)| a.agent_id.cmp(&b.agent_id));
-            let after = last.and_then(|l| fitting.iter().find(|(_, a)| a.agent_id.as_str() > l));
-            after.or(fitting.first()).map(|(i, _)| *i)
+            let mut ids: Vec<(usize, &str)> = fitting.map(|(i, _, id)| (i, id)).collect();
+            ids.sort_by(|a, b| a.1.cmp(b.1));
+            let after = last.and_then(|l| ids.iter().find(|(_, id)| *id > l));
+            after.or(ids.first()).map(|(i, _)| *i)
         }
     }
 }
