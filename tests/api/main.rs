@@ -12,3 +12,4 @@ mod lifecycle;
 mod negative;
 mod reads;
 mod sse;
+mod walkthrough;
