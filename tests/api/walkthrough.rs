@@ -106,3 +106,48 @@ fn readme_walkthrough_runs() {
         assert!(stdout.contains(expected), "no {expected} in\n{stdout}");
     }
 }
+
+#[test]
+fn sessionctl_keys_create_prints_only_the_key_and_revoke_takes_effect() {
+    let dir = std::env::temp_dir().join(format!("sessiond-keys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("keys.db").display());
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+            .args(["--database-url", &url])
+            .args(args)
+            .output()
+            .expect("run sessionctl")
+    };
+    let out = ctl(&["keys", "create", "--role", "user", "--owner", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the key on stdout: {stdout:?}");
+    let key = lines[0];
+    assert!(key.starts_with("sdk_") && key.len() == 68, "{key}");
+
+    let out = ctl(&["keys", "list", "--json"]);
+    assert!(out.status.success());
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys[0]["role"], "user");
+    assert_eq!(keys[0]["owner"], "alice");
+    assert!(keys[0]["revoked_at"].is_null());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(key),
+        "never the key itself"
+    );
+    let id = keys[0]["id"].as_str().unwrap().to_string();
+
+    assert!(ctl(&["keys", "revoke", &id]).status.success());
+    let out = ctl(&["keys", "list", "--json"]);
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(keys[0]["revoked_at"].is_string());
+
+    // Usage errors are one line and a non-zero exit.
+    let out = ctl(&["keys", "create", "--role", "agent"]);
+    assert!(!out.status.success());
+    let out = ctl(&["keys", "revoke", "key_nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API key 'key_nope'"));
+}
