@@ -164,6 +164,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         .filter(|k| !k.is_empty())
         .map(Secret::new);
     let from_env = provided.is_some();
+    // Before the server announces itself: a SIGTERM right after `listening on` stops
+    // it gracefully instead of killing it.
+    let signal = ShutdownSignal::install();
     let running = start(
         settings,
         ServeOptions {
@@ -181,7 +184,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     }
     let stop = running.stopper();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.recv().await;
         let _ = stop.send(true);
     });
     running.wait().await?;
@@ -198,31 +201,66 @@ fn print_bootstrap_key(secret: &Secret) {
     println!("{}", secret.expose());
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// SIGINT / SIGTERM listeners, registered when created: a signal that arrives before
+/// anyone awaits [`ShutdownSignal::recv`] is not lost (and does not kill the process).
+#[derive(Debug)]
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Registers the handlers now.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn recv(mut self) {
+        #[cfg(unix)]
+        {
+            async fn on(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = on(&mut self.interrupt) => {},
+                () = on(&mut self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
+}
+
+/// Resolves on SIGINT or SIGTERM (handlers registered at the first poll; prefer
+/// [`ShutdownSignal::install`] before start-up).
+pub async fn shutdown_signal() {
+    ShutdownSignal::install().recv().await
 }
