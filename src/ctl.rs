@@ -59,6 +59,51 @@ pub enum CtlCommand {
     /// The global event log: tail, export, import.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// API keys of the HTTP API: create, list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `sessionctl keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (alone on stdout, once: only its hash is stored).
+    Create {
+        /// admin | user | agent
+        #[arg(long)]
+        role: KeyRole,
+        /// The owner a user key acts as (required for --role user).
+        #[arg(long, required_if_eq("role", "user"))]
+        owner: Option<String>,
+        /// The agent an agent key is bound to (required for --role agent).
+        #[arg(long, required_if_eq("role", "agent"))]
+        agent_id: Option<String>,
+        /// Free text shown by `keys list`.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Every key (id, role, owner / agent, created, revoked); never the keys themselves.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id: requests with it get 401 from now on.
+    Revoke {
+        /// Key id (`key_...`, see `keys list`).
+        id: String,
+    },
+}
+
+/// Roles of `keys create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyRole {
+    /// Everything.
+    Admin,
+    /// One owner's sessions.
+    User,
+    /// One agent.
+    Agent,
 }
 
 /// `sessionctl audit ...`
@@ -158,6 +203,8 @@ enum CtlError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Key(#[from] crate::auth::KeyError),
     #[error("cannot use {path}")]
     File {
         path: String,
@@ -202,6 +249,7 @@ async fn execute(ctl: Ctl) -> Result<(), CtlError> {
         } => replay(&store, &aggregate_type, &id, at.as_deref(), to_sequence).await,
         CtlCommand::Audit(AuditCommand::Verify { json }) => audit_verify(&store, json).await,
         CtlCommand::Events(cmd) => events_command(&store, cmd).await,
+        CtlCommand::Keys(cmd) => keys_command(&store, cmd).await,
     };
     store.close().await;
     result
@@ -398,23 +446,7 @@ async fn replay(
         at: Option<chrono::DateTime<chrono::Utc>>,
         to_sequence: Option<i64>,
     ) -> Result<serde_json::Value, CtlError> {
-        let mut state = A::default();
-        for e in events {
-            if to_sequence.is_some_and(|n| e.sequence > n) {
-                break;
-            }
-            if let Some(at) = at {
-                let occurred = projections::models::audit_log::occurred_at(&e.payload)
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                    .map(|d| d.with_timezone(&chrono::Utc))
-                    .unwrap_or(e.recorded_at);
-                if occurred > at {
-                    break;
-                }
-            }
-            let ev: A::Event = e.decode()?;
-            state.evolve(&ev);
-        }
+        let state: A = fold_stream(events, at, to_sequence)?;
         serde_json::to_value(&state).map_err(|e| CtlError::Other(e.to_string()))
     }
     let (stored_type, kind) = match aggregate_type {
@@ -443,6 +475,35 @@ async fn replay(
     };
     out(&serde_json::to_string_pretty(&state).map_err(|e| CtlError::Other(e.to_string()))?);
     Ok(())
+}
+
+/// Folds a stream with the domain's own `evolve` up to a point: the events up to and
+/// including sequence `to_sequence`, and only those whose domain time (`occurred_at`,
+/// else the store's `recorded_at`) is at or before `at`. Used by `sessionctl replay`
+/// and by `GET /v1/sessions/{id}?at=`.
+pub fn fold_stream<A: domain::Decider>(
+    events: &[projections::RecordedEvent],
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    to_sequence: Option<i64>,
+) -> Result<A, projections::ProjectionError> {
+    let mut state = A::default();
+    for e in events {
+        if to_sequence.is_some_and(|n| e.sequence > n) {
+            break;
+        }
+        if let Some(at) = at {
+            let occurred = projections::models::audit_log::occurred_at(&e.payload)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .unwrap_or(e.recorded_at);
+            if occurred > at {
+                break;
+            }
+        }
+        let ev: A::Event = e.decode()?;
+        state.evolve(&ev);
+    }
+    Ok(state)
 }
 
 async fn audit_verify(store: &EventStore, json: bool) -> Result<(), CtlError> {
@@ -601,6 +662,83 @@ async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), Ct
         }
     }
     Ok(())
+}
+
+async fn keys_command(store: &EventStore, cmd: KeysCommand) -> Result<(), CtlError> {
+    use crate::auth::{create_key, list_keys, revoke_key, Role};
+    let db = store.db();
+    match cmd {
+        KeysCommand::Create {
+            role,
+            owner,
+            agent_id,
+            description,
+        } => {
+            let role = match (role, owner, agent_id) {
+                (KeyRole::Admin, None, None) => Role::Admin,
+                (KeyRole::User, Some(owner), None) => Role::User { owner },
+                (KeyRole::Agent, None, Some(agent_id)) => Role::Agent { agent_id },
+                (KeyRole::Admin, _, _) => {
+                    return Err(CtlError::Other(
+                        "an admin key takes neither --owner nor --agent-id".into(),
+                    ))
+                }
+                (KeyRole::User, _, _) => {
+                    return Err(CtlError::Other(
+                        "a user key takes --owner (and no --agent-id)".into(),
+                    ))
+                }
+                (KeyRole::Agent, _, _) => {
+                    return Err(CtlError::Other(
+                        "an agent key takes --agent-id (and no --owner)".into(),
+                    ))
+                }
+            };
+            let (info, secret) = create_key(&db, role, &description).await?;
+            eprintln!(
+                "created {} ({}); the key is printed once and only its hash is stored",
+                info.id,
+                describe_role(&info.role)
+            );
+            out(secret.expose());
+        }
+        KeysCommand::List { json } => {
+            let keys = list_keys(&db).await?;
+            if json {
+                out(&serde_json::to_string_pretty(&keys)
+                    .map_err(|e| CtlError::Other(e.to_string()))?);
+            } else {
+                out(&format!(
+                    "{:<21} {:<22} {:<25} {:<25} description",
+                    "id", "role", "created", "revoked"
+                ));
+                for k in keys {
+                    out(&format!(
+                        "{:<21} {:<22} {:<25} {:<25} {}",
+                        k.id,
+                        describe_role(&k.role),
+                        k.created_at,
+                        k.revoked_at.as_deref().unwrap_or("-"),
+                        k.description
+                    ));
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            revoke_key(&db, &id).await?;
+            out(&format!("revoked {id}"));
+        }
+    }
+    Ok(())
+}
+
+fn describe_role(role: &crate::auth::Role) -> String {
+    use crate::auth::Role;
+    match role {
+        Role::Admin => "admin".into(),
+        Role::User { owner } => format!("user ({owner})"),
+        Role::Agent { agent_id } => format!("agent ({agent_id})"),
+    }
 }
 
 fn file_error(path: &std::path::Path, source: std::io::Error) -> CtlError {

@@ -9,7 +9,10 @@
 //! - [`store`]: the event store on PostgreSQL and SQLite behind one interface, and the
 //!   commit-order reader of the global log.
 //! - [`command`]: load -> decide -> append, with bounded, jittered retry on conflicts.
-//! - [`server`]: `sessiond serve` (HTTP, graceful shutdown).
+//! - [`server`]: `sessiond serve` (start-up, bootstrap admin key, graceful shutdown).
+//! - [`http`]: the HTTP/JSON command API (axum), one module per resource.
+//! - [`auth`]: API keys (stored hashed) and roles.
+//! - [`idempotency`]: `Idempotency-Key` records of POST /v1/sessions.
 //! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
 //! - [`bench`]: `sessiond bench`, the benchmark harness (ratios against same-run baselines).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
@@ -20,12 +23,15 @@
 pub mod agents;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
 pub mod ctl;
+pub mod http;
+pub mod idempotency;
 pub mod scheduler;
 pub mod server;
 pub mod sessions;

@@ -1,17 +1,17 @@
-//! `sessiond serve`: opens the store (applying migrations), starts the projection
-//! runners, then serves HTTP until SIGINT/SIGTERM (runners stop with it). This foundation serves `/healthz` and `/readyz`; the command API
-//! (SPEC §4) is added under `/v1` by the Command API issue.
+//! `sessiond serve`: opens the store (applying migrations), creates the bootstrap admin
+//! key on a store that never had one, starts the projection runners (and the scheduler
+//! workers), then serves the HTTP API (`crate::http`) until SIGINT/SIGTERM. Shutdown is
+//! graceful: the listener stops accepting, long-lived responses (SSE, long-polls) end,
+//! in-flight requests finish, the workers stop, and the pools close.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use projections::Engine;
-use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use crate::app::App;
+use crate::auth::Secret;
 use crate::config::Settings;
+use crate::http::{ApiConfig, AppState};
 use crate::store::{EventStore, StoreError, StoreOptions};
 
 /// Why the service could not start or stopped with an error.
@@ -26,6 +26,9 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
+    /// Creating the bootstrap admin key failed.
+    #[error("cannot create the bootstrap admin key")]
+    Bootstrap(#[source] crate::auth::KeyError),
     /// Binding the listen address failed.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -40,116 +43,83 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Shared state of the HTTP layer.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The event store.
-    pub store: EventStore,
-    /// The projection engine (status, lag, failures for `/metrics`).
-    pub engine: Arc<Engine>,
+/// Environment variable whose value becomes the first admin key (SPEC §4).
+pub const BOOTSTRAP_KEY_ENV: &str = "SESSIOND_BOOTSTRAP_ADMIN_KEY";
+
+/// What `start` needs besides [`Settings`].
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The first admin key to create on a store that never had one (`None`: a random
+    /// one is generated).
+    pub bootstrap_admin_key: Option<Secret>,
+    /// HTTP tunables.
+    pub api: ApiConfig,
 }
 
-/// The application's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+/// A started server.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on (port 0 resolved).
+    pub addr: SocketAddr,
+    /// The application it serves.
+    pub app: App,
+    /// The admin key created at this start (`None` if the store had been bootstrapped).
+    pub bootstrap_key: Option<(crate::auth::ApiKeyInfo, Secret)>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "store not reachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({"error": {"code": "store_unavailable", "message": "the store is not reachable"}}),
-                ),
-            )
+impl Running {
+    /// A sender that stops the server when `true` is sent.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Stops: the HTTP server drains, then the workers stop, then the pools close.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server was told to stop and has stopped.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let served = match self.server.await {
+            Ok(r) => r.map_err(ServeError::Io),
+            Err(e) => Err(ServeError::Io(std::io::Error::other(e))),
+        };
+        let _ = self.stop.send(true);
+        for w in self.workers {
+            if let Err(e) = w.await {
+                tracing::warn!(error = %e, "a worker ended abnormally");
+            }
         }
+        self.app.store.close().await;
+        served
     }
 }
 
-/// Prometheus text exposition: projection position, lag (events, seconds) and failures.
-async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
-    let statuses = match state.engine.status().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read projection status for /metrics");
-            return (StatusCode::SERVICE_UNAVAILABLE, String::new());
-        }
-    };
-    let failures = state.engine.failure_counts();
-    let mut out = String::new();
-    let mut family =
-        |name: &str,
-         kind: &str,
-         help: &str,
-         value: &dyn Fn(&projections::ProjectionStatus) -> String| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for s in &statuses {
-                out.push_str(&format!(
-                    "{name}{{projection=\"{}\"}} {}\n",
-                    s.name,
-                    value(s)
-                ));
-            }
-        };
-    family(
-        "sessiond_projection_position",
-        "gauge",
-        "Global position of the last applied event.",
-        &|s| s.position.to_string(),
-    );
-    family(
-        "sessiond_projection_lag_events",
-        "gauge",
-        "Events in the log not yet applied.",
-        &|s| s.lag_events.to_string(),
-    );
-    family(
-        "sessiond_projection_lag_seconds",
-        "gauge",
-        "Age of the oldest event not yet applied.",
-        &|s| format!("{:.3}", s.lag_seconds),
-    );
-    family(
-        "sessiond_projection_consecutive_failures",
-        "gauge",
-        "Failed attempts since the last success (0 = healthy).",
-        &|s| s.failures.to_string(),
-    );
-    family(
-        "sessiond_projection_failures_total",
-        "counter",
-        "Failed batches seen by this process.",
-        &|s| {
-            failures
-                .get(s.name.as_str())
-                .copied()
-                .unwrap_or(0)
-                .to_string()
-        },
-    );
-    (StatusCode::OK, out)
-}
-
-/// Opens the store and serves until a shutdown signal arrives.
-pub async fn serve(settings: Settings) -> Result<(), ServeError> {
-    let options = StoreOptions {
+/// Opens the store, bootstraps the admin key, binds, starts the workers and the HTTP
+/// server, and returns once it accepts requests (logging `listening on <addr>`).
+pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running, ServeError> {
+    let store_options = StoreOptions {
         max_connections: settings.max_connections,
         ..StoreOptions::default()
     };
-    let store = EventStore::open(settings.database_url.expose(), &options)
+    let store = EventStore::open(settings.database_url.expose(), &store_options)
         .await
         .map_err(|source| ServeError::Store {
             url: settings.database_url.to_string(),
             source,
         })?;
     tracing::info!(database = %settings.database_url, backend = ?store.backend(), "store ready (migrations applied)");
+    let bootstrap_key =
+        crate::auth::bootstrap_admin_key(&store.db(), options.bootstrap_admin_key.clone())
+            .await
+            .map_err(ServeError::Bootstrap)?;
+    if let Some((info, _)) = &bootstrap_key {
+        tracing::info!(key_id = %info.id, "created the bootstrap admin key (the store had none)");
+    }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -157,57 +127,140 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             source,
         })?;
     let addr: SocketAddr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let app = crate::app::App::new(store.clone(), settings.clone());
-    let engine = app.engine.clone();
-    let mut runners = engine.spawn_all(stopped.clone());
-    runners.extend(crate::scheduler::spawn_workers(app.clone(), stopped));
+    let (stop, stopped) = watch::channel(false);
+    let app = App::new(store, settings);
+    let mut workers = app.engine.spawn_all(stopped.clone());
+    workers.extend(crate::scheduler::spawn_workers(
+        app.clone(),
+        stopped.clone(),
+    ));
+    let mut state = AppState::new(app.clone(), stopped.clone());
+    state.config = options.api;
+    let router = crate::http::router(state);
+    let mut until = stopped;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = until.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
     tracing::info!("listening on {addr}");
-    axum::serve(
-        listener,
-        router(AppState {
-            store: store.clone(),
-            engine: engine.clone(),
-        }),
+    Ok(Running {
+        addr,
+        app,
+        bootstrap_key,
+        stop,
+        server,
+        workers,
+    })
+}
+
+/// `sessiond serve`: starts, prints a newly created admin key once, and serves until
+/// SIGINT/SIGTERM.
+pub async fn serve(settings: Settings) -> Result<(), ServeError> {
+    let provided = std::env::var(BOOTSTRAP_KEY_ENV)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+    let from_env = provided.is_some();
+    // Before the server announces itself: a SIGTERM right after `listening on` stops
+    // it gracefully instead of killing it.
+    let signal = ShutdownSignal::install();
+    let running = start(
+        settings,
+        ServeOptions {
+            bootstrap_admin_key: provided,
+            ..ServeOptions::default()
+        },
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await?;
-    let _ = stop.send(true);
-    for r in runners {
-        if let Err(e) = r.await {
-            tracing::warn!(error = %e, "a projection runner ended abnormally");
+    if let Some((info, secret)) = &running.bootstrap_key {
+        if from_env {
+            tracing::info!(key_id = %info.id, "the first admin key is the value of {BOOTSTRAP_KEY_ENV}");
+        } else {
+            print_bootstrap_key(secret);
         }
     }
-    store.close().await;
+    let stop = running.stopper();
+    tokio::spawn(async move {
+        signal.recv().await;
+        let _ = stop.send(true);
+    });
+    running.wait().await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Shows the generated admin key, once, on stdout (it is not stored anywhere readable).
+#[allow(clippy::print_stdout)]
+fn print_bootstrap_key(secret: &Secret) {
+    println!(
+        "Created the first admin API key (shown only now; use it as 'Authorization: Bearer <key>'):"
+    );
+    println!("{}", secret.expose());
+}
+
+/// SIGINT / SIGTERM listeners, registered when created: a signal that arrives before
+/// anyone awaits [`ShutdownSignal::recv`] is not lost (and does not kill the process).
+#[derive(Debug)]
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Registers the handlers now.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn recv(mut self) {
+        #[cfg(unix)]
+        {
+            async fn on(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = on(&mut self.interrupt) => {},
+                () = on(&mut self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
+}
+
+/// Resolves on SIGINT or SIGTERM (handlers registered at the first poll; prefer
+/// [`ShutdownSignal::install`] before start-up).
+pub async fn shutdown_signal() {
+    ShutdownSignal::install().recv().await
 }

@@ -11,6 +11,7 @@
 pub mod audit_log;
 pub mod docs;
 pub mod pending_queue;
+pub mod session_list;
 pub mod slot_releases;
 
 use std::sync::Arc;

@@ -1,0 +1,398 @@
+//! API keys and roles (SPEC §4).
+//!
+//! A key is `sdk_` followed by 64 hex digits (32 random bytes from the operating
+//! system). Only its SHA-256 is stored: a key has 256 bits of entropy, so a fast hash is
+//! enough (there is nothing to brute-force), and lookup is one indexed equality on the
+//! hash. Each key also has a public id (`key_` + 16 hex digits) that is safe to log and
+//! is the `actor` of the events its requests cause.
+//!
+//! Roles: `admin` (everything), `user` bound to one owner (their own sessions only),
+//! `agent` bound to one agent id (register itself, heartbeat, read its assignments,
+//! report on sessions placed on it).
+//!
+//! The first start of `sessiond serve` on a store that never had a key creates one admin
+//! key ([`bootstrap_admin_key`]); `sessionctl keys create|list|revoke` manages the rest.
+
+use chrono::{SecondsFormat, Utc};
+use projections::db::Db;
+use projections::on_pool;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// What a key may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// One owner's sessions.
+    User {
+        /// The owner this key acts as.
+        owner: String,
+    },
+    /// One agent.
+    Agent {
+        /// The agent this key is bound to.
+        agent_id: String,
+    },
+}
+
+impl Role {
+    /// `admin`, `user` or `agent`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User { .. } => "user",
+            Role::Agent { .. } => "agent",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's public id.
+    pub key_id: String,
+    /// Its role.
+    pub role: Role,
+}
+
+impl Principal {
+    /// The `actor` recorded in event metadata: `agent:<id>` for agents, the key id
+    /// otherwise.
+    pub fn actor(&self) -> String {
+        match &self.role {
+            Role::Agent { agent_id } => format!("agent:{agent_id}"),
+            _ => self.key_id.clone(),
+        }
+    }
+
+    /// Whether this is an admin key.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether the caller may see / act on something owned by `owner`.
+    pub fn can_access_owner(&self, owner: &str) -> bool {
+        match &self.role {
+            Role::Admin => true,
+            Role::User { owner: mine } => mine == owner,
+            Role::Agent { .. } => false,
+        }
+    }
+}
+
+/// A new key's secret. Never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+    /// The key itself, to show to its owner once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A stored key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    /// Public id.
+    pub id: String,
+    /// Role (with owner / agent id).
+    #[serde(flatten)]
+    pub role: Role,
+    /// Free text.
+    pub description: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Database failure.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// No key with that id.
+    #[error("no API key '{0}'")]
+    NotFound(String),
+}
+
+/// Shortest key accepted from `SESSIOND_BOOTSTRAP_ADMIN_KEY`.
+pub const MIN_KEY_LEN: usize = 16;
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex SHA-256 of a presented key.
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn columns(role: &Role) -> (Option<&str>, Option<&str>) {
+    match role {
+        Role::Admin => (None, None),
+        Role::User { owner } => (Some(owner.as_str()), None),
+        Role::Agent { agent_id } => (None, Some(agent_id.as_str())),
+    }
+}
+
+fn validate(role: &Role) -> Result<(), KeyError> {
+    match role {
+        Role::User { owner } if owner.trim().is_empty() => {
+            Err(KeyError::Invalid("a user key needs an owner".into()))
+        }
+        Role::Agent { agent_id } if agent_id.trim().is_empty() => {
+            Err(KeyError::Invalid("an agent key needs an agent id".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn role_of(role: &str, owner: Option<String>, agent_id: Option<String>) -> Option<Role> {
+    match (role, owner, agent_id) {
+        ("admin", _, _) => Some(Role::Admin),
+        ("user", Some(owner), _) => Some(Role::User { owner }),
+        ("agent", _, Some(agent_id)) => Some(Role::Agent { agent_id }),
+        _ => None,
+    }
+}
+
+/// Runs the statement `$body` with `$pool` bound to the pool that writes (PostgreSQL's
+/// pool; SQLite's single writer connection); yields `Result<u64, sqlx::Error>` (rows
+/// affected) for either backend.
+macro_rules! exec_writer {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            projections::db::Db::Postgres(p) => {
+                let $pool = p;
+                ($body).map(|r| r.rows_affected())
+            }
+            projections::db::Db::Sqlite { writer, .. } => {
+                let $pool = writer;
+                ($body).map(|r| r.rows_affected())
+            }
+        }
+    };
+}
+pub(crate) use exec_writer;
+
+const INSERT: &str =
+    "INSERT INTO api_keys (id, key_hash, role, owner, agent_id, description, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Creates a key with `role`; returns its stored form and the key itself (shown once).
+pub async fn create_key(
+    db: &Db,
+    role: Role,
+    description: &str,
+) -> Result<(ApiKeyInfo, Secret), KeyError> {
+    validate(&role)?;
+    let secret = Secret(format!("sdk_{}", random_hex(32)));
+    let info = ApiKeyInfo {
+        id: format!("key_{}", random_hex(8)),
+        role,
+        description: description.to_string(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    let (owner, agent_id) = columns(&info.role);
+    exec_writer!(db, pool => sqlx::query(INSERT)
+        .bind(&info.id)
+        .bind(hash_key(secret.expose()))
+        .bind(info.role.name())
+        .bind(owner)
+        .bind(agent_id)
+        .bind(&info.description)
+        .bind(&info.created_at)
+        .execute(pool)
+        .await)?;
+    Ok((info, secret))
+}
+
+/// On a store that never had an admin key bootstrapped, creates one — `provided` (from
+/// `SESSIOND_BOOTSTRAP_ADMIN_KEY`) or a random one — and returns it. Returns `None` when
+/// the store was bootstrapped before (also by a replica starting at the same moment:
+/// the `api_bootstrap` row is inserted in the same transaction as the key, and only
+/// one insert of that row can succeed).
+pub async fn bootstrap_admin_key(
+    db: &Db,
+    provided: Option<Secret>,
+) -> Result<Option<(ApiKeyInfo, Secret)>, KeyError> {
+    if let Some(p) = &provided {
+        if p.expose().len() < MIN_KEY_LEN || p.expose().chars().any(char::is_whitespace) {
+            return Err(KeyError::Invalid(format!(
+                "SESSIOND_BOOTSTRAP_ADMIN_KEY must be at least {MIN_KEY_LEN} characters without spaces"
+            )));
+        }
+    }
+    let done: Option<String> = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT key_id FROM api_bootstrap WHERE singleton = 1").fetch_optional(p).await)?;
+    if done.is_some() {
+        return Ok(None);
+    }
+    let secret = provided.unwrap_or_else(|| Secret(format!("sdk_{}", random_hex(32))));
+    let info = ApiKeyInfo {
+        id: format!("key_{}", random_hex(8)),
+        role: Role::Admin,
+        description: "bootstrap admin key".into(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    let claim = "INSERT INTO api_bootstrap (singleton, key_id, created_at) VALUES (1, $1, $2) \
+                 ON CONFLICT (singleton) DO NOTHING";
+    macro_rules! run {
+        ($tx:expr) => {{
+            let mut tx = $tx;
+            let claimed = sqlx::query(claim)
+                .bind(&info.id)
+                .bind(&info.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if claimed == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            sqlx::query(INSERT)
+                .bind(&info.id)
+                .bind(hash_key(secret.expose()))
+                .bind("admin")
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(&info.description)
+                .bind(&info.created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }};
+    }
+    match db {
+        Db::Postgres(p) => run!(p.begin().await?),
+        Db::Sqlite { writer, .. } => run!(writer.begin_with("BEGIN IMMEDIATE").await?),
+    }
+    Ok(Some((info, secret)))
+}
+
+/// The principal of a presented key, if it is known and not revoked.
+pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<Principal>, KeyError> {
+    let row: Option<(String, String, Option<String>, Option<String>)> = on_pool!(db, p => sqlx::query_as(
+        "SELECT id, role, owner, agent_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        .bind(hash_key(presented))
+        .fetch_optional(p)
+        .await)?;
+    Ok(row.and_then(|(key_id, role, owner, agent_id)| {
+        role_of(&role, owner, agent_id).map(|role| Principal { key_id, role })
+    }))
+}
+
+/// Every key (revoked ones too), oldest first.
+pub async fn list_keys(db: &Db) -> Result<Vec<ApiKeyInfo>, KeyError> {
+    type KeyRow = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        Option<String>,
+    );
+    let rows: Vec<KeyRow> = on_pool!(db, p => sqlx::query_as(
+        "SELECT id, role, owner, agent_id, description, created_at, revoked_at \
+         FROM api_keys ORDER BY created_at, id")
+        .fetch_all(p)
+        .await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(
+            |(id, role, owner, agent_id, description, created_at, revoked_at)| {
+                role_of(&role, owner, agent_id).map(|role| ApiKeyInfo {
+                    id,
+                    role,
+                    description,
+                    created_at,
+                    revoked_at,
+                })
+            },
+        )
+        .collect())
+}
+
+/// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time).
+pub async fn revoke_key(db: &Db, id: &str) -> Result<(), KeyError> {
+    let affected = exec_writer!(db, pool => sqlx::query(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+        .bind(id)
+        .bind(now())
+        .execute(pool)
+        .await)?;
+    if affected == 0 {
+        return Err(KeyError::NotFound(id.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_is_hex_sha256_and_never_the_key() {
+        let h = hash_key("sdk_abc");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, "sdk_abc");
+        assert_eq!(h, hash_key("sdk_abc"));
+    }
+
+    #[test]
+    fn a_secret_never_prints() {
+        assert_eq!(format!("{:?}", Secret::new("sdk_x")), "Secret(***)");
+    }
+
+    #[test]
+    fn users_see_only_their_own_and_agents_no_owner() {
+        let alice = Principal {
+            key_id: "k".into(),
+            role: Role::User {
+                owner: "alice".into(),
+            },
+        };
+        assert!(alice.can_access_owner("alice"));
+        assert!(!alice.can_access_owner("bob"));
+        let agent = Principal {
+            key_id: "k".into(),
+            role: Role::Agent {
+                agent_id: "a1".into(),
+            },
+        };
+        assert!(!agent.can_access_owner("alice"));
+        assert_eq!(agent.actor(), "agent:a1");
+    }
+}

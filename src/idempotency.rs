@@ -1,0 +1,222 @@
+//! `Idempotency-Key` records (POST /v1/sessions).
+//!
+//! The first request with a key claims it by inserting a row (in flight). A retry with
+//! the same key and the same body (compared by the SHA-256 of its canonical JSON) gets
+//! the first response back and creates nothing; while the first request still runs,
+//! the retry waits for it. The same key with another body is refused. The claim is a
+//! primary-key insert, so of two concurrent requests exactly one runs the command,
+//! on either backend.
+//!
+//! Keys are scoped per caller (`user:<owner>`, `admin`): two users may use the same key.
+
+use chrono::{Duration, SecondsFormat, Utc};
+use projections::db::Db;
+use projections::on_pool;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::exec_writer;
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// What to do with a request carrying an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request holds the key: run the command, then [`complete`] or [`release`].
+    Run {
+        /// Identifies this holder (use it as the correlation id of the events).
+        request_id: String,
+    },
+    /// A request with this key and body already finished: answer this.
+    Replay {
+        /// Its status code.
+        status: u16,
+        /// Its JSON body.
+        body: String,
+    },
+    /// The key was used with a different body.
+    Mismatch,
+    /// The first request is still running: [`inspect`] again in a moment.
+    InFlight,
+    /// The record is gone (its holder gave the key up): [`claim`] again.
+    Vacant,
+}
+
+/// Hex SHA-256 of the canonical form of a JSON body (object keys sorted at every level,
+/// no insignificant whitespace), so a re-serialised identical body matches.
+pub fn request_hash(body: &Value) -> String {
+    let mut text = String::new();
+    canonical(body, &mut text);
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Claims `key` in `scope` for a request whose body hashes to `hash`. A record left in
+/// flight for longer than `stale_after` (its holder died) is taken over.
+pub async fn claim(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    stale_after: Duration,
+) -> Result<Claim, sqlx::Error> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let inserted = exec_writer!(db, pool => sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, request_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING")
+        .bind(scope)
+        .bind(key)
+        .bind(hash)
+        .bind(&request_id)
+        .bind(now())
+        .execute(pool)
+        .await)?;
+    if inserted == 1 {
+        return Ok(Claim::Run { request_id });
+    }
+    inspect(db, scope, key, hash, stale_after).await
+}
+
+/// What became of a key someone else holds, without trying to claim it (a read; only a
+/// stale record is written, to take it over).
+pub async fn inspect(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    stale_after: Duration,
+) -> Result<Claim, sqlx::Error> {
+    type Row = (String, String, Option<i64>, Option<String>, String);
+    let row: Option<Row> = on_pool!(db, p => sqlx::query_as(
+        "SELECT request_hash, request_id, status_code, response, created_at \
+         FROM idempotency_keys WHERE scope = $1 AND key = $2")
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(p)
+        .await)?;
+    let Some((stored_hash, holder, status, response, created_at)) = row else {
+        return Ok(Claim::Vacant);
+    };
+    if stored_hash != hash {
+        return Ok(Claim::Mismatch);
+    }
+    if let (Some(status), Some(body)) = (status, response) {
+        return Ok(Claim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body,
+        });
+    }
+    let stale = chrono::DateTime::parse_from_rfc3339(&created_at)
+        .map(|t| Utc::now() - t.with_timezone(&Utc) > stale_after)
+        .unwrap_or(false);
+    if stale {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let taken = exec_writer!(db, pool => sqlx::query(
+            "UPDATE idempotency_keys SET request_id = $4, created_at = $5 \
+             WHERE scope = $1 AND key = $2 AND request_id = $3 AND status_code IS NULL")
+            .bind(scope)
+            .bind(key)
+            .bind(&holder)
+            .bind(&request_id)
+            .bind(now())
+            .execute(pool)
+            .await)?;
+        if taken == 1 {
+            tracing::warn!(scope, key, "took over an idempotency key left in flight");
+            return Ok(Claim::Run { request_id });
+        }
+    }
+    Ok(Claim::InFlight)
+}
+
+/// Stores the response of the request holding the key; retries get it from now on.
+pub async fn complete(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    request_id: &str,
+    status: u16,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    exec_writer!(db, pool => sqlx::query(
+        "UPDATE idempotency_keys SET status_code = $4, response = $5, completed_at = $6 \
+         WHERE scope = $1 AND key = $2 AND request_id = $3")
+        .bind(scope)
+        .bind(key)
+        .bind(request_id)
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(now())
+        .execute(pool)
+        .await)?;
+    Ok(())
+}
+
+/// Gives the key up without a response (the command failed in a way a retry may not
+/// repeat, e.g. the store was unavailable): the next request with it runs afresh.
+pub async fn release(db: &Db, scope: &str, key: &str, request_id: &str) -> Result<(), sqlx::Error> {
+    exec_writer!(db, pool => sqlx::query(
+        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND request_id = $3 \
+         AND status_code IS NULL")
+        .bind(scope)
+        .bind(key)
+        .bind(request_id)
+        .execute(pool)
+        .await)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_hash_ignores_key_order_and_whitespace_but_not_values() {
+        let a = request_hash(&json!({"name": "a", "resources": {"cpu": 1, "mem": "1g"}}));
+        let b: Value =
+            serde_json::from_str(r#"{ "resources": {"mem":"1g","cpu":1}, "name":"a" }"#).unwrap();
+        assert_eq!(a, request_hash(&b));
+        assert_ne!(
+            a,
+            request_hash(&json!({"name": "b", "resources": {"cpu": 1, "mem": "1g"}}))
+        );
+    }
+}

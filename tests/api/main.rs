@@ -1,0 +1,15 @@
+//! The HTTP API end to end: the real application on port 0 against fresh PostgreSQL and
+//! SQLite databases (SPEC §4).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../store/helpers.rs"]
+mod store_helpers;
+
+mod helpers;
+
+mod idempotency;
+mod lifecycle;
+mod negative;
+mod reads;
+mod sse;
+mod walkthrough;
