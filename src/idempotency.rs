@@ -17,6 +17,16 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::exec_writer;
 
+/// The session id an idempotent enqueue creates: derived from the key's scope and the
+/// key (SHA-256, shaped as a version-8 UUID), so every attempt of one request targets
+/// the same session and a retry after a crash cannot create a second one.
+pub fn session_id_for(scope: &str, key: &str) -> uuid::Uuid {
+    let digest = Sha256::digest(format!("sessiond.enqueue\0{scope}\0{key}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
 

@@ -27,6 +27,11 @@ use crate::store::{EventMetadata, StoreError};
 /// A new session as requested (the scaling group still unresolved).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnqueueRequest {
+    /// The id to create it under; `None` generates one. Idempotent callers pass an id
+    /// derived from their idempotency key, so a retry after a crash between the append
+    /// and the caller's bookkeeping finds the session instead of creating a second one
+    /// (the enqueue is then rejected with `AlreadyExists`).
+    pub session_id: Option<Uuid>,
     /// Unique among the owner's non-terminal sessions.
     pub name: String,
     /// The owner.
@@ -150,10 +155,16 @@ pub async fn enqueue(
             return Err(SessionCommandError::PendingLimitExceeded { limit });
         }
     }
+    if let Some(id) = req.session_id {
+        let existing: Session = app.commands.load(&id.to_string()).await?;
+        if existing.status.is_some() {
+            return Err(SessionCommandError::Rejected(SessionError::AlreadyExists));
+        }
+    }
     if docs::session_name_taken(app.db(), &req.owner, &req.name).await? {
         return Err(SessionCommandError::NameConflict { name: req.name });
     }
-    let session_id = Uuid::new_v4();
+    let session_id = req.session_id.unwrap_or_else(Uuid::new_v4);
     let spec = SessionSpec {
         session_id,
         name: req.name,

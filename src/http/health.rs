@@ -48,12 +48,14 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
 }
 
 /// Prometheus text exposition: request latency by route, errors by code, command
-/// conflicts and retries, sessions by status, projection position / lag / failures.
+/// conflicts and retries, the scheduler's counters, sessions by status, projection
+/// position / lag / failures.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     state.metrics.render(&mut out);
+    state.app.scheduler_stats.render(&mut out);
 
     let counts = projections::models::session_list::count_by_status(state.app.db()).await?;
     family(

@@ -11,6 +11,7 @@ use projections::models::session_list::{self, SessionFilter};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json, MinPosition, Query};
@@ -487,7 +488,7 @@ async fn enqueue_session(
     let body: EnqueueSession = super::extract::from_value(value.clone())?;
     let mut meta = state.metadata(&caller.0);
     let Some(key) = key else {
-        let out = enqueue(&state, &caller, body, &meta).await?;
+        let out = enqueue(&state, &caller, body, &meta, None).await?;
         return Ok((axum::http::StatusCode::CREATED, axum::Json(out)).into_response());
     };
     use crate::idempotency::{claim, complete, inspect, release, request_hash, Claim};
@@ -505,7 +506,16 @@ async fn enqueue_session(
             Claim::Run { request_id } => {
                 meta.correlation_id = request_id.clone();
                 meta.causation_id = request_id.clone();
-                return match enqueue(&state, &caller, body, &meta).await {
+                // The session id is derived from the key: a retry after a crash between
+                // the append and `complete` finds the session it created.
+                let session_id = crate::idempotency::session_id_for(&scope, &key);
+                let created = match enqueue(&state, &caller, body, &meta, Some(session_id)).await {
+                    Err(ApiError::Conflict { code, .. }) if code == "already_exists" => {
+                        existing_session(&state, session_id).await
+                    }
+                    other => other,
+                };
+                return match created {
                     Ok(out) => {
                         let text = serde_json::to_string(&out).map_err(ApiError::internal)?;
                         complete(db, &scope, &key, &request_id, 201, &text).await?;
@@ -573,12 +583,27 @@ async fn enqueue_session(
     }
 }
 
+/// The response for a session an earlier attempt of an idempotent request created.
+async fn existing_session(state: &AppState, session_id: Uuid) -> Result<SessionWritten, ApiError> {
+    let id = session_id.to_string();
+    let session: Session = state.app.commands.load(&id).await?;
+    let committed = crate::command::Committed {
+        state: session,
+        events: vec![],
+        positions: vec![],
+        attempts: 1,
+    };
+    let position = state.position_after(&committed, &id).await?;
+    Ok(written(&committed, &id, position))
+}
+
 /// Validates the body and runs the enqueue service.
 async fn enqueue(
     state: &AppState,
     caller: &Caller,
     body: EnqueueSession,
     meta: &crate::store::EventMetadata,
+    session_id: Option<Uuid>,
 ) -> Result<SessionWritten, ApiError> {
     let owner = match (&caller.0.role, body.owner) {
         (Role::User { owner }, None) => owner.clone(),
@@ -605,6 +630,7 @@ async fn enqueue(
         ));
     }
     let request = crate::sessions::EnqueueRequest {
+        session_id,
         name: body.name,
         owner,
         session_type: body.session_type,

@@ -124,4 +124,51 @@ async fn two_hundred_concurrent_posts_with_fifty_duplicated_keys_create_150_sess
     app.stop().await;
 }
 
-both_backends!(two_hundred_concurrent_posts_with_fifty_duplicated_keys_create_150_sessions);
+/// The process crashed after appending the session but before storing the idempotency
+/// record (simulated by deleting the record). The retry must find the session it
+/// created — same id, 201 — and create nothing.
+async fn a_retry_after_a_crash_between_append_and_record_finds_the_created_session(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.create_group("default").await;
+    let alice = app.user_key("alice").await;
+    let send = || {
+        app.client
+            .post(app.url("/v1/sessions"))
+            .bearer_auth(&alice)
+            .header("Idempotency-Key", "crashy")
+            .json(&body(1))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let db = app.app.db();
+    let delete = "DELETE FROM idempotency_keys";
+    match db {
+        projections::db::Db::Postgres(p) => sqlx::query(delete).execute(p).await.map(|_| ()),
+        projections::db::Db::Sqlite { writer, .. } => {
+            sqlx::query(delete).execute(writer).await.map(|_| ())
+        }
+    }
+    .unwrap();
+
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED, "{backend:?}");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["session_id"], first["session_id"]);
+    let enqueued = app
+        .all_events()
+        .await
+        .iter()
+        .filter(|e| e.event_type == "SessionEnqueued")
+        .count();
+    assert_eq!(enqueued, 1, "{backend:?}");
+    app.stop().await;
+}
+
+both_backends!(
+    two_hundred_concurrent_posts_with_fifty_duplicated_keys_create_150_sessions,
+    a_retry_after_a_crash_between_append_and_record_finds_the_created_session
+);

@@ -195,6 +195,9 @@ async fn metrics_and_openapi_describe_the_api(backend: Backend) {
         "sessiond_projection_lag_events{projection=\"sessions\"}",
         "sessiond_command_conflicts_total 0",
         "sessiond_command_retries_total",
+        "# TYPE sessiond_scheduler_scheduled_total counter",
+        "sessiond_scheduler_passes_total",
+        "sessiond_slot_releases_total",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -86,6 +86,7 @@ pub async fn register_agent(app: &App, id: &str, group: &str, capacity: &Resourc
 
 pub fn request(name: String, owner: &str, group: &str, resources: ResourceSlots) -> EnqueueRequest {
     EnqueueRequest {
+        session_id: None,
         name,
         owner: owner.into(),
         session_type: SessionType::Interactive,

@@ -132,6 +132,7 @@ impl World {
         let c = enqueue(
             &self.app,
             EnqueueRequest {
+                session_id: None,
                 name: name.into(),
                 owner: "alice".into(),
                 session_type,
