@@ -26,7 +26,7 @@ struct AppendRequest {
 }
 
 /// Appends in flight at once (each one statement of many callers' events).
-const CONCURRENT_FLUSHES: usize = 2;
+const CONCURRENT_FLUSHES: usize = 4;
 /// Most events per group-commit statement.
 const MAX_BATCH_EVENTS: usize = 2_000;
 
