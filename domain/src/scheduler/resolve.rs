@@ -95,7 +95,7 @@ mod tests {
             is_active: true,
             public: true,
             scheduler_opts: SchedulerOpts {
-                allowed_session_types: allowed.iter().copied().collect(),
+                allowed_session_types: allowed.to_vec(),
                 ..SchedulerOpts::default()
             },
             ..ScalingGroup::default()
