@@ -66,7 +66,7 @@ pub enum BenchError {
     Other(String),
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     if let Ok(style) =
         ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len}  {per_sec}  ETA {eta}")

@@ -92,9 +92,23 @@ async fn create_group(app: &App, name: &str, opts: serde_json::Value) -> Result<
 }
 
 async fn append_all(app: &App, rows: Vec<NewEvent>) -> Result<(), BenchError> {
+    let bar = super::progress(rows.len() as u64, "fixtures");
     for chunk in rows.chunks(500) {
         app.store.append(chunk).await?;
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Catches every read model up, with a spinner (100k enqueues take a while).
+async fn catch_up(app: &App) -> Result<(), BenchError> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message("read models catching up");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let applied = app.catch_up().await?;
+    bar.finish_and_clear();
+    tracing::debug!(applied, "read models caught up");
     Ok(())
 }
 
@@ -177,7 +191,7 @@ pub async fn scheduler(args: &SchedulerArgs) -> Result<Vec<SchedulerFigure>, Ben
     }
     append_all(&app, rows).await?;
     append_all(&app, enqueued("bench", pending, now, &slots(1, 2))?).await?;
-    app.catch_up().await?;
+    catch_up(&app).await?;
     let scheduler = Scheduler::new(app.clone());
     let started = Instant::now();
     let report = scheduler
@@ -208,7 +222,7 @@ pub async fn scheduler(args: &SchedulerArgs) -> Result<Vec<SchedulerFigure>, Ben
         enqueued("sweep", sweep_pending - sweep_expired, now, &slots(1, 1))?,
     )
     .await?;
-    app.catch_up().await?;
+    catch_up(&app).await?;
     let started = Instant::now();
     let swept = sweep_group(&app, "sweep")
         .await
