@@ -82,58 +82,185 @@ impl Projection for PendingQueue {
         generation: i64,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
+        // Enqueues and departures are buffered and written as set statements; a group's
+        // timeout change flushes first, as it recomputes the deadlines of waiting rows.
+        let mut buffer = Buffer::default();
         for e in events {
             match e.aggregate_type.as_str() {
                 "Session" => match e.decode::<SessionEvent>()? {
                     SessionEvent::SessionEnqueued { spec, occurred_at } => {
-                        let timeout: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
-                            "SELECT pending_timeout FROM rm_pending_group_timeouts \
-                             WHERE generation = $1 AND scaling_group = $2")
-                            .bind(generation).bind(&spec.scaling_group).fetch_optional(c).await)?;
+                        let timeout = buffer.timeout(tx, generation, &spec.scaling_group).await?;
                         let enqueued_ms = occurred_at.timestamp_millis();
                         let deadline = timeout.filter(|t| *t > 0).map(|t| enqueued_ms + t * 1000);
-                        exec_tx!(tx, c => sqlx::query(
-                            "INSERT INTO rm_pending_queue (generation, session_id, scaling_group, owner, \
-                             session_type, priority, enqueue_position, enqueued_at, enqueued_ms, deadline_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                             ON CONFLICT (generation, session_id) DO NOTHING")
-                            .bind(generation)
-                            .bind(&e.aggregate_id)
-                            .bind(&spec.scaling_group)
-                            .bind(&spec.owner)
-                            .bind(spec.session_type.as_str())
-                            .bind(i64::from(spec.priority))
-                            .bind(e.global_position)
-                            .bind(occurred_at.to_rfc3339())
-                            .bind(enqueued_ms)
-                            .bind(deadline)
-                            .execute(c).await)?;
+                        buffer.insert(NewEntry {
+                            session_id: e.aggregate_id.clone(),
+                            scaling_group: spec.scaling_group.clone(),
+                            owner: spec.owner.clone(),
+                            session_type: spec.session_type.as_str(),
+                            priority: i64::from(spec.priority),
+                            enqueue_position: e.global_position,
+                            enqueued_at: occurred_at.to_rfc3339(),
+                            enqueued_ms,
+                            deadline_ms: deadline,
+                        });
                     }
                     SessionEvent::SessionSchedulingFailed { .. } => {}
                     _ => {
                         // Any other session event leaves PENDING.
-                        exec_tx!(tx, c => sqlx::query(
-                            "DELETE FROM rm_pending_queue WHERE generation = $1 AND session_id = $2")
-                            .bind(generation).bind(&e.aggregate_id).execute(c).await)?;
+                        buffer.depart(&e.aggregate_id);
                     }
                 },
-                "ScalingGroup" => match e.decode::<ScalingGroupEvent>()? {
-                    ScalingGroupEvent::ScalingGroupCreated {
-                        name,
-                        scheduler_opts,
-                        ..
-                    } => {
-                        let t = i64::try_from(scheduler_opts.pending_timeout).unwrap_or(i64::MAX);
-                        set_group_timeout(tx, generation, &name, t).await?;
-                    }
-                    ScalingGroupEvent::SchedulerOptsChanged { new, .. } => {
-                        let t = i64::try_from(new.pending_timeout).unwrap_or(i64::MAX);
-                        set_group_timeout(tx, generation, &e.aggregate_id, t).await?;
-                    }
-                    ScalingGroupEvent::ScalingGroupUpdated { .. } => {}
-                },
+                "ScalingGroup" => {
+                    let (group, timeout) = match e.decode::<ScalingGroupEvent>()? {
+                        ScalingGroupEvent::ScalingGroupCreated {
+                            name,
+                            scheduler_opts,
+                            ..
+                        } => (name, scheduler_opts.pending_timeout),
+                        ScalingGroupEvent::SchedulerOptsChanged { new, .. } => {
+                            (e.aggregate_id.clone(), new.pending_timeout)
+                        }
+                        ScalingGroupEvent::ScalingGroupUpdated { .. } => continue,
+                    };
+                    let t = i64::try_from(timeout).unwrap_or(i64::MAX);
+                    buffer.flush(tx, generation).await?;
+                    set_group_timeout(tx, generation, &group, t).await?;
+                    buffer.timeouts.insert(group, Some(t));
+                }
                 _ => {}
             }
+        }
+        buffer.flush(tx, generation).await
+    }
+}
+
+/// A queue row to insert.
+#[derive(Debug)]
+struct NewEntry {
+    session_id: String,
+    scaling_group: String,
+    owner: String,
+    session_type: &'static str,
+    priority: i64,
+    enqueue_position: i64,
+    enqueued_at: String,
+    enqueued_ms: i64,
+    deadline_ms: Option<i64>,
+}
+
+/// Writes of one batch, in order-preserving sets.
+#[derive(Debug, Default)]
+struct Buffer {
+    inserts: Vec<NewEntry>,
+    /// Session id -> index in `inserts`.
+    inserted: std::collections::HashMap<String, usize>,
+    /// Indexes of `inserts` that departed in the same batch (never written).
+    departed: std::collections::HashSet<usize>,
+    deletes: Vec<String>,
+    /// Group -> pending_timeout (None: no such group yet), read once per batch.
+    timeouts: std::collections::HashMap<String, Option<i64>>,
+}
+
+impl Buffer {
+    fn insert(&mut self, entry: NewEntry) {
+        self.inserted
+            .insert(entry.session_id.clone(), self.inserts.len());
+        self.inserts.push(entry);
+    }
+
+    /// A session left PENDING: drop its buffered insert, or delete its row.
+    fn depart(&mut self, session_id: &str) {
+        match self.inserted.remove(session_id) {
+            Some(i) => {
+                self.departed.insert(i);
+            }
+            None => self.deletes.push(session_id.to_string()),
+        }
+    }
+
+    async fn timeout(
+        &mut self,
+        tx: &mut Tx,
+        generation: i64,
+        group: &str,
+    ) -> Result<Option<i64>, ProjectionError> {
+        if let Some(t) = self.timeouts.get(group) {
+            return Ok(*t);
+        }
+        let t: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+            "SELECT pending_timeout FROM rm_pending_group_timeouts \
+             WHERE generation = $1 AND scaling_group = $2")
+            .bind(generation).bind(group).fetch_optional(c).await)?;
+        self.timeouts.insert(group.to_string(), t);
+        Ok(t)
+    }
+
+    /// Inserts, then deletes (a row inserted and deleted in the same batch never
+    /// reaches the table: the departure removed it from `inserts`).
+    async fn flush(&mut self, tx: &mut Tx, generation: i64) -> Result<(), ProjectionError> {
+        // One multi-row INSERT per chunk; the builder is typed by backend.
+        macro_rules! insert_chunk {
+            ($db:ty, $conn:expr, $chunk:expr) => {{
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO rm_pending_queue (generation, session_id, scaling_group, owner, \
+                     session_type, priority, enqueue_position, enqueued_at, enqueued_ms, deadline_ms) ",
+                );
+                qb.push_values($chunk, |mut row, n| {
+                    row.push_bind(generation)
+                        .push_bind(n.session_id.clone())
+                        .push_bind(n.scaling_group.clone())
+                        .push_bind(n.owner.clone())
+                        .push_bind(n.session_type)
+                        .push_bind(n.priority)
+                        .push_bind(n.enqueue_position)
+                        .push_bind(n.enqueued_at.clone())
+                        .push_bind(n.enqueued_ms)
+                        .push_bind(n.deadline_ms);
+                });
+                qb.push(" ON CONFLICT (generation, session_id) DO NOTHING");
+                qb.build().execute($conn).await?;
+            }};
+        }
+        let departed = std::mem::take(&mut self.departed);
+        let live: Vec<&NewEntry> = self
+            .inserts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !departed.contains(i))
+            .map(|(_, n)| n)
+            .collect();
+        for chunk in live.chunks(super::CHUNK) {
+            match &mut *tx {
+                Tx::Postgres(t) => insert_chunk!(sqlx::Postgres, &mut **t, chunk),
+                Tx::Sqlite(t) => insert_chunk!(sqlx::Sqlite, &mut **t, chunk),
+            }
+        }
+        self.inserts.clear();
+        self.inserted.clear();
+        if !self.deletes.is_empty() {
+            match &mut *tx {
+                Tx::Postgres(t) => {
+                    sqlx::query(
+                        "DELETE FROM rm_pending_queue WHERE generation = $1 AND session_id = ANY($2)",
+                    )
+                    .bind(generation)
+                    .bind(&self.deletes)
+                    .execute(&mut **t)
+                    .await?;
+                }
+                Tx::Sqlite(t) => {
+                    let list = serde_json::Value::from(self.deletes.clone()).to_string();
+                    sqlx::query(
+                        "DELETE FROM rm_pending_queue WHERE generation = $1 \
+                         AND session_id IN (SELECT value FROM json_each($2))",
+                    )
+                    .bind(generation)
+                    .bind(list)
+                    .execute(&mut **t)
+                    .await?;
+                }
+            }
+            self.deletes.clear();
         }
         Ok(())
     }
