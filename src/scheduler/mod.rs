@@ -146,24 +146,48 @@ impl Scheduler {
         f(guard.entry(group.to_string()).or_default())
     }
 
-    /// One full pass for every existing group, then the liveness check and the slot
-    /// releases: what the workers do on each tick when they hold every lease (tests and
-    /// the benchmark call it directly).
+    /// One full pass for every existing group, then the housekeeping: what the workers
+    /// do on each tick when they hold every lease (tests and the benchmark call it
+    /// directly).
     pub async fn tick(&self) -> Result<Vec<(String, PassReport)>, SchedulerError> {
         let groups = docs::scaling_groups().all(self.app.db()).await?;
         let mut out = Vec::new();
         for g in groups {
-            sweeper::sweep_group(&self.app, &g.name).await?;
-            out.push((g.name.clone(), self.schedule_group(&g.name).await?));
+            out.push((g.name.clone(), self.run_group(&g).await?));
         }
-        liveness::check_agents(&self.app).await?;
-        releases::release_due(&self.app).await?;
+        self.housekeeping().await?;
         Ok(out)
     }
 
-    /// One scheduling pass over `group`'s queue.
-    #[tracing::instrument(skip(self), err)]
+    /// What the holder of a group's lease does on a tick: sweep expired sessions, then
+    /// schedule.
+    pub async fn run_group(&self, group: &ScalingGroup) -> Result<PassReport, SchedulerError> {
+        sweeper::sweep(&self.app, group).await?;
+        self.schedule(&group.name, Some(group)).await
+    }
+
+    /// What the holder of the liveness lease does on a tick: the heartbeat check, then
+    /// the slot releases.
+    pub async fn housekeeping(&self) -> Result<(), SchedulerError> {
+        liveness::check_agents(&self.app).await?;
+        releases::release_due(&self.app).await?;
+        Ok(())
+    }
+
+    /// One scheduling pass over `group`'s queue (reads the group from its read model).
     pub async fn schedule_group(&self, group: &str) -> Result<PassReport, SchedulerError> {
+        let sg = docs::scaling_groups().get(self.app.db(), group).await?;
+        self.schedule(group, sg.as_ref()).await
+    }
+
+    /// One scheduling pass over `group`'s queue; `sg` is the group as it is now (`None`:
+    /// gone, and its waiting sessions fail the `scaling_group` predicate).
+    #[tracing::instrument(skip(self, sg), err)]
+    async fn schedule(
+        &self,
+        group: &str,
+        sg: Option<&ScalingGroup>,
+    ) -> Result<PassReport, SchedulerError> {
         let app = &self.app;
         let db = app.db();
         let now = app.clock.now();
@@ -172,7 +196,6 @@ impl Scheduler {
         if queue.is_empty() {
             return Ok(report);
         }
-        let sg: Option<ScalingGroup> = docs::scaling_groups().get(db, group).await?;
         let ids: Vec<String> = queue.iter().map(|q| q.session_id.clone()).collect();
         let mut sessions: HashMap<Uuid, Session> = docs::sessions()
             .get_many(db, &ids)
@@ -201,7 +224,7 @@ impl Scheduler {
         agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
 
         // Owners: policies and usage (usage only where a limit or DRF needs it).
-        let kind = sg.as_ref().map(|g| g.scheduler).unwrap_or_default();
+        let kind = sg.map(|g| g.scheduler).unwrap_or_default();
         let owners: BTreeSet<String> = sessions
             .values()
             .filter_map(|s| s.spec.as_ref().map(|p| p.owner.clone()))
@@ -274,11 +297,9 @@ impl Scheduler {
             .collect();
         let ordered = order_queue(kind, items, &allocated, &capacity);
         let strategy = sg
-            .as_ref()
             .map(|g| g.scheduler_opts.agent_selection_strategy)
             .unwrap_or_default();
         let skip_after = sg
-            .as_ref()
             .map(|g| g.scheduler_opts.config.num_retries_to_skip)
             .unwrap_or(0);
 
@@ -314,7 +335,7 @@ impl Scheduler {
             let evaluation = evaluate(&PredicateInput {
                 spec: &spec,
                 now,
-                group: sg.as_ref(),
+                group: sg,
                 limits: limits.get(&spec.owner).unwrap_or(&default_limits),
                 usage: owner_usage,
                 dependencies: &deps,

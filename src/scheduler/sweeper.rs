@@ -9,6 +9,7 @@
 //! read-model copy at a known version; if any of them moved, the batch conflicts and is
 //! redone one by one on loaded state.
 
+use domain::scaling_group::ScalingGroup;
 use domain::session::{Session, SessionCommand};
 use projections::models::docs;
 use projections::models::pending_queue::PendingQueue;
@@ -30,13 +31,19 @@ pub struct SweepReport {
     pub cancelled: usize,
 }
 
-/// Sweeps `group` once.
-#[tracing::instrument(skip(app), err)]
+/// Sweeps `group` once (reads the group from its read model).
 pub async fn sweep_group(app: &App, group: &str) -> Result<SweepReport, SchedulerError> {
+    match docs::scaling_groups().get(app.db(), group).await? {
+        Some(sg) => sweep(app, &sg).await,
+        None => Ok(SweepReport::default()),
+    }
+}
+
+/// Sweeps the group `sg` once, with its timeout as it is now.
+#[tracing::instrument(skip_all, fields(group = %sg.name), err)]
+pub async fn sweep(app: &App, sg: &ScalingGroup) -> Result<SweepReport, SchedulerError> {
     let db = app.db();
-    let Some(sg) = docs::scaling_groups().get(db, group).await? else {
-        return Ok(SweepReport::default());
-    };
+    let group = sg.name.as_str();
     let timeout = sg.scheduler_opts.pending_timeout;
     if timeout == 0 {
         return Ok(SweepReport::default());

@@ -20,7 +20,7 @@ use projections::models::docs;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{liveness, releases, sweeper, Scheduler, SchedulerError};
+use super::{Scheduler, SchedulerError};
 use crate::app::App;
 
 const LIVENESS_LEASE: &str = "sessiond.liveness";
@@ -106,12 +106,10 @@ async fn tick(scheduler: &Scheduler, leases: &mut Leases) -> Result<(), Schedule
         {
             continue;
         }
-        sweeper::sweep_group(app, &group.name).await?;
-        scheduler.schedule_group(&group.name).await?;
+        scheduler.run_group(&group).await?;
     }
     if leases.hold(app, LIVENESS_LEASE).await {
-        liveness::check_agents(app).await?;
-        releases::release_due(app).await?;
+        scheduler.housekeeping().await?;
     }
     Ok(())
 }

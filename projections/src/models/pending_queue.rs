@@ -322,7 +322,7 @@ impl PendingQueue {
     }
 
     /// Sessions of `scaling_group` whose deadline is at or before `now_ms`, through the
-    /// deadline index, earliest first.
+    /// per-group deadline index, earliest first.
     pub async fn expired_in_group(
         &self,
         db: &Db,
@@ -330,16 +330,36 @@ impl PendingQueue {
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<PendingEntry>, ProjectionError> {
+        self.expired_where(db, Some(scaling_group), now_ms, limit)
+            .await
+    }
+
+    /// The expired sessions (of one group, or of every group), earliest deadline first.
+    async fn expired_where(
+        &self,
+        db: &Db,
+        scaling_group: Option<&str>,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingEntry>, ProjectionError> {
+        let group = if scaling_group.is_some() {
+            "AND scaling_group = $4"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM rm_pending_queue \
-             WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 \
-             AND scaling_group = $3 ORDER BY deadline_ms LIMIT $4",
+             WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 {group} \
+             ORDER BY deadline_ms LIMIT $3",
             live_generation(1)
         );
-        Ok(
-            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(now_ms)
-            .bind(scaling_group).bind(limit).fetch_all(p).await)?,
-        )
+        Ok(on_pool!(db, p => {
+            let q = sqlx::query_as(&sql).bind("pending_queue").bind(now_ms).bind(limit);
+            match scaling_group {
+                Some(g) => q.bind(g).fetch_all(p).await,
+                None => q.fetch_all(p).await,
+            }
+        })?)
     }
 
     /// Records a failed scheduling attempt of these sessions (`retries + 1`, `last_try`).
@@ -390,14 +410,6 @@ impl PendingQueue {
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<PendingEntry>, ProjectionError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM rm_pending_queue \
-             WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 \
-             ORDER BY deadline_ms LIMIT $3",
-            live_generation(1)
-        );
-        Ok(
-            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(now_ms).bind(limit).fetch_all(p).await)?,
-        )
+        self.expired_where(db, None, now_ms, limit).await
     }
 }
