@@ -3,8 +3,10 @@
 //! assignments an agent polls for.
 
 use domain::agent::{Agent, AgentCommand, AgentError};
+use domain::ids::{AgentAddr, AgentId, GroupName};
+use domain::scaling_group::ScalingGroup;
 use domain::session::{Session, SessionStatus};
-use domain::ResourceSlots;
+use domain::{ResourceSlots, ValidationError};
 use projections::models::docs;
 use projections::ProjectionError;
 use serde::Serialize;
@@ -20,6 +22,9 @@ pub enum AgentCommandError {
     /// No such agent.
     #[error("agent not found")]
     NotFound,
+    /// A field is invalid (422), e.g. a scaling group that does not exist.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     /// The domain rejected it; nothing was appended.
     #[error(transparent)]
     Rejected(AgentError),
@@ -49,23 +54,35 @@ impl From<CommandError<AgentError>> for AgentCommandError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisterAgent {
     /// Id.
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// Group it serves.
-    pub scaling_group: String,
+    pub scaling_group: GroupName,
     /// Address.
-    pub addr: String,
+    pub addr: AgentAddr,
     /// Capacity.
     pub available_slots: ResourceSlots,
 }
 
 /// Registers or updates an agent (re-registering revives a LOST one) and counts as a
-/// heartbeat. Re-registering unchanged appends nothing.
+/// heartbeat. Re-registering unchanged appends nothing. The scaling group must exist
+/// (read from its stream, so a group created a moment ago counts). A capacity below what
+/// the agent holds is accepted: it is a fact the agent reports (a device failed); the
+/// agent then shows as over capacity and nothing new is placed on it until sessions end
+/// (docs/adr/0003-scheduler.md).
 pub async fn register(
     app: &App,
     req: RegisterAgent,
     meta: &EventMetadata,
 ) -> Result<Committed<Agent>, AgentCommandError> {
-    let agent_id = req.agent_id.clone();
+    let group: ScalingGroup = app.commands.load(req.scaling_group.as_str()).await?;
+    if !group.exists {
+        return Err(ValidationError::new(
+            "scaling_group",
+            format!("no scaling group '{}'", req.scaling_group),
+        )
+        .into());
+    }
+    let agent_id = req.agent_id.to_string();
     let committed = app
         .commands
         .execute::<Agent>(
@@ -100,14 +117,33 @@ async fn record_heartbeat(app: &App, agent_id: &str) -> Result<(), StoreError> {
     app.store.record_heartbeat(agent_id, now_ms).await
 }
 
+/// What an agent should do about a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentAction {
+    /// Bring it up.
+    Start,
+    /// Tear it down: termination requested, or cancelled while it was being prepared.
+    Stop,
+}
+
+impl AssignmentAction {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+        }
+    }
+}
+
 /// What an agent should do about one session placed on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assignment {
     /// The session.
     pub session_id: Uuid,
-    /// `start` (bring it up) or `stop` (tear it down: termination requested, or
-    /// cancelled while it was being prepared).
-    pub action: &'static str,
+    /// Bring it up, or tear it down.
+    pub action: AssignmentAction,
     /// Its status now.
     pub status: SessionStatus,
     /// Image to run.
@@ -136,8 +172,8 @@ pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, A
             let spec = s.spec?;
             let status = s.status?;
             let action = match status {
-                Scheduled | Preparing | Pulling | Prepared | Creating => "start",
-                Terminating | Cancelled => "stop",
+                Scheduled | Preparing | Pulling | Prepared | Creating => AssignmentAction::Start,
+                Terminating | Cancelled => AssignmentAction::Stop,
                 _ => return None,
             };
             let slots = agent
@@ -149,10 +185,10 @@ pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, A
                 session_id: spec.session_id,
                 action,
                 status,
-                image: spec.image,
+                image: spec.image.to_string(),
                 slots,
                 startup_command: spec.startup_command,
-                cluster_size: spec.cluster_size,
+                cluster_size: spec.cluster_size.get(),
             })
         })
         .collect();

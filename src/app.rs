@@ -1,16 +1,20 @@
 //! The application: what every command path, HTTP handler and background worker
 //! shares — the event store, the command handler, the projection engine (read models
-//! and consistency waits), the clock and the settings.
+//! and consistency waits), the supervisor of the background work, the API-key cache,
+//! the shared log follower, the clock and the settings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use projections::{Engine, EngineConfig};
 
+use crate::auth::Keys;
 use crate::clock::{Clock, SystemClock};
 use crate::command::CommandHandler;
 use crate::config::Settings;
+use crate::follower::LogFollower;
 use crate::store::EventStore;
+use crate::supervisor::{Supervisor, SupervisorConfig};
 
 /// Shared application state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -25,28 +29,51 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Settings the service runs with.
     pub settings: Arc<Settings>,
-    /// Counters of this process's scheduler workers (for `/metrics`).
-    pub scheduler_stats: Arc<crate::scheduler::stats::SchedulerStats>,
+    /// Supervises every background worker (restarts, readiness, metrics).
+    pub supervisor: Supervisor,
+    /// API keys with revocations applied at once.
+    pub keys: Arc<Keys>,
+    /// The one reader of the global log that streams and long-polls share.
+    pub follower: Arc<LogFollower>,
 }
 
 impl App {
     /// An application on an open store, with the system clock.
     pub fn new(store: EventStore, settings: Settings) -> Self {
+        Self::with_supervisor(store, settings, SupervisorConfig::default())
+    }
+
+    /// Like [`App::new`] with the supervisor's restart timings.
+    pub fn with_supervisor(
+        store: EventStore,
+        settings: Settings,
+        supervisor: SupervisorConfig,
+    ) -> Self {
+        let supervisor = Supervisor::new(supervisor);
+        let hook = supervisor.clone();
         let engine = Arc::new(
             Engine::new(
                 store.db(),
                 projections::models::all(),
                 EngineConfig::default(),
             )
-            .with_waker(store.appended()),
+            .with_waker(store.appended())
+            .with_fault_point(Arc::new(move |name: &str| hook.fault_point(name))),
         );
+        let catch_up_reads = usize::try_from(settings.max_connections / 4).unwrap_or(1);
         Self {
             commands: CommandHandler::new(store.clone()),
+            keys: Arc::new(Keys::new(store.db())),
+            follower: Arc::new(LogFollower::new(
+                store.clone(),
+                catch_up_reads,
+                Duration::from_millis(500),
+            )),
             store,
             engine,
             clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
-            scheduler_stats: Arc::default(),
+            supervisor,
         }
     }
 
@@ -61,15 +88,17 @@ impl App {
         self.engine.db()
     }
 
-    /// Waits (bounded) until every read model has applied the event at
-    /// `global_position` (read-your-writes). Returns whether they all did in time.
+    /// Waits (bounded) until each of the read models `models` has applied the event at
+    /// `global_position` (read-your-writes). Only those: a failing projection elsewhere
+    /// does not hold the wait. Returns whether they all did in time.
     pub async fn wait_for_position(
         &self,
+        models: &[&str],
         global_position: i64,
         timeout: Duration,
     ) -> Result<bool, projections::ProjectionError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        for name in self.engine.names() {
+        for name in models {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !self.engine.wait_for(name, global_position, left).await? {
                 return Ok(false);
@@ -78,15 +107,29 @@ impl App {
         Ok(true)
     }
 
+    /// Waits (bounded) until the read models `models` include everything committed
+    /// before this call (the runners do the work; this only waits).
+    pub async fn wait_for_head(
+        &self,
+        models: &[&str],
+        timeout: Duration,
+    ) -> Result<bool, projections::ProjectionError> {
+        match self.db().head().await? {
+            Some(head) => self.wait_for_position(models, head, timeout).await,
+            None => Ok(true),
+        }
+    }
+
     /// Brings every read model up to the head of the log as of this call, in this task
-    /// (tests, and decisions that must see everything committed so far). Bounded: gives
-    /// up after 10 s and returns what it applied.
+    /// (tests and tools that run no projection runners). Bounded: gives up after 10 s
+    /// and returns what it applied.
     pub async fn catch_up(&self) -> Result<u64, projections::ProjectionError> {
         let names = self.engine.names();
         self.catch_up_to_head(&names, Duration::from_secs(10)).await
     }
 
-    /// Brings the projections `names` up to the head of the log as of this call.
+    /// Brings the projections `names` up to the head of the log as of this call, in
+    /// this task (tests and tools).
     ///
     /// One pass of the engine is not enough on PostgreSQL: the commit-order reader stops
     /// below any transaction still open in the cluster (which may commit an earlier
@@ -104,12 +147,12 @@ impl App {
             return Ok(0);
         };
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut applied = 0;
+        let mut applied: u64 = 0;
         loop {
             let mut behind = false;
             for name in names {
                 let projection = self.engine.projection(name)?;
-                applied += self.engine.catch_up(projection.as_ref()).await?;
+                applied = applied.saturating_add(self.engine.catch_up(projection.as_ref()).await?);
                 let at = projections::engine::read_checkpoint(self.db(), name).await?;
                 behind |= at.position < target;
             }

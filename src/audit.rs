@@ -137,6 +137,7 @@ pub async fn verify(
         progress(report.events);
     }
     report.streams = streams.len() as u64;
+    report.findings.extend(duplicate_names(&world));
     for (name, _) in &checkpoints {
         let expected = snapshots.remove(name).unwrap_or_else(|| world.clone());
         let rows = actual.remove(name).unwrap_or_default();
@@ -146,6 +147,36 @@ pub async fn verify(
         report.read_models.push(name.to_string());
     }
     Ok(report)
+}
+
+/// The invariant of SPEC §1.2, checked independently of how it is enforced: no two
+/// sessions of one owner that have not ended share a name.
+fn duplicate_names(world: &World) -> Vec<Finding> {
+    let mut live: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (id, s) in &world.sessions {
+        let (Some(spec), Some(status)) = (&s.spec, s.status) else {
+            continue;
+        };
+        if !status.is_terminal() {
+            live.entry((spec.owner.to_string(), spec.name.to_string()))
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    live.into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|((owner, name), ids)| {
+            finding(
+                "name_unique",
+                format!("owner {owner}"),
+                format!(
+                    "{} sessions named '{name}' have not ended: {}",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            )
+        })
+        .collect()
 }
 
 fn subject(e: &RecordedEvent) -> String {
@@ -317,6 +348,21 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                     .evolve(&ev);
             }
         }
+        "NameClaim" => {
+            // Decoded for readability; uniqueness is checked over the sessions (below).
+            let _ = decode::<domain::name_claim::NameClaimEvent>(
+                e,
+                domain::name_claim::NAME_CLAIM_EVENT_VERSION,
+                findings,
+            );
+        }
+        "PendingQuota" => {
+            let _ = decode::<domain::pending_quota::PendingQuotaEvent>(
+                e,
+                domain::pending_quota::PENDING_QUOTA_EVENT_VERSION,
+                findings,
+            );
+        }
         other => findings.push(finding(
             "decode",
             subject(e),
@@ -411,7 +457,7 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
                 };
                 let timeout = w
                     .groups
-                    .get(&spec.scaling_group)
+                    .get(spec.scaling_group.as_str())
                     .map(|g| g.scheduler_opts.pending_timeout)
                     .unwrap_or(0);
                 expected.insert(
@@ -420,7 +466,7 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
                         "scaling_group": spec.scaling_group,
                         "owner": spec.owner,
                         "session_type": spec.session_type.as_str(),
-                        "priority": i64::from(spec.priority),
+                        "priority": i64::from(spec.priority.get()),
                         "enqueue_position": w.enqueue_positions.get(id).copied().unwrap_or(0),
                         "enqueued_ms": at.timestamp_millis(),
                         "deadline_ms": (timeout > 0).then(|| at.timestamp_millis() + timeout as i64 * 1000),

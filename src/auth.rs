@@ -19,7 +19,13 @@ use projections::on_pool;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use domain::ids::{AgentId, Owner};
 
 /// What a key may do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,13 +172,13 @@ fn columns(role: &Role) -> (Option<&str>, Option<&str>) {
 
 fn validate(role: &Role) -> Result<(), KeyError> {
     match role {
-        Role::User { owner } if owner.trim().is_empty() => {
-            Err(KeyError::Invalid("a user key needs an owner".into()))
-        }
-        Role::Agent { agent_id } if agent_id.trim().is_empty() => {
-            Err(KeyError::Invalid("an agent key needs an agent id".into()))
-        }
-        _ => Ok(()),
+        Role::User { owner } => Owner::parse("owner", owner)
+            .map(|_| ())
+            .map_err(|e| KeyError::Invalid(e.to_string())),
+        Role::Agent { agent_id } => AgentId::parse("agent-id", agent_id)
+            .map(|_| ())
+            .map_err(|e| KeyError::Invalid(e.to_string())),
+        Role::Admin => Ok(()),
     }
 }
 
@@ -345,18 +351,156 @@ pub async fn list_keys(db: &Db) -> Result<Vec<ApiKeyInfo>, KeyError> {
         .collect())
 }
 
-/// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time).
+/// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time)
+/// and bumps the revision every replica watches ([`Keys::watch`]), in one transaction.
 pub async fn revoke_key(db: &Db, id: &str) -> Result<(), KeyError> {
-    let affected = exec_writer!(db, pool => sqlx::query(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
-        .bind(id)
-        .bind(now())
-        .execute(pool)
-        .await)?;
-    if affected == 0 {
-        return Err(KeyError::NotFound(id.to_string()));
+    const REVOKE: &str = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+    const BUMP: &str = "UPDATE api_key_revision SET revision = revision + 1 WHERE singleton = 1";
+    macro_rules! run {
+        ($tx:expr) => {{
+            let mut tx = $tx;
+            let affected = sqlx::query(REVOKE)
+                .bind(id)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if affected == 0 {
+                tx.rollback().await?;
+                return Err(KeyError::NotFound(id.to_string()));
+            }
+            sqlx::query(BUMP).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }};
+    }
+    match db {
+        Db::Postgres(p) => run!(p.begin().await?),
+        Db::Sqlite { writer, .. } => run!(writer.begin_with("BEGIN IMMEDIATE").await?),
     }
     Ok(())
+}
+
+/// How long a looked-up key is trusted before it is read again (revocations are pushed
+/// sooner, by [`Keys::watch`]).
+const KEY_TTL: Duration = Duration::from_secs(60);
+/// How long an unknown key is remembered as unknown (new keys are random, so a key
+/// created later was never presented before).
+const MISS_TTL: Duration = Duration::from_secs(5);
+/// Most entries of each cache (cleared when full: a flood of bad keys cannot grow it).
+const CACHE_LIMIT: usize = 10_000;
+
+/// The API keys as a request sees them: a cache in front of `api_keys`, with
+/// revocations applied at once on every replica. [`Keys::watch`] polls the revision
+/// `revoke_key` bumps; when it moves, revoked keys leave the cache and
+/// [`Keys::revocations`] wakes the streams they opened, which then end.
+#[derive(Debug)]
+pub struct Keys {
+    db: Db,
+    hits: Mutex<HashMap<String, (Principal, Instant)>>,
+    misses: Mutex<HashMap<String, Instant>>,
+    revoked: RwLock<HashSet<String>>,
+    revision: watch::Sender<i64>,
+}
+
+impl Keys {
+    /// A cache over `db`'s keys (empty; [`Keys::refresh`] loads the revocations).
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            hits: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
+            revoked: RwLock::new(HashSet::new()),
+            revision: watch::channel(-1).0,
+        }
+    }
+
+    /// The principal of a presented key, if it is known and not revoked: from the
+    /// cache, else one indexed lookup.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, KeyError> {
+        let hash = hash_key(presented);
+        let cached = self.hits.lock().ok().and_then(|h| {
+            h.get(&hash)
+                .filter(|(_, at)| at.elapsed() < KEY_TTL)
+                .cloned()
+        });
+        if let Some((principal, _)) = cached {
+            if !self.is_revoked(&principal.key_id) {
+                return Ok(Some(principal));
+            }
+            return Ok(None);
+        }
+        let missed = self
+            .misses
+            .lock()
+            .ok()
+            .is_some_and(|m| m.get(&hash).is_some_and(|at| at.elapsed() < MISS_TTL));
+        if missed {
+            return Ok(None);
+        }
+        let found = authenticate(&self.db, presented).await?;
+        match &found {
+            Some(p) => {
+                if let Ok(mut h) = self.hits.lock() {
+                    if h.len() >= CACHE_LIMIT {
+                        h.clear();
+                    }
+                    h.insert(hash, (p.clone(), Instant::now()));
+                }
+            }
+            None => {
+                if let Ok(mut m) = self.misses.lock() {
+                    if m.len() >= CACHE_LIMIT {
+                        m.clear();
+                    }
+                    m.insert(hash, Instant::now());
+                }
+            }
+        }
+        Ok(found.filter(|p| !self.is_revoked(&p.key_id)))
+    }
+
+    /// Whether the key `key_id` has been revoked (as of the last refresh).
+    pub fn is_revoked(&self, key_id: &str) -> bool {
+        self.revoked.read().is_ok_and(|r| r.contains(key_id))
+    }
+
+    /// Changes whenever revocations were reloaded (streams check their key then).
+    pub fn revocations(&self) -> watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
+    /// Reloads the revoked keys if the revision moved; returns whether it did.
+    pub async fn refresh(&self) -> Result<bool, KeyError> {
+        let revision: i64 = on_pool!(&self.db, p => sqlx::query_scalar(
+            "SELECT revision FROM api_key_revision WHERE singleton = 1").fetch_one(p).await)?;
+        if revision == *self.revision.borrow() {
+            return Ok(false);
+        }
+        let ids: Vec<String> = on_pool!(&self.db, p => sqlx::query_scalar(
+            "SELECT id FROM api_keys WHERE revoked_at IS NOT NULL").fetch_all(p).await)?;
+        let revoked: HashSet<String> = ids.into_iter().collect();
+        if let Ok(mut h) = self.hits.lock() {
+            h.retain(|_, (p, _)| !revoked.contains(&p.key_id));
+        }
+        if let Ok(mut r) = self.revoked.write() {
+            *r = revoked;
+        }
+        self.revision.send_replace(revision);
+        Ok(true)
+    }
+
+    /// The watcher: refreshes every `interval` until `shutdown` turns true.
+    pub async fn watch(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %crate::telemetry::error_chain(&e), "cannot read key revocations; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ impl RetryPolicy {
     }
 
     fn delay(&self, attempt: u32) -> Duration {
-        let cap = self.base_delay.saturating_mul(1u32 << attempt.min(10));
+        let cap = self
+            .base_delay
+            .saturating_mul(1u32.checked_shl(attempt.min(10)).unwrap_or(1024));
         if cap.is_zero() {
             return cap;
         }
@@ -137,32 +139,48 @@ impl CommandHandler {
             attempts = tracing::field::Empty,
         );
         async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self
-                    .try_once::<A>(aggregate_id, command.clone(), metadata)
-                    .await
-                {
-                    Err(CommandError::Store(e)) if e.is_conflict() => {
-                        if attempt >= self.retry.max_attempts {
-                            tracing::warn!(attempt, "optimistic conflict; giving up");
-                            return Err(CommandError::Conflict { attempts: attempt });
-                        }
-                        tracing::debug!(attempt, "optimistic conflict; retrying");
-                        tokio::time::sleep(self.retry.delay(attempt)).await;
-                    }
-                    Ok(mut committed) => {
-                        committed.attempts = attempt;
-                        tracing::Span::current().record("attempts", attempt);
-                        return Ok(committed);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            let (mut committed, attempts) = self
+                .retry_conflicts(|| self.try_once::<A>(aggregate_id, command.clone(), metadata))
+                .await?;
+            committed.attempts = attempts;
+            tracing::Span::current().record("attempts", attempts);
+            Ok(committed)
         }
         .instrument(span)
         .await
+    }
+
+    /// Runs `attempt` (a load-decide-append of any number of streams) again while it
+    /// ends in an optimistic conflict: at most `max_attempts` times, with jittered
+    /// exponential backoff, then [`CommandError::Conflict`]. Returns the result and the
+    /// attempts it took. Expected conflicts are logged at debug and counted
+    /// (`sessiond_command_conflicts_retried_total`), never at error.
+    pub async fn retry_conflicts<T, E, F, Fut>(
+        &self,
+        mut attempt: F,
+    ) -> Result<(T, u32), CommandError<E>>
+    where
+        E: std::error::Error,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CommandError<E>>>,
+    {
+        let mut n: u32 = 0;
+        loop {
+            n = n.saturating_add(1);
+            match attempt().await {
+                Err(CommandError::Store(e)) if e.is_conflict() => {
+                    metrics::counter!("sessiond_command_conflicts_retried_total").increment(1);
+                    if n >= self.retry.max_attempts {
+                        tracing::info!(attempts = n, "optimistic conflict after every retry");
+                        return Err(CommandError::Conflict { attempts: n });
+                    }
+                    tracing::debug!(attempt = n, "optimistic conflict; retrying");
+                    tokio::time::sleep(self.retry.delay(n)).await;
+                }
+                Ok(t) => return Ok((t, n)),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Executes a command that creates an aggregate under an id the server just
@@ -256,7 +274,9 @@ pub fn new_events<A: Decider>(
             Ok(NewEvent {
                 aggregate_type: A::TYPE.to_string(),
                 aggregate_id: aggregate_id.to_string(),
-                sequence: version + i as i64 + 1,
+                sequence: version
+                    .saturating_add(i64::try_from(i).unwrap_or(i64::MAX))
+                    .saturating_add(1),
                 event_type: cqrs_es::DomainEvent::event_type(e),
                 event_version: cqrs_es::DomainEvent::event_version(e),
                 payload: serde_json::to_value(e).map_err(StoreError::Encode)?,

@@ -8,6 +8,10 @@
 //! on either backend.
 //!
 //! Keys are scoped per caller (`user:<owner>`, `admin`): two users may use the same key.
+//!
+//! The protocol for a handler is two calls: [`begin`] (claim, or replay, or wait for the
+//! request holding the key, bounded) and [`finish`] (record the response, or give the
+//! key up after a transient failure so a retry runs afresh).
 
 use chrono::{Duration, SecondsFormat, Utc};
 use projections::db::Db;
@@ -211,6 +215,89 @@ pub async fn release(db: &Db, scope: &str, key: &str, request_id: &str) -> Resul
         .execute(pool)
         .await)?;
     Ok(())
+}
+
+/// Longest time a record may stay in flight before its holder is presumed dead.
+pub const STALE_AFTER: Duration = Duration::seconds(60);
+
+/// What [`begin`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// Run the command; then call [`finish`] with this request id.
+    Run {
+        /// The holder's id (use it as the correlation id of the events).
+        request_id: String,
+    },
+    /// Answer this stored response.
+    Replay {
+        /// Its status code.
+        status: u16,
+        /// Its JSON body.
+        body: String,
+    },
+    /// The key was used with another body.
+    Mismatch,
+    /// The first request with the key is still running after `wait`.
+    StillRunning,
+}
+
+/// How a request holding a key ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Store this response; retries get it.
+    Record {
+        /// Status code.
+        status: u16,
+        /// JSON body.
+        body: String,
+    },
+    /// A transient failure: give the key up, the next request runs afresh.
+    Release,
+}
+
+/// Claims `key` in `scope` for a request whose body hashes to `hash`, or finds what
+/// became of an earlier request with it, waiting (polling, bounded by `wait`) while that
+/// one still runs.
+pub async fn begin(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    wait: std::time::Duration,
+) -> Result<Begin, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut outcome = claim(db, scope, key, hash, STALE_AFTER).await?;
+    loop {
+        match outcome {
+            Claim::Run { request_id } => return Ok(Begin::Run { request_id }),
+            Claim::Replay { status, body } => return Ok(Begin::Replay { status, body }),
+            Claim::Mismatch => return Ok(Begin::Mismatch),
+            Claim::InFlight => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(Begin::StillRunning);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                outcome = inspect(db, scope, key, hash, STALE_AFTER).await?;
+            }
+            Claim::Vacant => outcome = claim(db, scope, key, hash, STALE_AFTER).await?,
+        }
+    }
+}
+
+/// Ends the request holding `key`: records its response or releases the key.
+pub async fn finish(
+    db: &Db,
+    scope: &str,
+    key: &str,
+    request_id: &str,
+    how: Finish,
+) -> Result<(), sqlx::Error> {
+    match how {
+        Finish::Record { status, body } => {
+            complete(db, scope, key, request_id, status, &body).await
+        }
+        Finish::Release => release(db, scope, key, request_id).await,
+    }
 }
 
 #[cfg(test)]

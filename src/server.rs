@@ -54,6 +54,10 @@ pub struct ServeOptions {
     pub bootstrap_admin_key: Option<Secret>,
     /// HTTP tunables.
     pub api: ApiConfig,
+    /// Restart timings of supervised workers.
+    pub supervisor: crate::supervisor::SupervisorConfig,
+    /// How often the key watcher looks for revocations.
+    pub key_poll: Option<std::time::Duration>,
 }
 
 /// A started server.
@@ -128,23 +132,16 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
         })?;
     let addr: SocketAddr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let app = App::new(store, settings);
-    let mut workers = app.engine.spawn_all(stopped.clone());
-    workers.extend(crate::scheduler::spawn_workers(
-        app.clone(),
-        stopped.clone(),
-    ));
-    let mut state = AppState::new(app.clone(), stopped.clone());
-    state.config = options.api;
+    crate::telemetry::metrics();
+    let app = App::with_supervisor(store, settings, options.supervisor.clone());
+    app.keys.refresh().await.map_err(ServeError::Bootstrap)?;
+    let key_poll = options
+        .key_poll
+        .unwrap_or(std::time::Duration::from_millis(250));
+    let workers = spawn_workers(&app, &stopped, key_poll);
+    let state = AppState::new(app.clone(), stopped.clone(), options.api);
     let router = crate::http::router(state);
-    let mut until = stopped;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = until.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::http::serve::serve(listener, router, stopped));
     tracing::info!("listening on {addr}");
     Ok(Running {
         addr,
@@ -154,6 +151,59 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
         server,
         workers,
     })
+}
+
+/// Starts every background worker under the supervisor: one runner per projection, the
+/// LISTEN relay (PostgreSQL), the shared log follower, the key watcher and the scheduler.
+fn spawn_workers(
+    app: &App,
+    stopped: &watch::Receiver<bool>,
+    key_poll: std::time::Duration,
+) -> Vec<JoinHandle<()>> {
+    let sup = &app.supervisor;
+    let mut workers = Vec::new();
+    for projection in app.engine.projections() {
+        let engine = app.engine.clone();
+        let stop = stopped.clone();
+        workers.push(sup.spawn(
+            format!("projection:{}", projection.name()),
+            stopped.clone(),
+            move || {
+                let engine = engine.clone();
+                let projection = projection.clone();
+                let stop = stop.clone();
+                async move { engine.run(projection, stop).await }
+            },
+        ));
+    }
+    let engine = app.engine.clone();
+    let stop = stopped.clone();
+    workers.push(sup.spawn("pg_listen", stopped.clone(), move || {
+        let engine = engine.clone();
+        let stop = stop.clone();
+        async move { engine.listen(stop).await }
+    }));
+    let follower = app.follower.clone();
+    let wake = app.store.appended();
+    let stop = stopped.clone();
+    workers.push(sup.spawn("log_follower", stopped.clone(), move || {
+        let follower = follower.clone();
+        let wake = wake.clone();
+        let stop = stop.clone();
+        async move { follower.run(wake, stop).await }
+    }));
+    let keys = app.keys.clone();
+    let stop = stopped.clone();
+    workers.push(sup.spawn("key_watcher", stopped.clone(), move || {
+        let keys = keys.clone();
+        let stop = stop.clone();
+        async move { keys.watch(key_poll, stop).await }
+    }));
+    workers.extend(crate::scheduler::spawn_workers(
+        app.clone(),
+        stopped.clone(),
+    ));
+    workers
 }
 
 /// `sessiond serve`: starts, prints a newly created admin key once, and serves until

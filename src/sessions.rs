@@ -3,62 +3,45 @@
 //! kernel events.
 //!
 //! Everything the domain needs from outside (the resolved scaling group, the owner's
-//! policy and counts) is looked up here first and put into the command; the decision
-//! itself is the Session aggregate's.
+//! policy, the current holder of a name) is looked up here first and put into the
+//! command; the decisions themselves are the aggregates'.
+//!
+//! # The enqueue invariants, and where each holds
+//! - **The scaling group** is resolved against the `scaling_groups` read model (re-read
+//!   at the head before refusing, so a group created a moment ago is seen); a group
+//!   whose opts change later is covered by the scheduler's `scaling_group` predicate.
+//! - **Dependencies** must be the owner's own sessions: each one's first event is read
+//!   from the event store (exact), another owner's or an unknown id is 422.
+//! - **The name** is unique among the owner's non-terminal sessions through the
+//!   `NameClaim` stream `session/<owner>/<name>`, appended in the same statement as
+//!   `SessionEnqueued` (`domain::name_claim`): two concurrent enqueues of one name
+//!   cannot both land.
+//! - **`max_pending_sessions`**, when the owner's policy sets it, through the owner's
+//!   `PendingQuota` stream, appended in the same statement (`domain::pending_quota`).
+//! - **The session id** is new: the primary key of its first event.
+//!
+//! A conflict on any of those streams makes the whole statement fail; it is decided
+//! again on reloaded state (bounded, jittered), so the loser sees the refusal it earned.
 
-use chrono::{DateTime, Utc};
+use domain::ids::{GroupName, Owner};
+use domain::name_claim::{session_claim_id, ClaimName, NameClaim, NameClaimError};
+use domain::pending_quota::{PendingQuota, PendingQuotaError, TakePendingSlot};
 use domain::policy::ResourcePolicy;
 use domain::scaling_group::ScalingGroup;
 use domain::scheduler::{resolve_scaling_group, ResolveError};
 use domain::session::{
-    Session, SessionCommand, SessionError, SessionSpec, SessionStatus, SessionType,
+    delete_command, KernelEvent, Session, SessionCommand, SessionError, SessionEvent, SessionSpec,
+    SessionStatus, SessionType,
 };
-use domain::ResourceSlots;
-use projections::models::docs;
+use domain::ValidationError;
 use projections::models::pending_queue::PendingQueue;
+use projections::models::{docs, SCALING_GROUPS};
 use projections::ProjectionError;
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::command::{CommandError, Committed};
+use crate::command::{new_events, CommandError, Committed};
 use crate::store::{EventMetadata, StoreError};
-
-/// A new session as requested (the scaling group still unresolved).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EnqueueRequest {
-    /// The id to create it under; `None` generates one. Idempotent callers pass an id
-    /// derived from their idempotency key, so a retry after a crash between the append
-    /// and the caller's bookkeeping finds the session instead of creating a second one
-    /// (the enqueue is then rejected with `AlreadyExists`).
-    pub session_id: Option<Uuid>,
-    /// Unique among the owner's non-terminal sessions.
-    pub name: String,
-    /// The owner.
-    pub owner: String,
-    /// interactive | batch | inference.
-    pub session_type: SessionType,
-    /// Container image.
-    pub image: String,
-    /// The group asked for; `None` picks one (SPEC §2.1).
-    pub scaling_group: Option<String>,
-    /// Per-kernel slots.
-    pub resources: ResourceSlots,
-    /// Kernels (default 1).
-    pub cluster_size: u32,
-    /// 0..=100 (default 10).
-    pub priority: u8,
-    /// Batch only: not before.
-    pub starts_at: Option<DateTime<Utc>>,
-    /// Batch only: seconds.
-    pub batch_timeout: Option<u64>,
-    /// Batch only.
-    pub startup_command: Option<String>,
-    /// Sessions that must TERMINATE successfully first.
-    pub dependencies: Vec<Uuid>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-}
 
 /// Why a session command did not land. Each variant maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -70,18 +53,18 @@ pub enum SessionCommandError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     /// The owner already has `limit` PENDING sessions (429).
-    #[error("you already have {limit} pending sessions (max_pending_sessions)")]
-    PendingLimitExceeded {
-        /// The limit.
-        limit: u32,
-    },
+    #[error(transparent)]
+    PendingLimitExceeded(#[from] PendingQuotaError),
     /// The name is in use by one of the owner's non-terminal sessions (409).
     #[error("you already have a session named '{name}' that has not ended")]
     NameConflict {
         /// The name.
         name: String,
     },
-    /// An agent reported on a session not placed on it (403).
+    /// A field is invalid (422), e.g. a dependency that is not one of the owner's.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// An agent reported on a session not placed on it (404, like an unknown one).
     #[error("session {session_id} is not placed on agent '{agent_id}'")]
     NotPlacedOnAgent {
         /// The session.
@@ -114,82 +97,213 @@ impl From<CommandError<SessionError>> for SessionCommandError {
     }
 }
 
+/// Why one enqueue attempt failed (conflicts are retried by the caller).
+#[derive(Debug, thiserror::Error)]
+enum EnqueueRefusal {
+    #[error(transparent)]
+    Name(#[from] NameClaimError),
+    #[error(transparent)]
+    Quota(#[from] PendingQuotaError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    ReadModel(#[from] ProjectionError),
+}
+
 async fn resolve(
     app: &App,
-    req: &EnqueueRequest,
-) -> Result<Result<String, ResolveError>, ProjectionError> {
+    owner: &Owner,
+    session_type: SessionType,
+    requested: Option<&GroupName>,
+) -> Result<Result<GroupName, ResolveError>, ProjectionError> {
     let groups: Vec<ScalingGroup> = docs::scaling_groups().all(app.db()).await?;
     Ok(resolve_scaling_group(
         &groups,
-        &req.owner,
-        req.session_type,
-        req.scaling_group.as_deref(),
-    ))
+        owner,
+        session_type,
+        requested.map(GroupName::as_str),
+    )
+    .map(GroupName::from_stored))
 }
 
-/// Enqueues a session: resolves and validates its scaling group (SPEC §2.1), checks the
-/// owner's `max_pending_sessions` and the name, then appends `SessionEnqueued` (one
-/// INSERT: the id is new, so nothing is loaded).
+/// Resolves the scaling group of a new session (SPEC §2.1). A refusal is only given
+/// after the `scaling_groups` read model has caught up with the log, so a group created
+/// a moment ago is seen.
+pub async fn resolve_group(
+    app: &App,
+    owner: &Owner,
+    session_type: SessionType,
+    requested: Option<&GroupName>,
+) -> Result<GroupName, SessionCommandError> {
+    match resolve(app, owner, session_type, requested).await? {
+        Ok(g) => Ok(g),
+        Err(_) => {
+            // Refuse only what the read model refuses once it has everything committed
+            // so far (the projection runners do the work; this waits, bounded).
+            app.wait_for_head(&[SCALING_GROUPS], std::time::Duration::from_secs(5))
+                .await?;
+            Ok(resolve(app, owner, session_type, requested).await??)
+        }
+    }
+}
+
+/// Checks that every dependency is one of `owner`'s sessions, reading each one's first
+/// event from the store (exact, whatever the read models' lag). Another owner's session
+/// and an unknown id get the same answer, so nothing about others' sessions leaks.
+async fn check_dependencies(app: &App, spec: &SessionSpec) -> Result<(), SessionCommandError> {
+    for (i, dep) in spec.dependencies.iter().enumerate() {
+        let first = app.store.load_first::<Session>(&dep.to_string()).await?;
+        let mine = matches!(
+            first,
+            Some(SessionEvent::SessionEnqueued { spec: ref d, .. }) if d.owner == spec.owner
+        );
+        if !mine {
+            return Err(ValidationError::new(
+                &format!("dependencies[{i}]"),
+                format!("no session {dep} of yours"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Enqueues a session whose scaling group has been resolved ([`resolve_group`]): checks
+/// its dependencies, then appends the name claim, the pending quota (when the owner's
+/// policy limits PENDING sessions) and `SessionEnqueued` **in one statement**, retried
+/// on conflicts. See the module documentation for each invariant.
 ///
-/// The checks read read models. A refusal is only given after the `scaling_groups` read
-/// model has caught up with the log, so a group created a moment ago is seen. The
-/// pending count and the name check are as fresh as the read models (a burst of
-/// concurrent enqueues of one owner can pass them together).
+/// An id that already exists (an idempotent retry after a crash) is rejected with
+/// `AlreadyExists`.
 pub async fn enqueue(
     app: &App,
-    req: EnqueueRequest,
+    spec: SessionSpec,
     meta: &EventMetadata,
 ) -> Result<Committed<Session>, SessionCommandError> {
-    let group = match resolve(app, &req).await? {
-        Ok(g) => g,
-        Err(_) => {
-            app.catch_up_to_head(&["scaling_groups"], std::time::Duration::from_secs(5))
-                .await?;
-            resolve(app, &req).await??
-        }
-    };
-    let policy: ResourcePolicy = app.commands.load(&req.owner).await?;
-    if let Some(limit) = policy.limits.max_pending_sessions {
-        let pending = PendingQueue.count_for_owner(app.db(), &req.owner).await?;
-        if pending >= i64::from(limit) {
-            return Err(SessionCommandError::PendingLimitExceeded { limit });
-        }
-    }
-    if let Some(id) = req.session_id {
-        let existing: Session = app.commands.load(&id.to_string()).await?;
-        if existing.status.is_some() {
-            return Err(SessionCommandError::Rejected(SessionError::AlreadyExists));
-        }
-    }
-    if docs::session_name_taken(app.db(), &req.owner, &req.name).await? {
-        return Err(SessionCommandError::NameConflict { name: req.name });
-    }
-    let session_id = req.session_id.unwrap_or_else(Uuid::new_v4);
-    let spec = SessionSpec {
-        session_id,
-        name: req.name,
-        owner: req.owner,
-        session_type: req.session_type,
-        image: req.image,
-        scaling_group: group,
-        resources: req.resources,
-        cluster_size: req.cluster_size,
-        priority: req.priority,
-        starts_at: req.starts_at,
-        batch_timeout: req.batch_timeout,
-        startup_command: req.startup_command,
-        dependencies: req.dependencies,
-        labels: req.labels,
-    };
-    let now = app.clock.now();
-    Ok(app
+    check_dependencies(app, &spec).await?;
+    let policy: ResourcePolicy = app.commands.load(spec.owner.as_str()).await?;
+    let limit = policy.limits.max_pending_sessions.map(|l| l.get());
+    let result = app
         .commands
-        .execute_new::<Session>(
-            &session_id.to_string(),
-            SessionCommand::Enqueue { spec, now },
+        .retry_conflicts(|| enqueue_once(app, &spec, limit, meta))
+        .await;
+    match result {
+        Ok((mut committed, attempts)) => {
+            committed.attempts = attempts;
+            Ok(committed)
+        }
+        Err(CommandError::Rejected(refusal)) => Err(match refusal {
+            EnqueueRefusal::Name(NameClaimError::Taken { .. }) => {
+                SessionCommandError::NameConflict {
+                    name: spec.name.to_string(),
+                }
+            }
+            EnqueueRefusal::Name(NameClaimError::AlreadyHeld) => {
+                SessionCommandError::Rejected(SessionError::AlreadyExists)
+            }
+            EnqueueRefusal::Quota(q) => q.into(),
+            EnqueueRefusal::Session(s) => SessionCommandError::Rejected(s),
+            EnqueueRefusal::ReadModel(r) => r.into(),
+        }),
+        Err(CommandError::Conflict { .. }) => Err(SessionCommandError::Conflict),
+        Err(CommandError::Store(s)) => Err(s.into()),
+    }
+}
+
+/// One attempt of [`enqueue`]: load the claim (and quota) stream's last event, decide
+/// all three aggregates, append them together.
+async fn enqueue_once(
+    app: &App,
+    spec: &SessionSpec,
+    limit: Option<u32>,
+    meta: &EventMetadata,
+) -> Result<Committed<Session>, CommandError<EnqueueRefusal>> {
+    let now = app.clock.now();
+    let session_id = spec.session_id;
+    let claim_id = session_claim_id(&spec.owner, &spec.name);
+
+    // The name: its current holder, and whether that one has ended.
+    let claim = match app.store.load_last::<NameClaim>(&claim_id).await? {
+        Some((sequence, last)) => NameClaim::from_last(sequence, &last),
+        None => NameClaim::default(),
+    };
+    let holder_ended = match claim.holder {
+        Some(h) if h != session_id => {
+            let holder: Session = app.commands.load(&h.to_string()).await?;
+            holder.status.is_none_or(SessionStatus::is_terminal)
+        }
+        _ => true,
+    };
+    let claim_events = claim
+        .decide(ClaimName {
+            holder: session_id,
+            current_holder_ended: holder_ended,
+            now,
+        })
+        .map_err(|e| CommandError::Rejected(e.into()))?;
+    let mut rows = new_events::<NameClaim>(&claim_id, version(claim.version), &claim_events, meta)?;
+
+    // The pending limit, only when the owner's policy sets one.
+    if let Some(limit) = limit {
+        let owner = spec.owner.as_str();
+        let quota = match app.store.load_last::<PendingQuota>(owner).await? {
+            Some((sequence, last)) => PendingQuota::from_last(sequence, &last),
+            None => PendingQuota::default(),
+        };
+        let db = app.db();
+        let pending_in_read_model = PendingQueue
+            .count_for_owner_up_to(db, owner, i64::from(limit))
+            .await
+            .map_err(|e| CommandError::Rejected(e.into()))?;
+        let projected = docs::sessions()
+            .existing_ids(db, &quota.unprojected)
+            .await
+            .map_err(|e| CommandError::Rejected(e.into()))?;
+        let quota_events = quota
+            .decide(TakePendingSlot {
+                session_id,
+                limit,
+                pending_in_read_model: u32::try_from(pending_in_read_model).unwrap_or(u32::MAX),
+                projected,
+                now,
+            })
+            .map_err(|e| CommandError::Rejected(e.into()))?;
+        rows.extend(new_events::<PendingQuota>(
+            owner,
+            version(quota.version),
+            &quota_events,
             meta,
-        )
-        .await?)
+        )?);
+    }
+
+    // The session itself: a new id, so decided on the empty state without loading.
+    let mut session = Session::default();
+    let session_events = session
+        .decide(SessionCommand::Enqueue {
+            spec: spec.clone(),
+            now,
+        })
+        .map_err(|e| CommandError::Rejected(e.into()))?;
+    rows.extend(new_events::<Session>(
+        &session_id.to_string(),
+        0,
+        &session_events,
+        meta,
+    )?);
+    let positions = app.store.append(&rows).await?;
+    for e in &session_events {
+        session.apply(e);
+    }
+    Ok(Committed {
+        state: session,
+        events: session_events,
+        positions,
+        attempts: 1,
+    })
+}
+
+fn version(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// What DELETE did.
@@ -201,51 +315,8 @@ pub struct Deleted {
     pub already_terminating: bool,
 }
 
-/// The command DELETE issues for a session in `status` (SPEC §4): PENDING..CREATING are
-/// cancelled (`user-requested`), RUNNING, RESTARTING, RUNNING_DEGRADED and ERROR go to
-/// TERMINATING, TERMINATING is a no-op and ended sessions are rejected by the table.
-/// `forced` ends it at once: TERMINATED (`force-terminated`) where the table allows it,
-/// otherwise (before RUNNING) CANCELLED with the same reason.
-pub fn delete_command(
-    status: SessionStatus,
-    forced: bool,
-    actor: &str,
-    now: DateTime<Utc>,
-) -> SessionCommand {
-    use SessionStatus::*;
-    let before_running = matches!(
-        status,
-        Pending | Scheduled | Preparing | Pulling | Prepared | Creating
-    );
-    match (forced, before_running) {
-        (true, true) => SessionCommand::Cancel {
-            reason: "force-terminated".into(),
-            now,
-        },
-        (true, false) => SessionCommand::MarkTerminated {
-            reason: "force-terminated".into(),
-            exit_code: None,
-            now,
-        },
-        (false, true) => SessionCommand::Cancel {
-            reason: "user-requested".into(),
-            now,
-        },
-        // Ended sessions: the table rejects this (409).
-        (false, false) if status.is_terminal() => SessionCommand::Cancel {
-            reason: "user-requested".into(),
-            now,
-        },
-        (false, false) => SessionCommand::RequestTermination {
-            reason: "user-requested".into(),
-            requested_by: actor.to_string(),
-            now,
-        },
-    }
-}
-
-/// DELETE /v1/sessions/{id}: see [`delete_command`]. An assigned agent learns of the
-/// cancellation or termination through its assignments.
+/// DELETE /v1/sessions/{id}: see [`domain::session::delete_command`]. An assigned agent
+/// learns of the cancellation or termination through its assignments.
 pub async fn delete(
     app: &App,
     session_id: Uuid,
@@ -260,7 +331,7 @@ pub async fn delete(
         let Some(status) = session.status else {
             return Err(SessionCommandError::NotFound);
         };
-        if status == SessionStatus::Terminating && !forced {
+        let Some(command) = delete_command(status, forced, &meta.actor, app.clock.now()) else {
             return Ok(Deleted {
                 committed: Committed {
                     state: session,
@@ -270,8 +341,7 @@ pub async fn delete(
                 },
                 already_terminating: true,
             });
-        }
-        let command = delete_command(status, forced, &meta.actor, app.clock.now());
+        };
         match app.commands.execute::<Session>(&id, command, meta).await {
             Ok(committed) => {
                 return Ok(Deleted {
@@ -288,89 +358,6 @@ pub async fn delete(
         }
     }
     Err(SessionCommandError::Conflict)
-}
-
-/// What an agent reports about a session's kernel (SPEC §4 kernel-events).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KernelEvent {
-    /// -> PREPARING.
-    Preparing,
-    /// -> PULLING.
-    Pulling,
-    /// -> PREPARED.
-    Prepared,
-    /// -> CREATING.
-    Creating,
-    /// -> RUNNING.
-    Started,
-    /// The kernel exited: TERMINATED when it was asked to stop or exited with 0,
-    /// ERROR `exit-code-N` otherwise.
-    Terminated {
-        /// Exit code, when known.
-        exit_code: Option<i32>,
-        /// Reason, when given.
-        reason: Option<String>,
-    },
-    /// The kernel failed: ERROR.
-    Failed {
-        /// Short reason, e.g. `image-pull-failed`.
-        reason: Option<String>,
-    },
-}
-
-impl KernelEvent {
-    /// Parses the wire form `{event, exit_code?, reason?}`.
-    pub fn parse(event: &str, exit_code: Option<i32>, reason: Option<String>) -> Option<Self> {
-        Some(match event {
-            "preparing" => Self::Preparing,
-            "pulling" => Self::Pulling,
-            "prepared" => Self::Prepared,
-            "creating" => Self::Creating,
-            "started" => Self::Started,
-            "terminated" => Self::Terminated { exit_code, reason },
-            "failed" => Self::Failed { reason },
-            _ => return None,
-        })
-    }
-
-    /// The command this report means for a session in `status`.
-    pub fn command(self, status: SessionStatus, now: DateTime<Utc>) -> SessionCommand {
-        match self {
-            Self::Preparing => SessionCommand::MarkPreparing { now },
-            Self::Pulling => SessionCommand::MarkPulling { now },
-            Self::Prepared => SessionCommand::MarkPrepared { now },
-            Self::Creating => SessionCommand::MarkCreating { now },
-            Self::Started => SessionCommand::Start { now },
-            Self::Terminated { exit_code, reason } => {
-                let asked_to_stop =
-                    matches!(status, SessionStatus::Terminating | SessionStatus::Error);
-                match exit_code {
-                    Some(code) if code != 0 && !asked_to_stop => SessionCommand::Fail {
-                        reason: format!("exit-code-{code}"),
-                        detail: reason,
-                        now,
-                    },
-                    _ => SessionCommand::MarkTerminated {
-                        reason: reason.unwrap_or_else(|| {
-                            if asked_to_stop {
-                                "user-requested"
-                            } else {
-                                "self-terminated"
-                            }
-                            .to_string()
-                        }),
-                        exit_code,
-                        now,
-                    },
-                }
-            }
-            Self::Failed { reason } => SessionCommand::Fail {
-                reason: reason.unwrap_or_else(|| "kernel-failed".to_string()),
-                detail: None,
-                now,
-            },
-        }
-    }
 }
 
 /// POST /v1/sessions/{id}/kernel-events: an agent's report. With `reporting_agent`
@@ -397,58 +384,4 @@ pub async fn kernel_event(
     }
     let command = event.command(status, app.clock.now());
     Ok(app.commands.execute::<Session>(&id, command, meta).await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
-    }
-
-    #[test]
-    fn delete_cancels_before_running_and_terminates_after() {
-        use SessionStatus::*;
-        for s in [Pending, Scheduled, Preparing, Pulling, Prepared, Creating] {
-            assert!(
-                matches!(delete_command(s, false, "k", t()), SessionCommand::Cancel { ref reason, .. } if reason == "user-requested")
-            );
-        }
-        for s in [Running, Restarting, RunningDegraded, Error] {
-            assert!(matches!(
-                delete_command(s, false, "k", t()),
-                SessionCommand::RequestTermination { .. }
-            ));
-            assert!(
-                matches!(delete_command(s, true, "k", t()), SessionCommand::MarkTerminated { ref reason, .. } if reason == "force-terminated")
-            );
-        }
-    }
-
-    #[test]
-    fn a_non_zero_exit_is_an_error_unless_the_kernel_was_asked_to_stop() {
-        let ev = KernelEvent::Terminated {
-            exit_code: Some(1),
-            reason: None,
-        };
-        assert!(
-            matches!(ev.clone().command(SessionStatus::Running, t()), SessionCommand::Fail { ref reason, .. } if reason == "exit-code-1")
-        );
-        assert!(matches!(
-            ev.command(SessionStatus::Terminating, t()),
-            SessionCommand::MarkTerminated { .. }
-        ));
-        let ok = KernelEvent::Terminated {
-            exit_code: Some(0),
-            reason: None,
-        };
-        assert!(matches!(
-            ok.command(SessionStatus::Running, t()),
-            SessionCommand::MarkTerminated {
-                exit_code: Some(0),
-                ..
-            }
-        ));
-    }
 }

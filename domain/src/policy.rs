@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::bounds::PolicyCount;
 use crate::error::ValidationError;
+use crate::ids::Owner;
 use crate::resources::ResourceSlots;
 
 /// Current version of resource-policy events.
@@ -15,9 +17,9 @@ pub const RESOURCE_POLICY_EVENT_VERSION: &str = "1";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceLimits {
     /// Max sessions that are neither PENDING nor terminal.
-    pub max_concurrent_sessions: Option<u32>,
+    pub max_concurrent_sessions: Option<PolicyCount>,
     /// Max PENDING sessions.
-    pub max_pending_sessions: Option<u32>,
+    pub max_pending_sessions: Option<PolicyCount>,
     /// Limit on summed allocated slots.
     pub total_resource_slots: Option<ResourceSlots>,
 }
@@ -26,7 +28,7 @@ pub struct ResourceLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetResourcePolicy {
     /// Owner (the aggregate id).
-    pub owner: String,
+    pub owner: Owner,
     /// New limits.
     pub limits: ResourceLimits,
     /// When.
@@ -39,12 +41,20 @@ pub enum ResourcePolicyEvent {
     /// The policy was set.
     ResourcePolicySet {
         /// Owner.
-        owner: String,
+        owner: Owner,
         /// Limits.
         limits: ResourceLimits,
         /// When.
         occurred_at: DateTime<Utc>,
     },
+}
+
+impl ResourcePolicyEvent {
+    /// When it happened.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        let Self::ResourcePolicySet { occurred_at, .. } = self;
+        *occurred_at
+    }
 }
 
 /// Folded policy of one owner.
@@ -62,10 +72,7 @@ impl ResourcePolicy {
         &self,
         command: SetResourcePolicy,
     ) -> Result<Vec<ResourcePolicyEvent>, ValidationError> {
-        if command.owner.trim().is_empty() {
-            return Err(ValidationError::new("owner", "must not be empty"));
-        }
-        if self.owner == command.owner && self.limits == command.limits {
+        if self.owner == command.owner.as_str() && self.limits == command.limits {
             return Ok(vec![]);
         }
         Ok(vec![ResourcePolicyEvent::ResourcePolicySet {
@@ -78,7 +85,7 @@ impl ResourcePolicy {
     /// Folds one event.
     pub fn apply(&mut self, event: &ResourcePolicyEvent) {
         let ResourcePolicyEvent::ResourcePolicySet { owner, limits, .. } = event;
-        self.owner = owner.clone();
+        self.owner = owner.to_string();
         self.limits = limits.clone();
     }
 }

@@ -1,5 +1,11 @@
 //! Resource slots: `cpu` (cores, decimal), `mem` (bytes) and any accelerator slot such as
 //! `cuda.device`. Amounts are exact decimals, serialised as strings (as Backend.AI does).
+//!
+//! Input is bounded at the edge ([`ResourceSlots::parse`]): every amount at most
+//! [`MAX_SLOT_AMOUNT`] with at most [`MAX_SLOT_SCALE`] decimal places, `mem` in whole
+//! bytes, at most [`MAX_SLOTS`] slots. Arithmetic is checked everywhere
+//! ([`ResourceSlots::checked_add`], …): a sum that would overflow is a typed
+//! [`SlotOverflow`], never a panic, so a poisoned stored value cannot stop a worker.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -8,6 +14,29 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ValidationError;
+
+/// The largest amount of any one slot: 2^60 (1 EiB of `mem`).
+pub const MAX_SLOT_AMOUNT: u64 = 1 << 60;
+/// Most decimal places of an amount (`cpu: 0.000001`).
+pub const MAX_SLOT_SCALE: u32 = 6;
+/// Most slots in one map.
+pub const MAX_SLOTS: usize = 32;
+/// The rule of slot names, as a regular expression.
+pub const SLOT_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
+
+/// A sum or product of slot amounts left the representable range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("resource amounts overflow")]
+pub struct SlotOverflow;
+
+/// What a map of slots is for; decides which amounts are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotUse {
+    /// What a session asks for: at least one slot, every amount positive.
+    Request,
+    /// An agent's capacity or a policy's limit: amounts may be zero, the map may be empty.
+    Capacity,
+}
 
 /// A map of slot name to amount. Missing slots count as zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,33 +60,58 @@ impl ResourceSlots {
         self.0.get(name).copied().unwrap_or(Decimal::ZERO)
     }
 
-    /// Slot-wise sum.
-    pub fn add(&self, other: &ResourceSlots) -> ResourceSlots {
+    /// Slot-wise sum; `Err` when an amount would overflow.
+    pub fn checked_add(&self, other: &ResourceSlots) -> Result<ResourceSlots, SlotOverflow> {
         let mut out = self.clone();
         for (k, v) in &other.0 {
-            *out.0.entry(k.clone()).or_insert(Decimal::ZERO) += *v;
+            let entry = out.0.entry(k.clone()).or_insert(Decimal::ZERO);
+            *entry = entry.checked_add(*v).ok_or(SlotOverflow)?;
+        }
+        Ok(out)
+    }
+
+    /// Slot-wise sum that stops at the largest representable amount (for statistics
+    /// such as a group's total capacity, never for a fit or a limit).
+    pub fn saturating_add(&self, other: &ResourceSlots) -> ResourceSlots {
+        let mut out = self.clone();
+        for (k, v) in &other.0 {
+            let entry = out.0.entry(k.clone()).or_insert(Decimal::ZERO);
+            *entry = entry.saturating_add(*v);
         }
         out
     }
 
-    /// Slot-wise difference; zero entries are dropped.
-    pub fn sub(&self, other: &ResourceSlots) -> ResourceSlots {
+    /// Slot-wise difference; zero entries are dropped; `Err` on overflow.
+    pub fn checked_sub(&self, other: &ResourceSlots) -> Result<ResourceSlots, SlotOverflow> {
         let mut out = self.clone();
         for (k, v) in &other.0 {
-            *out.0.entry(k.clone()).or_insert(Decimal::ZERO) -= *v;
+            let entry = out.0.entry(k.clone()).or_insert(Decimal::ZERO);
+            *entry = entry.checked_sub(*v).ok_or(SlotOverflow)?;
         }
         out.0.retain(|_, v| !v.is_zero());
-        out
+        Ok(out)
     }
 
-    /// Multiply every amount (e.g. by a cluster size).
-    pub fn scale(&self, factor: u32) -> ResourceSlots {
-        ResourceSlots(
-            self.0
-                .iter()
-                .map(|(k, v)| (k.clone(), *v * Decimal::from(factor)))
-                .collect(),
-        )
+    /// Every amount multiplied (e.g. by a cluster size); `Err` on overflow.
+    pub fn checked_scale(&self, factor: u32) -> Result<ResourceSlots, SlotOverflow> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                v.checked_mul(Decimal::from(factor))
+                    .map(|n| (k.clone(), n))
+                    .ok_or(SlotOverflow)
+            })
+            .collect::<Result<_, _>>()
+            .map(ResourceSlots)
+    }
+
+    /// The sum of many maps; `Err` on overflow.
+    pub fn checked_sum<'a>(
+        items: impl IntoIterator<Item = &'a ResourceSlots>,
+    ) -> Result<ResourceSlots, SlotOverflow> {
+        items
+            .into_iter()
+            .try_fold(ResourceSlots::new(), |acc, s| acc.checked_add(s))
     }
 
     /// Whether every requested amount is available in `capacity`.
@@ -65,46 +119,98 @@ impl ResourceSlots {
         self.0.iter().all(|(k, v)| *v <= capacity.get(k))
     }
 
+    /// Whether `self + extra` fits within `capacity`, without building the sum; an
+    /// overflowing sum does not fit.
+    pub fn fits_with(&self, extra: &ResourceSlots, capacity: &ResourceSlots) -> bool {
+        extra.0.iter().all(|(k, v)| {
+            self.get(k)
+                .checked_add(*v)
+                .is_some_and(|sum| sum <= capacity.get(k))
+        })
+    }
+
     /// True when no slot has a positive amount.
     pub fn is_empty(&self) -> bool {
         self.0.values().all(|v| v.is_zero())
     }
 
-    /// Parses a JSON object of slots, accepting numbers or strings; `mem` also accepts
-    /// binary sizes such as `"4g"` or `"512MiB"`. `field` names the field in errors.
-    pub fn from_json(value: &serde_json::Value, field: &str) -> Result<Self, ValidationError> {
+    /// Parses a JSON object of slots at the edge, accepting numbers or strings; `mem`
+    /// also accepts binary sizes such as `"4g"` or `"512MiB"`. `field` names the field
+    /// in errors; `use_` decides whether zero amounts and an empty map are allowed.
+    pub fn parse(
+        value: &serde_json::Value,
+        field: &str,
+        use_: SlotUse,
+    ) -> Result<Self, ValidationError> {
         let obj = value
             .as_object()
             .ok_or_else(|| ValidationError::new(field, "must be an object of slot amounts"))?;
+        if obj.len() > MAX_SLOTS {
+            return Err(ValidationError::new(
+                field,
+                format!("must name at most {MAX_SLOTS} slots"),
+            ));
+        }
+        if use_ == SlotUse::Request && obj.is_empty() {
+            return Err(ValidationError::new(
+                field,
+                "must name at least one slot, e.g. {\"cpu\": 1, \"mem\": \"2g\"}",
+            ));
+        }
         let mut slots = BTreeMap::new();
         for (name, amount) in obj {
             let path = format!("{field}.{name}");
             if !valid_slot_name(name) {
                 return Err(ValidationError::new(
                     &path,
-                    "slot names use lower-case letters, digits, '.', '_' and '-'",
+                    "slot names are 1-64 lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",
                 ));
             }
-            let parsed = match amount {
-                serde_json::Value::Number(n) => Decimal::from_str(&n.to_string())
-                    .or_else(|_| Decimal::from_scientific(&n.to_string()))
-                    .map_err(|_| ValidationError::new(&path, "is not a valid number"))?,
-                serde_json::Value::String(s) if name == "mem" => {
-                    parse_binary_size(s).ok_or_else(|| {
-                        ValidationError::new(&path, "must be a byte count or a size like '4g'")
-                    })?
-                }
-                serde_json::Value::String(s) => Decimal::from_str(s.trim())
-                    .map_err(|_| ValidationError::new(&path, "is not a valid decimal amount"))?,
-                _ => return Err(ValidationError::new(&path, "must be a number or a string")),
-            };
-            if parsed.is_sign_negative() && !parsed.is_zero() {
-                return Err(ValidationError::new(&path, "must not be negative"));
+            let parsed = parse_amount(name, amount).map_err(|m| ValidationError::new(&path, m))?;
+            if use_ == SlotUse::Request && parsed.is_zero() {
+                return Err(ValidationError::new(
+                    &path,
+                    "must be positive (leave out a slot you do not need)",
+                ));
             }
-            slots.insert(name.clone(), parsed.normalize());
+            slots.insert(name.clone(), parsed);
         }
         Ok(ResourceSlots(slots))
     }
+}
+
+/// One amount: a JSON number or a decimal string (`mem`: also a binary size), within
+/// the bounds. The error is the message after the field name.
+fn parse_amount(name: &str, amount: &serde_json::Value) -> Result<Decimal, String> {
+    let parsed = match amount {
+        serde_json::Value::Number(n) => {
+            let text = n.to_string();
+            Decimal::from_str(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .map_err(|_| "is not a valid number".to_string())?
+        }
+        serde_json::Value::String(s) if name == "mem" => parse_binary_size(s)
+            .ok_or_else(|| "must be a byte count or a size like '4g'".to_string())?,
+        serde_json::Value::String(s) => {
+            Decimal::from_str(s.trim()).map_err(|_| "is not a valid decimal amount".to_string())?
+        }
+        _ => return Err("must be a number or a string".to_string()),
+    };
+    if parsed.is_sign_negative() && !parsed.is_zero() {
+        return Err("must not be negative".to_string());
+    }
+    let parsed = parsed.normalize();
+    if parsed > Decimal::from(MAX_SLOT_AMOUNT) {
+        return Err(format!("must be at most {MAX_SLOT_AMOUNT}"));
+    }
+    if parsed.scale() > MAX_SLOT_SCALE {
+        return Err(format!("must have at most {MAX_SLOT_SCALE} decimal places"));
+    }
+    if name == "mem" && !parsed.fract().is_zero() {
+        return Err("must be a whole number of bytes".to_string());
+    }
+    // `-0` normalises to 0.
+    Ok(parsed.abs())
 }
 
 impl fmt::Display for ResourceSlots {
@@ -125,14 +231,18 @@ impl fmt::Display for ResourceSlots {
 }
 
 fn valid_slot_name(name: &str) -> bool {
-    !name.is_empty()
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.len() <= 64
-        && name
-            .chars()
+        && chars
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
-/// Parses `"4g"`, `"4G"`, `"4GiB"`, `"1.5g"`, `"512m"`, `"1024"` into bytes.
+/// Parses `"4g"`, `"4G"`, `"4GiB"`, `"1.5g"`, `"512m"`, `"1024"` into bytes (powers of
+/// 1024). The result may have a fraction (`"1.3g"`); callers decide whether that is
+/// allowed.
 pub fn parse_binary_size(s: &str) -> Option<Decimal> {
     let s = s.trim();
     let lower = s.to_ascii_lowercase();
@@ -140,22 +250,26 @@ pub fn parse_binary_size(s: &str) -> Option<Decimal> {
         .strip_suffix("ib")
         .or_else(|| lower.strip_suffix('b'))
         .unwrap_or(&lower);
-    let (num, exp) = match lower.chars().last()? {
-        'k' => (&lower[..lower.len() - 1], 1),
-        'm' => (&lower[..lower.len() - 1], 2),
-        'g' => (&lower[..lower.len() - 1], 3),
-        't' => (&lower[..lower.len() - 1], 4),
-        'p' => (&lower[..lower.len() - 1], 5),
-        c if c.is_ascii_digit() => (lower, 0),
+    let last = lower.chars().last()?;
+    let exp = match last {
+        'k' => 1,
+        'm' => 2,
+        'g' => 3,
+        't' => 4,
+        'p' => 5,
+        c if c.is_ascii_digit() => 0,
         _ => return None,
+    };
+    let num = if exp == 0 {
+        lower
+    } else {
+        lower.strip_suffix(last)?
     };
     let n = Decimal::from_str(num.trim()).ok()?;
     if n.is_sign_negative() {
         return None;
     }
-    let bytes = n.checked_mul(Decimal::from(1024u64.checked_pow(exp)?))?;
-    // A byte count is whole.
-    Some(bytes.floor())
+    n.checked_mul(Decimal::from(1024u64.checked_pow(exp)?))
 }
 
 /// Formats bytes the way the scheduler messages show them (`32g`, `512m`, `100`).
@@ -175,7 +289,11 @@ mod tests {
     use serde_json::json;
 
     fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap_or_default()
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn field_of(r: Result<ResourceSlots, ValidationError>) -> String {
+        r.err().map(|e| e.field).unwrap_or_default()
     }
 
     #[test]
@@ -191,11 +309,12 @@ mod tests {
 
     #[test]
     fn slots_are_parsed_from_numbers_and_strings() {
-        let slots = ResourceSlots::from_json(
+        let slots = ResourceSlots::parse(
             &json!({"cpu": 0.5, "mem": "4g", "cuda.device": "1"}),
             "resources",
-        );
-        let slots = slots.unwrap_or_default();
+            SlotUse::Request,
+        )
+        .unwrap();
         assert_eq!(slots.get("cpu"), dec("0.5"));
         assert_eq!(slots.get("mem"), dec("4294967296"));
         assert_eq!(slots.get("cuda.device"), dec("1"));
@@ -203,8 +322,100 @@ mod tests {
 
     #[test]
     fn a_negative_amount_is_rejected_naming_the_field() {
-        let err = ResourceSlots::from_json(&json!({"cpu": -1}), "resources");
-        assert_eq!(err.map_err(|e| e.field), Err("resources.cpu".to_string()));
+        let err = ResourceSlots::parse(&json!({"cpu": -1}), "resources", SlotUse::Request);
+        assert_eq!(field_of(err), "resources.cpu");
+    }
+
+    #[test]
+    fn a_request_names_at_least_one_positive_slot() {
+        assert_eq!(
+            field_of(ResourceSlots::parse(
+                &json!({}),
+                "resources",
+                SlotUse::Request
+            )),
+            "resources"
+        );
+        assert_eq!(
+            field_of(ResourceSlots::parse(
+                &json!({"cpu": 0}),
+                "resources",
+                SlotUse::Request
+            )),
+            "resources.cpu"
+        );
+        assert!(ResourceSlots::parse(&json!({}), "available_slots", SlotUse::Capacity).is_ok());
+        assert!(ResourceSlots::parse(
+            &json!({"cuda.device": 0}),
+            "available_slots",
+            SlotUse::Capacity
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn an_amount_above_the_bound_is_rejected_naming_the_field() {
+        for v in [
+            json!({"mem": "999999999999g"}),
+            json!({"cpu": "79228162514264337593543950335"}),
+            json!({"cpu": 1e30}),
+        ] {
+            assert_eq!(
+                field_of(ResourceSlots::parse(&v, "resources", SlotUse::Request))
+                    .split('.')
+                    .next(),
+                Some("resources"),
+                "{v}"
+            );
+        }
+        let max = MAX_SLOT_AMOUNT.to_string();
+        assert!(
+            ResourceSlots::parse(&json!({ "cpu": max }), "resources", SlotUse::Request).is_ok()
+        );
+    }
+
+    #[test]
+    fn fractional_bytes_and_too_many_decimal_places_are_rejected() {
+        for v in [
+            json!({"mem": 0.5}),
+            json!({"mem": "1.3g"}),
+            json!({"cpu": "0.0000001"}),
+        ] {
+            assert!(
+                ResourceSlots::parse(&v, "resources", SlotUse::Request).is_err(),
+                "{v}"
+            );
+        }
+        assert!(ResourceSlots::parse(&json!({"mem": "1.5g"}), "r", SlotUse::Request).is_ok());
+    }
+
+    #[test]
+    fn too_many_slots_or_a_bad_slot_name_are_rejected() {
+        let many: serde_json::Map<String, serde_json::Value> = (0..=MAX_SLOTS)
+            .map(|i| (format!("s{i}"), json!(1)))
+            .collect();
+        assert!(ResourceSlots::parse(&json!(many), "r", SlotUse::Request).is_err());
+        for bad in ["CPU", ".x", "a b", ""] {
+            assert!(
+                ResourceSlots::parse(&json!({ bad: 1 }), "r", SlotUse::Request).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sums_that_overflow_are_errors_not_panics() {
+        let huge = ResourceSlots::new().with("cpu", Decimal::MAX);
+        assert_eq!(huge.checked_add(&huge), Err(SlotOverflow));
+        assert_eq!(huge.checked_scale(2), Err(SlotOverflow));
+        assert_eq!(
+            ResourceSlots::new()
+                .with("cpu", Decimal::MIN)
+                .checked_sub(&huge),
+            Err(SlotOverflow)
+        );
+        assert_eq!(huge.saturating_add(&huge).get("cpu"), Decimal::MAX);
+        assert!(!huge.fits_with(&huge, &huge));
     }
 
     #[test]
@@ -219,6 +430,9 @@ mod tests {
         assert!(!ResourceSlots::new()
             .with("cuda.device", dec("1"))
             .fits_within(&cap));
+        let used = ResourceSlots::new().with("cpu", dec("6"));
+        assert!(used.fits_with(&ResourceSlots::new().with("cpu", dec("2")), &cap));
+        assert!(!used.fits_with(&ResourceSlots::new().with("cpu", dec("3")), &cap));
     }
 
     #[test]

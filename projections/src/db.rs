@@ -174,6 +174,84 @@ impl Db {
             .collect())
     }
 
+    /// The last event of one stream (`None`: the stream is empty): the whole state of
+    /// aggregates whose every event names their state (name claims, pending quotas).
+    /// One row through the primary key, however long the stream is.
+    pub async fn read_last(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<RecordedEvent>, ProjectionError> {
+        let columns = match self {
+            Db::Postgres(_) => PG_COLUMNS,
+            Db::Sqlite { .. } => SQLITE_COLUMNS,
+        };
+        let sql = format!(
+            "SELECT {columns} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1"
+        );
+        on_pool!(self, pool => sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(DecodeEvent::decode_event)
+            .transpose())
+    }
+
+    /// The first event of one stream (`None`: the stream is empty): who created it.
+    pub async fn read_first(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<RecordedEvent>, ProjectionError> {
+        let columns = match self {
+            Db::Postgres(_) => PG_COLUMNS,
+            Db::Sqlite { .. } => SQLITE_COLUMNS,
+        };
+        let sql = format!(
+            "SELECT {columns} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1"
+        );
+        on_pool!(self, pool => sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(DecodeEvent::decode_event)
+            .transpose())
+    }
+
+    /// The newest position the commit-order reader can return now (`START` for an
+    /// empty log): a stream that should show only what happens from now on starts here.
+    pub async fn readable_head(&self) -> Result<LogPosition, ProjectionError> {
+        let row: Option<(i64, i64)> =
+            match self {
+                Db::Postgres(p) => {
+                    sqlx::query_as(
+                        "SELECT transaction_id::text::bigint, global_position FROM events \
+                     WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
+                    )
+                    .fetch_optional(p)
+                    .await?
+                }
+                Db::Sqlite { readers, .. } => sqlx::query_as(
+                    "SELECT 0, global_position FROM events ORDER BY global_position DESC LIMIT 1",
+                )
+                .fetch_optional(readers)
+                .await?,
+            };
+        Ok(row
+            .map(|(transaction_id, global_position)| LogPosition {
+                transaction_id,
+                global_position,
+            })
+            .unwrap_or(LogPosition::START))
+    }
+
     /// The highest global position committed so far (`None`: empty log). Events below
     /// it may still be invisible to the commit-order reader for a moment (an older
     /// transaction still open), which is why waits compare checkpoints with it.

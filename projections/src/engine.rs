@@ -90,6 +90,10 @@ pub struct ProjectionStatus {
     pub failures: i64,
 }
 
+/// A hook a runner calls once per loop iteration with its worker name
+/// (`projection:<name>`): the application's supervisor uses it as a fault point.
+pub type FaultPoint = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Runs projections.
 pub struct Engine {
     db: Db,
@@ -98,6 +102,7 @@ pub struct Engine {
     wake: Arc<Notify>,
     applied: watch::Sender<u64>,
     failures: Mutex<HashMap<&'static str, u64>>,
+    fault_point: Option<FaultPoint>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -207,7 +212,19 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             applied: watch::channel(0).0,
             failures: Mutex::new(HashMap::new()),
+            fault_point: None,
         }
+    }
+
+    /// Calls `hook` once per runner loop iteration (see [`FaultPoint`]).
+    pub fn with_fault_point(mut self, hook: FaultPoint) -> Self {
+        self.fault_point = Some(hook);
+        self
+    }
+
+    /// The projections, in order.
+    pub fn projections(&self) -> Vec<Arc<dyn Projection>> {
+        self.projections.clone()
     }
 
     /// Names of the projections, in order.
@@ -235,21 +252,17 @@ impl Engine {
         self
     }
 
-    /// Starts one runner per projection (and, on PostgreSQL, a LISTEN task relaying
-    /// `sessiond_events` notifications from every replica). They stop when `shutdown`
-    /// turns true.
+    /// Starts one runner per projection and the LISTEN relay as plain tasks (tests and
+    /// tools; `sessiond serve` runs the same futures under its supervisor). They stop
+    /// when `shutdown` turns true.
     pub fn spawn_all(
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut handles = Vec::new();
-        if let Db::Postgres(pool) = &self.db {
-            handles.push(tokio::spawn(listen(
-                pool.clone(),
-                self.wake.clone(),
-                shutdown.clone(),
-            )));
-        }
+        let engine = self.clone();
+        let stop = shutdown.clone();
+        handles.push(tokio::spawn(async move { engine.listen(stop).await }));
         for p in &self.projections {
             let engine = self.clone();
             let p = p.clone();
@@ -257,6 +270,18 @@ impl Engine {
             handles.push(tokio::spawn(async move { engine.run(p, shutdown).await }));
         }
         handles
+    }
+
+    /// Relays `sessiond_events` notifications (from every replica) to the runners until
+    /// `shutdown` turns true; on SQLite there is nothing to relay and it just waits.
+    pub async fn listen(&self, shutdown: watch::Receiver<bool>) {
+        match &self.db {
+            Db::Postgres(pool) => listen(pool.clone(), self.wake.clone(), shutdown).await,
+            Db::Sqlite { .. } => {
+                let mut shutdown = shutdown;
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            }
+        }
     }
 
     /// Changes whenever a runner of this engine applied a batch (e.g. the scheduler
@@ -296,13 +321,14 @@ impl Engine {
             .await?;
         write_checkpoint(&mut tx, name, last, current.generation).await?;
         tx.commit().await?;
-        self.applied.send_modify(|n| *n += events.len() as u64);
+        self.applied
+            .send_modify(|n| *n = n.wrapping_add(events.len() as u64));
         Ok(events.len())
     }
 
     /// Steps until nothing is left to read; returns the events applied.
     pub async fn catch_up(&self, projection: &dyn Projection) -> Result<u64, ProjectionError> {
-        let mut total = 0;
+        let mut total: u64 = 0;
         loop {
             let n = self.step(projection).await?;
             if n == 0 {
@@ -313,15 +339,15 @@ impl Engine {
                 }
                 continue;
             }
-            total += n as u64;
+            total = total.saturating_add(n as u64);
         }
     }
 
     /// Catches every projection up once (tests, CLI).
     pub async fn catch_up_all(&self) -> Result<u64, ProjectionError> {
-        let mut total = 0;
+        let mut total: u64 = 0;
         for p in &self.projections {
-            total += self.catch_up(p.as_ref()).await?;
+            total = total.saturating_add(self.catch_up(p.as_ref()).await?);
         }
         Ok(total)
     }
@@ -373,8 +399,12 @@ impl Engine {
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let name = projection.name();
+        let worker = format!("projection:{name}");
         let mut backoff = self.config.base_backoff;
         while !*shutdown.borrow() {
+            if let Some(hook) = &self.fault_point {
+                hook(&worker);
+            }
             // Register for the wake-up before stepping: an append that commits while the
             // step or the lease check runs must not be missed until the next poll.
             let woken = self.wake.notified();
@@ -397,13 +427,16 @@ impl Engine {
                     let message = e.to_string();
                     tracing::error!(projection = name, error = %message, retry_in = ?backoff, "projection failed; it is stopped until the retry");
                     if let Ok(mut f) = self.failures.lock() {
-                        *f.entry(name).or_default() += 1;
+                        let n = f.entry(name).or_default();
+                        *n = n.saturating_add(1);
                     }
+                    metrics::counter!("sessiond_projection_failures_total", "projection" => name)
+                        .increment(1);
                     if let Err(e) = record_failure(&self.db, name, &message).await {
                         tracing::warn!(projection = name, error = %e, "cannot record the failure");
                     }
                     let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    backoff = backoff.saturating_mul(2).min(self.config.max_backoff);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => {}
@@ -543,7 +576,7 @@ pub async fn rebuild(
         projection.apply(&mut tx, shadow, &events).await?;
         tx.commit().await?;
         cursor = last;
-        replayed += events.len() as u64;
+        replayed = replayed.saturating_add(events.len() as u64);
         progress(RebuildProgress {
             replayed,
             position: cursor.global_position,
@@ -566,7 +599,7 @@ pub async fn rebuild(
         };
         projection.apply(&mut tx, shadow, &events).await?;
         cursor = last;
-        replayed += events.len() as u64;
+        replayed = replayed.saturating_add(events.len() as u64);
     }
     // The new generation has everything up to `cursor`; the live one may be ahead of
     // or behind it: the runner continues from `cursor` on the new generation.

@@ -14,6 +14,8 @@
 //!   one pending-timeout sweep over 100k pending sessions with 1k expired.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use domain::bounds::{ClusterSize, Priority};
+use domain::ids::{AgentId, GroupName, ImageRef, Owner, Reason, SessionName};
 use domain::session::{AgentAllocation, Session, SessionCommand, SessionSpec, SessionType};
 use domain::{Decider, ResourceSlots};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -81,14 +83,14 @@ pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
 fn bench_spec(id: Uuid) -> SessionSpec {
     SessionSpec {
         session_id: id,
-        name: format!("bench-{}", id.simple()),
-        owner: format!("user{}", id.as_u128() % 97),
+        name: SessionName::from_stored(format!("bench-{}", id.simple())),
+        owner: Owner::from_stored(format!("user{}", id.as_u128() % 97)),
         session_type: SessionType::Batch,
-        image: "python:3.12".into(),
-        scaling_group: "default".into(),
+        image: ImageRef::from_stored("python:3.12"),
+        scaling_group: GroupName::from_stored("default"),
         resources: ResourceSlots::new().with("cpu", 1.into()),
-        cluster_size: 1,
-        priority: 10,
+        cluster_size: ClusterSize::default(),
+        priority: Priority::default(),
         starts_at: None,
         batch_timeout: None,
         startup_command: Some("true".into()),
@@ -107,9 +109,9 @@ fn lifecycle(
     let commands = vec![
         SessionCommand::Enqueue { spec, now: at(0) },
         SessionCommand::Schedule {
-            scaling_group: "default".into(),
+            scaling_group: GroupName::from_stored("default"),
             agents: vec![AgentAllocation {
-                agent_id: "a1".into(),
+                agent_id: AgentId::from_stored("a1"),
                 slots: ResourceSlots::new().with("cpu", 1.into()),
             }],
             now: at(1),
@@ -119,7 +121,7 @@ fn lifecycle(
         SessionCommand::MarkCreating { now: at(4) },
         SessionCommand::Start { now: at(5) },
         SessionCommand::MarkTerminated {
-            reason: String::new(),
+            reason: Reason::from_static(domain::session::reasons::SELF_TERMINATED),
             exit_code: Some(0),
             now: at(6),
         },

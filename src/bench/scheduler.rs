@@ -10,11 +10,15 @@
 
 use chrono::{Duration as ChronoDuration, Utc};
 use domain::agent::{Agent, AgentEvent};
-use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
+use domain::bounds::{ClusterSize, Priority};
+use domain::ids::{AgentAddr, AgentId, GroupName, ImageRef, Owner, SessionName};
+use domain::scaling_group::{
+    GroupSettings, ScalingGroup, ScalingGroupCommand, SchedulerKind, SchedulerOpts,
+};
 use domain::session::{Session, SessionEvent, SessionSpec, SessionStatus, SessionType};
 use domain::ResourceSlots;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -63,9 +67,10 @@ pub struct SchedulerFigure {
 }
 
 fn slots(cpu: i64, mem_gib: i64) -> ResourceSlots {
-    ResourceSlots::from_json(
+    ResourceSlots::parse(
         &json!({"cpu": cpu, "mem": format!("{mem_gib}g")}),
         "resources",
+        domain::resources::SlotUse::Request,
     )
     .unwrap_or_default()
 }
@@ -75,13 +80,14 @@ async fn create_group(app: &App, name: &str, opts: serde_json::Value) -> Result<
         .execute::<ScalingGroup>(
             name,
             ScalingGroupCommand::Create {
-                name: name.into(),
-                description: "bench".into(),
-                is_active: true,
-                public: true,
-                owners: BTreeSet::new(),
-                scheduler: json!("fifo"),
-                scheduler_opts: opts,
+                name: GroupName::parse("name", name)
+                    .map_err(|e| BenchError::Other(e.to_string()))?,
+                settings: GroupSettings {
+                    description: "bench".into(),
+                    scheduler_opts: SchedulerOpts::parse(&opts, SchedulerKind::Fifo)
+                        .map_err(|e| BenchError::Other(e.to_string()))?,
+                    ..GroupSettings::default()
+                },
                 now: Utc::now(),
             },
             &scheduler_metadata(),
@@ -125,19 +131,19 @@ fn enqueued(
         let event = SessionEvent::SessionEnqueued {
             spec: SessionSpec {
                 session_id,
-                name: format!("{group}-{i}"),
-                owner: format!("user-{:03}", i % 100),
+                name: SessionName::from_stored(format!("{group}-{i}")),
+                owner: Owner::from_stored(format!("user-{:03}", i % 100)),
                 session_type: SessionType::Batch,
-                image: "python:3.12".into(),
-                scaling_group: group.into(),
+                image: ImageRef::from_stored("python:3.12"),
+                scaling_group: GroupName::from_stored(group),
                 resources: resources.clone(),
-                cluster_size: 1,
-                priority: 10,
+                cluster_size: ClusterSize::default(),
+                priority: Priority::default(),
                 starts_at: None,
                 batch_timeout: None,
                 startup_command: Some("true".into()),
                 dependencies: vec![],
-                labels: BTreeMap::new(),
+                labels: Default::default(),
             },
             occurred_at: at,
         };
@@ -181,9 +187,9 @@ pub async fn scheduler(args: &SchedulerArgs) -> Result<Vec<SchedulerFigure>, Ben
     for i in 0..agents {
         let agent_id = format!("agent-{i:05}");
         let event = AgentEvent::AgentRegistered {
-            agent_id: agent_id.clone(),
-            scaling_group: "bench".into(),
-            addr: format!("10.0.{}.{}:6001", i / 250, i % 250),
+            agent_id: AgentId::from_stored(agent_id.clone()),
+            scaling_group: GroupName::from_stored("bench"),
+            addr: AgentAddr::from_stored(format!("10.0.{}.{}:6001", i / 250, i % 250)),
             available_slots: slots(16, 64),
             occurred_at: now,
         };
@@ -249,7 +255,7 @@ pub async fn scheduler(args: &SchedulerArgs) -> Result<Vec<SchedulerFigure>, Ben
         .all(app.db())
         .await?
     {
-        if !agent.occupied_slots().fits_within(&agent.available_slots) {
+        if agent.over_capacity() {
             return Err(BenchError::Other(format!(
                 "agent {} over-allocated",
                 agent.agent_id

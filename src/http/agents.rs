@@ -2,7 +2,10 @@
 //! An agent key acts for its own agent id only (403 otherwise); admins act for any.
 
 use axum::extract::{Path, State};
+use domain::ids::{AgentAddr, AgentId, GroupName};
+use domain::resources::SlotUse;
 use domain::ResourceSlots;
+use projections::models::{AGENT_OCCUPANCY, SESSIONS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -11,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Json, Query};
-use super::AppState;
+use super::{schema, AppState};
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,13 +29,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgentBody {
     /// The agent's id (an agent key may only register its own).
+    #[schema(schema_with = schema::agent_id)]
     pub agent_id: String,
-    /// The scaling group it serves.
+    /// The scaling group it serves (must exist).
+    #[schema(schema_with = schema::group_name)]
     pub scaling_group: String,
     /// Where it can be reached.
+    #[schema(schema_with = schema::addr)]
     pub addr: String,
     /// Its capacity, e.g. `{"cpu": 8, "mem": "32g", "cuda.device": 2}`.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schema::capacity_slots)]
     pub available_slots: serde_json::Value,
 }
 
@@ -48,6 +54,13 @@ pub struct AgentWritten {
     /// Capacity.
     #[schema(value_type = Object)]
     pub available_slots: ResourceSlots,
+    /// Slots held by sessions placed on it.
+    #[schema(value_type = Object)]
+    pub occupied_slots: ResourceSlots,
+    /// The agent holds more than its capacity: it re-registered with less than it had
+    /// allocated. Its sessions keep running; nothing new is placed on it until enough
+    /// of them end (docs/adr/0003-scheduler.md).
+    pub over_capacity: bool,
     /// Consistency token.
     pub position: i64,
 }
@@ -56,41 +69,48 @@ pub struct AgentWritten {
 /// agent revives it). Counts as a heartbeat.
 #[utoipa::path(post, path = "/v1/agents", tag = "agents",
     request_body = RegisterAgentBody,
-    responses((status = 200, body = AgentWritten), (status = 403, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = AgentWritten),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 415, body = ErrorBody),
+              (status = 422, description = "invalid field, or a scaling group that does not exist", body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn register_agent(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<RegisterAgentBody>,
 ) -> Result<axum::Json<AgentWritten>, ApiError> {
-    caller.require_agent(&body.agent_id)?;
-    let available_slots = ResourceSlots::from_json(&body.available_slots, "available_slots")?;
+    let agent_id = AgentId::parse("agent_id", &body.agent_id)?;
+    caller.require_agent(&agent_id)?;
+    let request = crate::agents::RegisterAgent {
+        agent_id: agent_id.clone(),
+        scaling_group: GroupName::parse("scaling_group", &body.scaling_group)?,
+        addr: AgentAddr::parse("addr", &body.addr)?,
+        available_slots: ResourceSlots::parse(
+            &body.available_slots,
+            "available_slots",
+            SlotUse::Capacity,
+        )?,
+    };
     let meta = state.metadata(&caller.0);
-    let agent_id = body.agent_id.clone();
-    let committed = crate::agents::register(
-        &state.app,
-        crate::agents::RegisterAgent {
-            agent_id: body.agent_id,
-            scaling_group: body.scaling_group,
-            addr: body.addr,
-            available_slots,
-        },
-        &meta,
-    )
-    .await?;
-    state.metrics.command_attempts(committed.attempts);
+    let committed = crate::agents::register(&state.app, request, &meta).await?;
+    super::metrics::command_attempts(committed.attempts);
     let position = state.position_after(&committed, &agent_id).await?;
     let a = &committed.state;
     Ok(axum::Json(AgentWritten {
         agent_id: a.agent_id.clone(),
         scaling_group: a.scaling_group.clone(),
-        status: serde_json::to_value(a.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        status: a.status.as_str().to_string(),
         available_slots: a.available_slots.clone(),
+        occupied_slots: a.occupied_slots().unwrap_or_default(),
+        over_capacity: a.over_capacity(),
         position,
     }))
+}
+
+/// An agent id from a path: 422 naming `id` unless valid.
+fn agent_path(id: &str) -> Result<AgentId, ApiError> {
+    Ok(AgentId::parse("id", id)?)
 }
 
 /// Acknowledgement of a heartbeat.
@@ -104,14 +124,17 @@ pub struct HeartbeatAck {
 
 /// Liveness: records the agent's last-seen time (not an event).
 #[utoipa::path(post, path = "/v1/agents/{id}/heartbeat", tag = "agents",
-    params(("id" = String, Path, description = "Agent id")),
-    responses((status = 200, body = HeartbeatAck), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description = "Agent id")),
+    responses((status = 200, body = HeartbeatAck),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<HeartbeatAck>, ApiError> {
+    let id = agent_path(&id)?.to_string();
     caller.require_agent(&id)?;
     crate::agents::heartbeat(&state.app, &id).await?;
     Ok(axum::Json(HeartbeatAck {
@@ -166,7 +189,7 @@ async fn current(state: &AppState, agent_id: &str) -> Result<Assignments, ApiErr
         .into_iter()
         .map(|a| AssignmentView {
             session_id: a.session_id.to_string(),
-            action: a.action.to_string(),
+            action: a.action.as_str().to_string(),
             status: a.status.as_str().to_string(),
             image: a.image,
             slots: a.slots,
@@ -183,42 +206,79 @@ async fn current(state: &AppState, agent_id: &str) -> Result<Assignments, ApiErr
     Ok(Assignments { items, version })
 }
 
+/// The read models assignments are computed from.
+const ASSIGNMENT_MODELS: [&str; 2] = [AGENT_OCCUPANCY, SESSIONS];
+
 /// Sessions to start or stop on this agent; long-poll with `?wait=` (seconds) and
-/// `?version=`.
+/// `?version=`. While it waits, the request holds no database connection: it follows
+/// the shared log follower and recomputes only when an event of this agent, or of a
+/// session assigned to it, has reached the read models.
 #[utoipa::path(get, path = "/v1/agents/{id}/assignments", tag = "agents",
-    params(("id" = String, Path, description = "Agent id"), AssignmentParams),
-    responses((status = 200, body = Assignments), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description = "Agent id"), AssignmentParams),
+    responses((status = 200, body = Assignments),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, description = "too_many_streams", body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn assignments(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<AssignmentParams>,
 ) -> Result<axum::Json<Assignments>, ApiError> {
+    let id = agent_path(&id)?.to_string();
     caller.require_agent(&id)?;
     let wait = Duration::from_secs(params.wait.unwrap_or(0)).min(state.config.max_long_poll);
+    let changed = |now: &Assignments| match &params.version {
+        Some(v) => &now.version != v,
+        None => !now.items.is_empty(),
+    };
+    if wait.is_zero() {
+        return Ok(axum::Json(current(&state, &id).await?));
+    }
+    let _permit = state.streams.acquire(&caller.0.key_id)?;
     let deadline = tokio::time::Instant::now() + wait;
-    let appended = state.app.store.appended();
+    let follower = &state.app.follower;
+    let start = follower.position();
+    let mut events = follower.subscribe(start);
+    state
+        .app
+        .wait_for_position(&ASSIGNMENT_MODELS, start.global_position, wait)
+        .await?;
+    let mut now = current(&state, &id).await?;
+    let mut revoked = state.app.keys.revocations();
     let mut shutdown = state.shutdown.clone();
     loop {
-        let notified = appended.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let now = current(&state, &id).await?;
-        let changed = match &params.version {
-            Some(v) => &now.version != v,
-            None => !now.items.is_empty(),
-        };
-        if changed || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+        if changed(&now) || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(axum::Json(now));
         }
-        // An append here wakes us, but the read models apply it a moment later; the
-        // short poll covers that and appends by other replicas.
         tokio::select! {
-            _ = &mut notified => tokio::time::sleep(Duration::from_millis(20)).await,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            next = events.next() => {
+                let followed = next?;
+                let e = &followed.event;
+                let relevant = match e.aggregate_type.as_str() {
+                    "Agent" => e.aggregate_id == id,
+                    // A new placement is an event of the agent (its ledger); a change to
+                    // a session already assigned here is one of that session.
+                    "Session" => now.items.iter().any(|a| a.session_id == e.aggregate_id),
+                    _ => false,
+                };
+                if relevant {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    state
+                        .app
+                        .wait_for_position(&ASSIGNMENT_MODELS, e.global_position, left)
+                        .await?;
+                    now = current(&state, &id).await?;
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
+            _ = revoked.changed() => {
+                if state.app.keys.is_revoked(&caller.0.key_id) {
+                    return Err(ApiError::unauthorized());
+                }
+            }
         }
     }
 }

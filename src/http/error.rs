@@ -1,89 +1,100 @@
 //! The one error type of the HTTP layer: every failure a handler can return, its status
 //! code, and the body `{"error": {"code", "message"}}` (SPEC §4).
 //!
-//! Client errors carry a stable machine-readable `code` and a message meant for people
-//! (validation messages name the field). Store and unexpected errors are logged with
-//! their cause chain and answered with an opaque message: internal error text never
-//! reaches clients.
+//! Client errors carry a stable machine-readable [`ErrorCode`] and a message meant for
+//! people (validation messages name the field). Store and unexpected errors are logged
+//! with their cause chain and answered with an opaque message: internal error text
+//! never reaches clients.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::borrow::Cow;
 
 use crate::command::CommandError;
 use crate::store::StoreError;
 
-/// A failed request.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 400: the body is not valid JSON (or not JSON at all).
-    #[error("{0}")]
-    MalformedJson(String),
-    /// 400: a request that is wrong in a way no field names (bad header, bad cursor).
-    #[error("{0}")]
-    BadRequest(String),
-    /// 401: no API key, an unknown one, or a revoked one.
-    #[error("a valid API key is required (Authorization: Bearer <key>)")]
-    Unauthorized,
-    /// 403: authenticated, but this role may not do this.
-    #[error("{0}")]
-    Forbidden(String),
-    /// 404: no such resource, or one the caller may not see.
-    #[error("{0}")]
-    NotFound(String),
-    /// 409: the command conflicts with the current state (`illegal_transition`,
-    /// `conflict`, `name_conflict`, `already_exists`, ...).
-    #[error("{message}")]
-    Conflict {
-        /// Machine-readable code.
-        code: Cow<'static, str>,
-        /// For people.
-        message: String,
-    },
-    /// 413: the body is over the limit.
-    #[error("the request body is larger than {limit} bytes")]
-    PayloadTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// 415: a body that is not declared as JSON.
-    #[error("expected a JSON body (Content-Type: application/json)")]
-    UnsupportedMediaType,
-    /// 422: well-formed but invalid; `message` names the field.
-    #[error("{message}")]
-    Unprocessable {
-        /// Machine-readable code (`validation_error`, `no_scaling_group`, ...).
-        code: Cow<'static, str>,
-        /// For people; names the field.
-        message: String,
-    },
-    /// 429: a limit of the caller's (e.g. `pending_limit_exceeded`).
-    #[error("{message}")]
-    TooManyRequests {
-        /// Machine-readable code.
-        code: Cow<'static, str>,
-        /// For people.
-        message: String,
-    },
-    /// 503: the read models did not reach `min_position` within the wait.
-    #[error("the read models did not reach position {position} in time; retry")]
-    NotCaughtUp {
-        /// The requested position.
-        position: i64,
-    },
-    /// 503: the store cannot be reached.
-    #[error("the store is not reachable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// 500: anything else; the cause is logged, never sent.
-    #[error("internal error")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+macro_rules! codes {
+    ($($variant:ident = $code:literal => $status:ident,)*) => {
+        /// The machine-readable `code` of an error response, with its HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $(
+                #[doc = concat!("`", $code, "` (", stringify!($status), ")")]
+                $variant,
+            )*
+        }
+
+        impl ErrorCode {
+            /// Every code (the OpenAPI document lists them).
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The HTTP status it is answered with.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
 }
 
-/// The `code` of an error response, attached to the response's extensions so the
-/// metrics middleware can count errors by code.
-#[derive(Debug, Clone)]
-pub struct ErrorCode(pub String);
+codes! {
+    MalformedJson = "malformed_json" => BAD_REQUEST,
+    BadRequest = "bad_request" => BAD_REQUEST,
+    Unauthorized = "unauthorized" => UNAUTHORIZED,
+    Forbidden = "forbidden" => FORBIDDEN,
+    NotFound = "not_found" => NOT_FOUND,
+    MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
+    IllegalTransition = "illegal_transition" => CONFLICT,
+    Conflict = "conflict" => CONFLICT,
+    NameConflict = "name_conflict" => CONFLICT,
+    AlreadyExists = "already_exists" => CONFLICT,
+    PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
+    UriTooLong = "uri_too_long" => URI_TOO_LONG,
+    UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
+    ValidationError = "validation_error" => UNPROCESSABLE_ENTITY,
+    NoScalingGroup = "no_scaling_group" => UNPROCESSABLE_ENTITY,
+    ScalingGroupNotFound = "scaling_group_not_found" => UNPROCESSABLE_ENTITY,
+    SessionTypeNotAllowed = "session_type_not_allowed" => UNPROCESSABLE_ENTITY,
+    IdempotencyKeyReused = "idempotency_key_reused" => UNPROCESSABLE_ENTITY,
+    PendingLimitExceeded = "pending_limit_exceeded" => TOO_MANY_REQUESTS,
+    TooManyStreams = "too_many_streams" => TOO_MANY_REQUESTS,
+    HeadersTooLarge = "headers_too_large" => REQUEST_HEADER_FIELDS_TOO_LARGE,
+    Internal = "internal" => INTERNAL_SERVER_ERROR,
+    NotCaughtUp = "not_caught_up" => SERVICE_UNAVAILABLE,
+    StoreUnavailable = "store_unavailable" => SERVICE_UNAVAILABLE,
+    PoolExhausted = "pool_exhausted" => SERVICE_UNAVAILABLE,
+    NotReady = "not_ready" => SERVICE_UNAVAILABLE,
+    Timeout = "timeout" => SERVICE_UNAVAILABLE,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// What kind of failure (decides the status).
+    pub code: ErrorCode,
+    /// For people; validation messages start with the field.
+    pub message: String,
+    /// Seconds to send as `Retry-After`, when retrying later may help.
+    pub retry_after: Option<u32>,
+    /// The cause of a 5xx (logged, never sent).
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
 /// The JSON body of an error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -102,70 +113,135 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// An error of `code` with `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: match code {
+                ErrorCode::NotCaughtUp
+                | ErrorCode::StoreUnavailable
+                | ErrorCode::PoolExhausted
+                | ErrorCode::NotReady
+                | ErrorCode::Timeout
+                | ErrorCode::TooManyStreams => Some(1),
+                _ => None,
+            },
+            source: None,
+        }
+    }
+
+    /// Sets `Retry-After`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     /// 422 `validation_error` for `field`.
     pub fn validation(field: &str, message: impl std::fmt::Display) -> Self {
-        ApiError::Unprocessable {
-            code: "validation_error".into(),
-            message: format!("{field}: {message}"),
-        }
+        Self::new(ErrorCode::ValidationError, format!("{field}: {message}"))
+    }
+
+    /// 422 `validation_error` with a message that already names the field.
+    pub fn validation_message(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationError, message)
+    }
+
+    /// 400 `malformed_json`.
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::MalformedJson, message)
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            ErrorCode::Unauthorized,
+            "a valid API key is required (Authorization: Bearer <key>)",
+        )
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     /// 404 for a resource kind and id.
     pub fn not_found(what: &str, id: &str) -> Self {
-        ApiError::NotFound(format!("no {what} '{id}'"))
+        Self::new(ErrorCode::NotFound, format!("no {what} '{id}'"))
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+
+    /// 413 over the body limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 415: a body not declared as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected a JSON body (Content-Type: application/json)",
+        )
+    }
+
+    /// 503: the read models did not reach `position` within the wait.
+    pub fn not_caught_up(position: i64) -> Self {
+        Self::new(
+            ErrorCode::NotCaughtUp,
+            format!("the read models did not reach position {position} in time; retry"),
+        )
+    }
+
+    /// 503 `store_unavailable` from a cause (logged).
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Some(Box::new(e)),
+            ..Self::new(ErrorCode::StoreUnavailable, "the store is not reachable")
+        }
+    }
+
+    /// 503 `pool_exhausted`: the store answers, but every connection is busy.
+    pub fn pool_exhausted(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Some(Box::new(e)),
+            ..Self::new(
+                ErrorCode::PoolExhausted,
+                "every database connection is busy; retry",
+            )
+        }
     }
 
     /// 500 from any error (logged when answered).
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        ApiError::Internal(Box::new(e))
+        Self {
+            source: Some(Box::new(e)),
+            ..Self::new(ErrorCode::Internal, "internal error")
+        }
     }
 
     /// The HTTP status of this error.
     pub fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotCaughtUp { .. } | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code.status()
     }
 
-    /// The machine-readable code.
-    pub fn code(&self) -> &str {
-        match self {
-            ApiError::MalformedJson(_) => "malformed_json",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. }
-            | ApiError::Unprocessable { code, .. }
-            | ApiError::TooManyRequests { code, .. } => code,
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::NotCaughtUp { .. } => "not_caught_up",
-            ApiError::Unavailable(_) => "store_unavailable",
-            ApiError::Internal(_) => "internal",
-        }
-    }
-}
-
-impl ApiError {
     /// The JSON body this error is answered with (stored by idempotency records).
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_string(),
-                message: self.to_string(),
+                code: self.code.as_str().to_string(),
+                message: self.message.clone(),
             },
         }
     }
@@ -173,49 +249,32 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            ApiError::Internal(e) | ApiError::Unavailable(e) => {
-                tracing::error!(error = %crate::cli::error_chain(e.as_ref()), code = self.code(), "request failed");
-            }
-            _ => {}
+        if let Some(source) = &self.source {
+            tracing::error!(error = %crate::telemetry::error_chain(source.as_ref()), code = %self.code, "request failed");
         }
-        let body = self.body();
-        let mut response = (self.status_code(), axum::Json(body)).into_response();
-        // For the metrics middleware (command conflicts, errors by code).
-        response
-            .extensions_mut()
-            .insert(ErrorCode(self.code().to_string()));
-        match self {
-            ApiError::Unauthorized => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let mut response = (self.status_code(), axum::Json(self.body())).into_response();
+        // For the metrics middleware (errors by code).
+        response.extensions_mut().insert(self.code);
+        if self.code == ErrorCode::Unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            ApiError::NotCaughtUp { .. } | ApiError::Unavailable(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
         }
         response
     }
 }
 
-/// Whether a database error means "cannot reach the database" (503) rather than a bug.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
-}
-
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
-            ApiError::Unavailable(Box::new(e))
-        } else {
-            ApiError::Internal(Box::new(e))
+        match e {
+            sqlx::Error::PoolTimedOut => ApiError::pool_exhausted(e),
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => ApiError::unavailable(e),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -223,12 +282,12 @@ impl From<sqlx::Error> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(db) if is_unavailable(&db) => ApiError::Unavailable(Box::new(db)),
-            StoreError::Conflict { .. } => ApiError::Conflict {
-                code: "conflict".into(),
-                message: "the resource was changed concurrently; retry".into(),
-            },
-            other => ApiError::Internal(Box::new(other)),
+            StoreError::Database(db) => db.into(),
+            StoreError::Conflict { .. } => {
+                ApiError::conflict("the resource was changed concurrently; retry")
+            }
+            StoreError::Log(p) => p.into(),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -237,7 +296,7 @@ impl From<projections::ProjectionError> for ApiError {
     fn from(e: projections::ProjectionError) -> Self {
         match e {
             projections::ProjectionError::Database(db) => db.into(),
-            other => ApiError::Internal(Box::new(other)),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -252,19 +311,13 @@ impl From<domain::session::SessionError> for ApiError {
     fn from(e: domain::session::SessionError) -> Self {
         use domain::session::SessionError as E;
         match e {
-            E::IllegalTransition { .. } => ApiError::Conflict {
-                code: "illegal_transition".into(),
-                message: e.to_string(),
-            },
-            E::NotFound => ApiError::NotFound("no such session".into()),
-            E::AlreadyExists => ApiError::Conflict {
-                code: "already_exists".into(),
-                message: e.to_string(),
-            },
-            E::NotPending(_) | E::NotExpired { .. } => ApiError::Conflict {
-                code: "conflict".into(),
-                message: e.to_string(),
-            },
+            E::IllegalTransition { .. } => {
+                ApiError::new(ErrorCode::IllegalTransition, e.to_string())
+            }
+            E::NotFound => ApiError::new(ErrorCode::NotFound, "no such session"),
+            E::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, e.to_string()),
+            E::NotPending(_) | E::NotExpired { .. } => ApiError::conflict(e.to_string()),
+            E::ResourceOverflow => ApiError::validation("resources", e.to_string()),
             E::Validation(v) => v.into(),
         }
     }
@@ -274,11 +327,8 @@ impl From<domain::scaling_group::ScalingGroupError> for ApiError {
     fn from(e: domain::scaling_group::ScalingGroupError) -> Self {
         use domain::scaling_group::ScalingGroupError as E;
         match e {
-            E::NotFound => ApiError::NotFound("no such scaling group".into()),
-            E::AlreadyExists => ApiError::Conflict {
-                code: "already_exists".into(),
-                message: e.to_string(),
-            },
+            E::NotFound => ApiError::new(ErrorCode::NotFound, "no such scaling group"),
+            E::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, e.to_string()),
             E::Validation(v) => v.into(),
         }
     }
@@ -293,12 +343,9 @@ where
     fn from(e: CommandError<E>) -> Self {
         match e {
             CommandError::Rejected(r) => r.into(),
-            CommandError::Conflict { attempts } => ApiError::Conflict {
-                code: "conflict".into(),
-                message: format!(
-                    "the resource kept changing concurrently ({attempts} attempts); retry"
-                ),
-            },
+            CommandError::Conflict { attempts } => ApiError::conflict(format!(
+                "the resource kept changing concurrently ({attempts} attempts); retry"
+            )),
             CommandError::Store(s) => s.into(),
         }
     }
@@ -309,32 +356,24 @@ impl From<crate::sessions::SessionCommandError> for ApiError {
         use crate::sessions::SessionCommandError as E;
         use domain::scheduler::ResolveError as R;
         match e {
-            E::NotFound => ApiError::NotFound("no such session".into()),
+            E::NotFound | E::NotPlacedOnAgent { .. } => {
+                ApiError::new(ErrorCode::NotFound, "no such session")
+            }
             E::Resolve(r) => {
                 let code = match r {
-                    R::NoScalingGroup { .. } => "no_scaling_group",
-                    R::ScalingGroupNotFound { .. } => "scaling_group_not_found",
-                    R::SessionTypeNotAllowed { .. } => "session_type_not_allowed",
+                    R::NoScalingGroup { .. } => ErrorCode::NoScalingGroup,
+                    R::ScalingGroupNotFound { .. } => ErrorCode::ScalingGroupNotFound,
+                    R::SessionTypeNotAllowed { .. } => ErrorCode::SessionTypeNotAllowed,
                 };
-                ApiError::Unprocessable {
-                    code: code.into(),
-                    message: format!("scaling_group: {r}"),
-                }
+                ApiError::new(code, format!("scaling_group: {r}"))
             }
-            E::PendingLimitExceeded { .. } => ApiError::TooManyRequests {
-                code: "pending_limit_exceeded".into(),
-                message: e.to_string(),
-            },
-            E::NameConflict { .. } => ApiError::Conflict {
-                code: "name_conflict".into(),
-                message: format!("name: {e}"),
-            },
-            E::NotPlacedOnAgent { .. } => ApiError::Forbidden(e.to_string()),
+            E::PendingLimitExceeded(q) => {
+                ApiError::new(ErrorCode::PendingLimitExceeded, q.to_string())
+            }
+            E::NameConflict { .. } => ApiError::new(ErrorCode::NameConflict, format!("name: {e}")),
+            E::Invalid(v) => v.into(),
             E::Rejected(r) => r.into(),
-            E::Conflict => ApiError::Conflict {
-                code: "conflict".into(),
-                message: e.to_string(),
-            },
+            E::Conflict => ApiError::conflict(e.to_string()),
             E::Store(s) => s.into(),
             E::ReadModel(r) => r.into(),
         }
@@ -347,19 +386,38 @@ impl From<crate::agents::AgentCommandError> for ApiError {
         use domain::agent::AgentError as A;
         match e {
             E::NotFound | E::Rejected(A::NotFound) => {
-                ApiError::NotFound("no such agent (register it first)".into())
+                ApiError::new(ErrorCode::NotFound, "no such agent (register it first)")
             }
-            E::Rejected(A::Validation(v)) => v.into(),
-            E::Rejected(r) => ApiError::Conflict {
-                code: "conflict".into(),
-                message: r.to_string(),
-            },
-            E::Conflict => ApiError::Conflict {
-                code: "conflict".into(),
-                message: e.to_string(),
-            },
+            E::Invalid(v) | E::Rejected(A::Validation(v)) => v.into(),
+            E::Rejected(r) => ApiError::conflict(r.to_string()),
+            E::Conflict => ApiError::conflict(e.to_string()),
             E::Store(s) => s.into(),
             E::ReadModel(r) => r.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_wire_name_and_an_error_status() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code}");
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn pool_exhaustion_is_its_own_503() {
+        let e = ApiError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(e.code, ErrorCode::PoolExhausted);
+        assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::from(sqlx::Error::PoolClosed).code,
+            ErrorCode::StoreUnavailable
+        );
     }
 }

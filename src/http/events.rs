@@ -8,27 +8,34 @@
 //! `?session_id=`, at that session's first event (its whole lifecycle); else at the
 //! head of the log (only what happens from now on).
 //!
+//! Streams share the process's one log follower ([`crate::follower`]): an open stream
+//! holds no database connection while it waits, and at most
+//! [`super::ApiConfig::max_streams_per_key`] are open per API key (429
+//! `too_many_streams` beyond, with `Retry-After`). A stream ends when its key is
+//! revoked (within the key watcher's interval, on every replica), and when the server
+//! shuts down.
+//!
 //! Users receive events of their own sessions only; `?session_id=` of a session they
-//! may not see is 404, like every other read. The stream ends when the server shuts
-//! down.
+//! may not see is 404, like every other read.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use domain::session::SessionEvent;
 use futures::Stream;
-use projections::db::Db;
-use projections::{on_pool, LogPosition, RecordedEvent};
+use projections::{LogPosition, RecordedEvent};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, Query};
-use super::AppState;
+use super::limits::StreamPermit;
+use super::sessions::SessionId;
+use super::{schema, AppState};
 use crate::auth::Role;
+use crate::follower::{Followed, Subscription};
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -38,12 +45,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Query parameters of the session event stream.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// Only this session's events (starts at its first event unless resuming).
+    #[param(format = Uuid)]
     pub session_id: Option<String>,
     /// Only events of sessions in this scaling group.
+    #[param(schema_with = schema::group_name)]
     pub scaling_group: Option<String>,
     /// Resume after this event id (same as the `Last-Event-ID` header, which wins).
+    #[param(minimum = 0)]
     pub last_event_id: Option<i64>,
 }
 
@@ -74,13 +85,38 @@ pub struct SessionEventData {
     pub payload: serde_json::Value,
 }
 
+/// `Last-Event-ID`: a position, `>= 0` (0: from the first event).
+fn last_event_id(headers: &HeaderMap, query: Option<i64>) -> Result<Option<i64>, ApiError> {
+    let parsed = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::validation("Last-Event-ID", "must be an event id (a position >= 0)")
+                })?,
+        ),
+        None => query,
+    };
+    match parsed {
+        Some(p) if p < 0 => Err(ApiError::validation(
+            "Last-Event-ID",
+            "must be an event id (a position >= 0)",
+        )),
+        other => Ok(other),
+    }
+}
+
 /// Session lifecycle events as Server-Sent Events (`id` = position, `event` =
-/// event type, `data` = JSON), resumable with `Last-Event-ID`.
+/// event type, `data` = JSON of [`SessionEventData`]), resumable with `Last-Event-ID`.
 #[utoipa::path(get, path = "/v1/events/sessions", tag = "events",
     params(StreamParams,
-           ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id")),
-    responses((status = 200, description = "text/event-stream of SessionEventData", content_type = "text/event-stream", body = SessionEventData),
-              (status = 404, body = ErrorBody)))]
+           ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this event id")),
+    responses((status = 200, description = "text/event-stream: frames `id: <position>`, `event: <event type>`, `data: <SessionEventData as JSON>`", content_type = "text/event-stream", body = String),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, description = "too_many_streams", body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn session_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,151 +128,65 @@ async fn session_events(
         Role::User { owner } => Some(owner.clone()),
         _ => None,
     };
-    let last_event_id = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ApiError::validation("Last-Event-ID", "must be an event id (a position)")
-                })?,
-        ),
-        None => params.last_event_id,
-    };
+    let last_event_id = last_event_id(&headers, params.last_event_id)?;
+    let session_id = params
+        .session_id
+        .as_deref()
+        .map(SessionId::parse)
+        .transpose()?
+        .map(|s| s.0.to_string());
+    if let Some(g) = &params.scaling_group {
+        domain::ids::GroupName::parse("scaling_group", g)?;
+    }
+    let permit = state.streams.acquire(&caller.0.key_id)?;
+    let follower = state.app.follower.clone();
     let db = state.app.db().clone();
-    let mut lookup = SessionLookup::default();
-    if let Some(id) = &params.session_id {
-        let visible = lookup
-            .get(&state, id)
+    if let Some(id) = &session_id {
+        let visible = follower
+            .session_facts(id)
             .await?
             .is_some_and(|s| owner.as_ref().is_none_or(|o| &s.owner == o));
         if !visible {
             return Err(ApiError::not_found("session", id));
         }
     }
-    let cursor = match (last_event_id, &params.session_id) {
-        (Some(p), _) if p <= 0 => LogPosition::START,
+    let cursor = match (last_event_id, &session_id) {
+        (Some(0), _) => LogPosition::START,
         (Some(p), _) => db
             .position_of(p)
             .await?
             .ok_or_else(|| ApiError::validation("Last-Event-ID", format!("no event {p}")))?,
         (None, Some(id)) => {
-            let first = state
-                .app
-                .store
-                .read_stream("Session", id)
+            let first = db
+                .read_first(<domain::session::Session as cqrs_es::Aggregate>::TYPE, id)
                 .await?
-                .first()
-                .map(|e| e.global_position)
-                .unwrap_or(0);
-            match db.position_of(first).await? {
+                .map(|e| e.log_position());
+            match first {
                 Some(p) => LogPosition {
                     transaction_id: p.transaction_id,
-                    global_position: p.global_position - 1,
+                    global_position: p.global_position.saturating_sub(1),
                 },
                 None => LogPosition::START,
             }
         }
-        (None, None) => head(&db).await?,
+        (None, None) => follower.position(),
     };
-    let follower = Follower {
-        state: state.clone(),
-        cursor,
-        buffer: VecDeque::new(),
+    let stream = StreamState {
+        subscription: follower.subscribe(cursor),
         filter: Filter {
-            session_id: params.session_id,
+            session_id,
             scaling_group: params.scaling_group,
             owner,
         },
-        lookup,
+        key_id: caller.0.key_id.clone(),
+        state: state.clone(),
+        revocations: state.app.keys.revocations(),
+        _permit: permit,
     };
-    let stream = futures::stream::unfold(follower, |mut f| async move {
-        f.next().await.map(|event| (Ok(event), f))
+    let events = futures::stream::unfold(stream, |mut s| async move {
+        s.next().await.map(|event| (Ok(event), s))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-/// The newest readable position: a stream without a start point begins here.
-async fn head(db: &Db) -> Result<LogPosition, ApiError> {
-    let row: Option<(i64, i64)> = match db {
-        Db::Postgres(p) => {
-            sqlx::query_as(
-                "SELECT transaction_id::text::bigint, global_position FROM events \
-                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
-            )
-            .fetch_optional(p)
-            .await?
-        }
-        Db::Sqlite { .. } => on_pool!(db, p => sqlx::query_as(
-            "SELECT 0, global_position FROM events ORDER BY global_position DESC LIMIT 1")
-            .fetch_optional(p)
-            .await)?,
-    };
-    Ok(row
-        .map(|(transaction_id, global_position)| LogPosition {
-            transaction_id,
-            global_position,
-        })
-        .unwrap_or(LogPosition::START))
-}
-
-/// What a session's events are filtered by.
-#[derive(Debug, Clone)]
-struct SessionFacts {
-    owner: String,
-    scaling_group: String,
-}
-
-/// Owner and group of sessions, from their `SessionEnqueued` (cached).
-#[derive(Debug, Default)]
-struct SessionLookup {
-    cache: HashMap<String, Option<SessionFacts>>,
-}
-
-const CACHE_LIMIT: usize = 100_000;
-
-impl SessionLookup {
-    fn learn(&mut self, e: &RecordedEvent) {
-        if e.sequence != 1 {
-            return;
-        }
-        if let Ok(SessionEvent::SessionEnqueued { spec, .. }) = e.decode::<SessionEvent>() {
-            if self.cache.len() >= CACHE_LIMIT {
-                self.cache.clear();
-            }
-            self.cache.insert(
-                e.aggregate_id.clone(),
-                Some(SessionFacts {
-                    owner: spec.owner,
-                    scaling_group: spec.scaling_group,
-                }),
-            );
-        }
-    }
-
-    async fn get(&mut self, state: &AppState, id: &str) -> Result<Option<SessionFacts>, ApiError> {
-        if let Some(f) = self.cache.get(id) {
-            return Ok(f.clone());
-        }
-        let facts = match state.app.store.read_stream("Session", id).await?.first() {
-            Some(first) => match first.decode::<SessionEvent>() {
-                Ok(SessionEvent::SessionEnqueued { spec, .. }) => Some(SessionFacts {
-                    owner: spec.owner,
-                    scaling_group: spec.scaling_group,
-                }),
-                _ => None,
-            },
-            None => None,
-        };
-        if facts.is_some() {
-            if self.cache.len() >= CACHE_LIMIT {
-                self.cache.clear();
-            }
-            self.cache.insert(id.to_string(), facts.clone());
-        }
-        Ok(facts)
-    }
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 #[derive(Debug)]
@@ -246,86 +196,65 @@ struct Filter {
     owner: Option<String>,
 }
 
-/// Follows the log from `cursor`, yielding matching session events as SSE events.
-struct Follower {
-    state: AppState,
-    cursor: LogPosition,
-    buffer: VecDeque<Event>,
-    filter: Filter,
-    lookup: SessionLookup,
-}
-
-const BATCH: i64 = 500;
-
-impl Follower {
-    /// The next event to send; `None` ends the stream (shutdown or store failure).
-    async fn next(&mut self) -> Option<Event> {
-        let mut shutdown = self.state.shutdown.clone();
-        let appended = self.state.app.store.appended();
-        loop {
-            if *shutdown.borrow() {
-                return None;
-            }
-            if let Some(e) = self.buffer.pop_front() {
-                return Some(e);
-            }
-            // Register for the wake-up before reading, so an append between the read and
-            // the wait is not missed.
-            let notified = appended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let batch = match self.state.app.store.read_log(self.cursor, BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %crate::cli::error_chain(&e), "SSE stream: cannot read the log; closing");
-                    return None;
-                }
-            };
-            let full = batch.len() as i64 == BATCH;
-            for e in batch {
-                self.cursor = e.log_position();
-                if e.aggregate_type != "Session" {
-                    continue;
-                }
-                self.lookup.learn(&e);
-                match self.matches(&e).await {
-                    Ok(true) => self.buffer.push_back(sse_event(&e)),
-                    Ok(false) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %err, "SSE stream: cannot look up a session; closing");
-                        return None;
-                    }
-                }
-            }
-            if !self.buffer.is_empty() || full {
-                continue;
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(self.state.config.sse_poll_interval) => {}
-                _ = shutdown.changed() => return None,
-            }
+impl Filter {
+    fn matches(&self, f: &Followed) -> bool {
+        let e = &f.event;
+        if e.aggregate_type != <domain::session::Session as cqrs_es::Aggregate>::TYPE {
+            return false;
         }
-    }
-
-    async fn matches(&mut self, e: &RecordedEvent) -> Result<bool, ApiError> {
-        if let Some(id) = &self.filter.session_id {
-            if &e.aggregate_id != id {
-                return Ok(false);
-            }
+        if self
+            .session_id
+            .as_ref()
+            .is_some_and(|id| &e.aggregate_id != id)
+        {
+            return false;
         }
-        if self.filter.owner.is_none() && self.filter.scaling_group.is_none() {
-            return Ok(true);
+        if self.owner.is_none() && self.scaling_group.is_none() {
+            return true;
         }
-        let Some(facts) = self.lookup.get(&self.state, &e.aggregate_id).await? else {
-            return Ok(false);
+        let Some(facts) = &f.session else {
+            return false;
         };
-        Ok(self.filter.owner.as_ref().is_none_or(|o| &facts.owner == o)
+        self.owner.as_ref().is_none_or(|o| &facts.owner == o)
             && self
-                .filter
                 .scaling_group
                 .as_ref()
-                .is_none_or(|g| &facts.scaling_group == g))
+                .is_none_or(|g| &facts.scaling_group == g)
+    }
+}
+
+/// One open stream: its place in the log, its filter, and its slot.
+struct StreamState {
+    subscription: Subscription,
+    filter: Filter,
+    key_id: String,
+    state: AppState,
+    revocations: tokio::sync::watch::Receiver<i64>,
+    _permit: StreamPermit,
+}
+
+impl StreamState {
+    /// The next event to send; `None` ends the stream (shutdown, revoked key, or a log
+    /// that cannot be read).
+    async fn next(&mut self) -> Option<Event> {
+        let mut shutdown = self.state.shutdown.clone();
+        loop {
+            if *shutdown.borrow() || self.state.app.keys.is_revoked(&self.key_id) {
+                return None;
+            }
+            tokio::select! {
+                next = self.subscription.next() => match next {
+                    Ok(f) if self.filter.matches(&f) => return Some(sse_event(&f.event)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %crate::telemetry::error_chain(&e), "SSE stream: cannot read the log; closing");
+                        return None;
+                    }
+                },
+                _ = shutdown.changed() => return None,
+                _ = self.revocations.changed() => {}
+            }
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 //!   `{"error": {"code", "message"}}` body.
 //! - [`extract`]: the JSON body / query extractors that answer in that format, the
 //!   authenticated [`extract::Caller`], the `?min_position=` consistency wait.
-//! - [`metrics`]: request latency histograms and counters; the tracing middleware.
+//! - [`metrics`]: request latency histograms and error counters.
+//! - [`limits`]: request-size limits (JSON 414 / 431) and the caps on open streams.
+//! - [`serve`]: the server loop (hyper configured to let oversized requests reach
+//!   our limits).
 //! - one module per resource, each exposing `router()`: [`sessions`],
 //!   [`scaling_groups`], [`users`] (resource policies), [`agents`], [`events`] (SSE),
 //!   [`health`] (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`).
@@ -19,8 +22,11 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod scaling_groups;
+pub mod schema;
+pub mod serve;
 pub mod sessions;
 pub mod users;
 
@@ -32,7 +38,7 @@ use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 
 use crate::app::App;
 use crate::store::EventMetadata;
@@ -49,6 +55,12 @@ pub struct ApiConfig {
     pub sse_poll_interval: Duration,
     /// How long a retried idempotent request waits for the first one to finish.
     pub idempotency_wait: Duration,
+    /// Requests that are not streams end after this long with 503 `timeout`.
+    pub request_timeout: Duration,
+    /// Streams (SSE) and long-polls open at once per API key.
+    pub max_streams_per_key: usize,
+    /// Streams (SSE) and long-polls open at once in all.
+    pub max_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +70,9 @@ impl Default for ApiConfig {
             max_long_poll: Duration::from_secs(60),
             sse_poll_interval: Duration::from_millis(500),
             idempotency_wait: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_streams_per_key: 32,
+            max_streams: 4096,
         }
     }
 }
@@ -67,23 +82,23 @@ impl Default for ApiConfig {
 pub struct AppState {
     /// The application (store, commands, read models, clock).
     pub app: App,
-    /// API metrics.
-    pub metrics: Arc<metrics::Metrics>,
     /// Turns true when the server shuts down: long-lived responses (SSE streams,
     /// long-polls) end so graceful shutdown does not wait for them forever.
     pub shutdown: watch::Receiver<bool>,
     /// Tunables.
     pub config: ApiConfig,
+    /// Caps on open streams and long-polls.
+    pub streams: limits::StreamLimits,
 }
 
 impl AppState {
-    /// State for `app`; `shutdown` turns true when the server stops.
-    pub fn new(app: App, shutdown: watch::Receiver<bool>) -> Self {
+    /// State for `app` with `config`; `shutdown` turns true when the server stops.
+    pub fn new(app: App, shutdown: watch::Receiver<bool>, config: ApiConfig) -> Self {
         Self {
+            streams: limits::StreamLimits::new(config.max_streams_per_key, config.max_streams),
             app,
-            metrics: Arc::new(metrics::Metrics::default()),
             shutdown,
-            config: ApiConfig::default(),
+            config,
         }
     }
 
@@ -142,10 +157,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
 }
 
-/// The application's router: the API, body limit, metrics/tracing middleware.
+/// Routes that stream or long-poll: exempt from the request timeout.
+pub const STREAMING_ROUTES: [&str; 2] = ["/v1/events/sessions", "/v1/agents/{id}/assignments"];
+
+/// The application's router: the API, the body limit, request limits, the request
+/// timeout, tracing spans with request ids, and metrics.
 pub fn router(state: AppState) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     let (routes, doc) = api().split_for_parts();
     let doc = Arc::new(doc);
+    let timeout = state.config.request_timeout;
+    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     routes
         .route(
             "/openapi.json",
@@ -154,13 +176,71 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            request_timeout(timeout, req, next)
+        }))
+        .layer(axum::middleware::from_fn(metrics::record))
+        .layer(axum::middleware::from_fn(limits::request_limits))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_else(|| "unmatched".to_string());
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        route = %route,
+                        request_id = %request_id,
+                    )
+                },
+            ),
+        )
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Ends a request that is not a stream after `limit` with 503 `timeout` (the handler's
+/// future is dropped: no transaction is ever held open by a handler, so nothing is
+/// left half-done beyond what an interrupted client would leave).
+async fn request_timeout(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let streaming = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| STREAMING_ROUTES.contains(&p.as_str()));
+    if streaming {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::Timeout,
+            format!("the request took longer than {} s; retry", limit.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
 impl AppState {
@@ -182,7 +262,7 @@ impl AppState {
             .commands
             .execute::<A>(aggregate_id, command, metadata)
             .await?;
-        self.metrics.command_attempts(committed.attempts);
+        metrics::command_attempts(committed.attempts);
         Ok(committed)
     }
 
@@ -194,15 +274,22 @@ impl AppState {
         committed: &crate::command::Committed<A>,
         aggregate_id: &str,
     ) -> Result<i64, ApiError> {
-        if let Some(p) = committed.last_position() {
-            return Ok(p.global_position);
+        match committed.last_position() {
+            Some(p) => Ok(p.global_position),
+            None => self.stream_position::<A>(aggregate_id).await,
         }
+    }
+
+    /// The position of the last event of `A`'s stream `aggregate_id` (0: empty).
+    pub async fn stream_position<A: domain::Decider>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<i64, ApiError> {
         Ok(self
             .app
-            .store
-            .read_stream(A::TYPE, aggregate_id)
+            .db()
+            .read_last(A::TYPE, aggregate_id)
             .await?
-            .last()
             .map(|e| e.global_position)
             .unwrap_or(0))
     }

@@ -2,21 +2,39 @@
 //! the agents' kernel events (SPEC §1.2, §4).
 //!
 //! Users see and act on their own sessions only; another owner's session is 404, never
-//! 403, so its existence does not leak. Agent keys use the agent endpoints only.
+//! 403, so its existence does not leak. Agent keys use the agent endpoints only, and a
+//! session not placed on the reporting agent is 404 to it as well.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use domain::session::{Session, SessionStatus, SessionType};
+use domain::agent::AgentAllocation;
+use domain::bounds::{BatchTimeout, ClusterSize, Priority};
+use domain::ids::{GroupName, ImageRef, Owner, Reason, SessionName};
+use domain::resources::{ResourceSlots, SlotUse};
+use domain::session::spec::{parse_dependencies, parse_labels, parse_startup_command};
+use domain::session::{
+    FailedPredicate, KernelEvent, PassedPredicate, Session, SessionEvent, SessionSpec,
+    SessionStatus, SessionType, ALL_STATUSES, KERNEL_EVENTS,
+};
+
+use projections::models::pending_queue::{PendingEntry, PendingQueue};
 use projections::models::session_list::{self, SessionFilter};
+use projections::models::{docs, PENDING_QUEUE, SESSIONS};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, Json, MinPosition, Query};
-use super::AppState;
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::extract::{integer, Caller, Json, JsonObject, MinPosition, Query};
+use super::{schema, AppState};
 use crate::auth::Role;
+use crate::idempotency::{self, Begin, Finish};
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,71 +49,196 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub const MAX_LIMIT: i64 = 1000;
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 100;
+/// The read models the session reads use (what `?min_position` waits for).
+const READ_MODELS: [&str; 2] = [SESSIONS, PENDING_QUEUE];
 
-/// A session as the read model shows it (SPEC §1.2; Backend.AI's names). The document
-/// is produced by `projections::models::docs::session_view`; a test checks that every
-/// key it produces is described here.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[allow(dead_code)] // documentation of the JSON produced by `session_view`
+fn status_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ALL_STATUSES.iter().map(|s| s.as_str())))
+}
+
+fn type_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(SessionType::ALL.iter().map(|t| t.as_str())))
+}
+
+fn event_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(KERNEL_EVENTS))
+}
+
+/// A session id in a path: a UUID in the hyphenated form (any case; answered in lower
+/// case). Anything else is 422 naming `session_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId(pub Uuid);
+
+impl SessionId {
+    /// Parses the hyphenated form (`8-4-4-4-12` hex digits) only.
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let hyphenated = text.len() == 36
+            && text.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            });
+        if !hyphenated {
+            return Err(ApiError::validation(
+                "session_id",
+                "must be a UUID (8-4-4-4-12 hexadecimal digits)",
+            ));
+        }
+        Uuid::parse_str(text).map(SessionId).map_err(|_| {
+            ApiError::validation(
+                "session_id",
+                "must be a UUID (8-4-4-4-12 hexadecimal digits)",
+            )
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        SessionId::parse(&text)
+    }
+}
+
+/// The scheduler's part of a pending session's `status_data`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SchedulerData {
+    /// Predicates that failed at the last recorded attempt, with messages.
+    #[schema(value_type = Vec<Object>)]
+    pub failed_predicates: Vec<FailedPredicate>,
+    /// Predicates that passed.
+    #[schema(value_type = Vec<Object>)]
+    pub passed_predicates: Vec<PassedPredicate>,
+    /// Scheduling attempts so far.
+    pub retries: i64,
+    /// The last attempt (RFC 3339).
+    pub last_try: Option<String>,
+}
+
+/// A session's `status_data`: `scheduler` while PENDING, empty otherwise.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StatusData {
+    /// While PENDING: why it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerData>,
+}
+
+/// A session as the read API shows it (SPEC §1.2; Backend.AI's names).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// UUID, server-assigned.
-    pub session_id: String,
+    pub session_id: Uuid,
     /// Unique among the owner's non-terminal sessions.
-    pub name: String,
+    #[schema(value_type = String)]
+    pub name: SessionName,
     /// The owner.
-    pub owner: String,
+    #[schema(value_type = String)]
+    pub owner: Owner,
     /// `interactive | batch | inference`.
     #[serde(rename = "type")]
-    pub session_type: String,
+    #[schema(schema_with = type_schema)]
+    pub session_type: SessionType,
     /// Container image.
-    pub image: String,
+    #[schema(value_type = String)]
+    pub image: ImageRef,
     /// The resolved scaling group.
-    pub scaling_group: String,
+    #[schema(value_type = String)]
+    pub scaling_group: GroupName,
     /// Requested slots per kernel (`cpu`, `mem` in bytes, accelerators), as decimal strings.
     #[schema(value_type = Object)]
-    pub resources: serde_json::Value,
+    pub resources: ResourceSlots,
     /// Number of kernels.
-    pub cluster_size: u32,
+    #[schema(value_type = u32)]
+    pub cluster_size: ClusterSize,
     /// 0..100.
-    pub priority: u8,
+    #[schema(value_type = u8)]
+    pub priority: Priority,
     /// Batch: not scheduled before this time.
-    pub starts_at: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
     /// Batch: seconds it may run.
-    pub batch_timeout: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    pub batch_timeout: Option<BatchTimeout>,
     /// Batch: the command it runs.
     pub startup_command: Option<String>,
     /// Sessions that must have TERMINATED successfully first.
-    pub dependencies: Vec<String>,
+    pub dependencies: Vec<Uuid>,
     /// Free-form labels.
     #[schema(value_type = Object)]
-    pub labels: serde_json::Value,
+    pub labels: domain::session::Labels,
     /// Current status (upper case).
-    pub status: String,
+    #[schema(schema_with = status_schema)]
+    pub status: SessionStatus,
     /// When the status last changed.
-    pub status_changed: Option<String>,
+    pub status_changed: Option<DateTime<Utc>>,
     /// Short machine-readable reason of the last transition.
     pub status_info: Option<String>,
     /// Status -> the last time it was entered.
     #[schema(value_type = Object)]
-    pub status_history: serde_json::Value,
+    pub status_history: BTreeMap<SessionStatus, DateTime<Utc>>,
     /// While PENDING: `scheduler: {failed_predicates, passed_predicates, retries, last_try}`.
-    #[schema(value_type = Object)]
-    pub status_data: serde_json::Value,
+    pub status_data: StatusData,
     /// When it was enqueued.
-    pub created_at: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
     /// Where it was scheduled: `[{agent_id, slots}]`.
     #[schema(value_type = Vec<Object>)]
-    pub agents: serde_json::Value,
+    pub agents: Vec<AgentAllocation>,
     /// Exit code reported on termination.
     pub exit_code: Option<i32>,
+}
+
+impl SessionView {
+    /// The view of a folded session and, while PENDING, its queue entry (`None` for a
+    /// session that does not exist).
+    pub fn of(session: &Session, queue: Option<&PendingEntry>) -> Option<Self> {
+        let spec = session.spec.clone()?;
+        let status = session.status?;
+        let scheduler = (status == SessionStatus::Pending).then(|| SchedulerData {
+            failed_predicates: session.failed_predicates.clone(),
+            passed_predicates: session.passed_predicates.clone(),
+            retries: queue.map(|q| q.retries).unwrap_or(0),
+            last_try: queue.and_then(|q| q.last_try.clone()),
+        });
+        Some(Self {
+            session_id: spec.session_id,
+            name: spec.name,
+            owner: spec.owner,
+            session_type: spec.session_type,
+            image: spec.image,
+            scaling_group: spec.scaling_group,
+            resources: spec.resources,
+            cluster_size: spec.cluster_size,
+            priority: spec.priority,
+            starts_at: spec.starts_at,
+            batch_timeout: spec.batch_timeout,
+            startup_command: spec.startup_command,
+            dependencies: spec.dependencies,
+            labels: spec.labels,
+            status,
+            status_changed: session.status_changed,
+            status_info: session.status_info.clone(),
+            status_history: session.status_history.clone(),
+            status_data: StatusData { scheduler },
+            created_at: session.enqueued_at,
+            agents: session.allocations.clone(),
+            exit_code: session.exit_code,
+        })
+    }
 }
 
 /// A page of sessions.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     /// Sessions in enqueue order.
-    #[schema(value_type = Vec<SessionView>)]
-    pub items: Vec<serde_json::Value>,
+    pub items: Vec<SessionView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
@@ -103,43 +246,57 @@ pub struct SessionList {
 /// Query parameters of `GET /v1/sessions`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this status (e.g. `RUNNING`).
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
     /// Only this scaling group.
+    #[param(schema_with = schema::group_name)]
     pub scaling_group: Option<String>,
     /// Only this owner (admins; a user may only name themself).
+    #[param(schema_with = schema::owner)]
     pub owner: Option<String>,
     /// Only this type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = type_schema)]
     pub session_type: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^c[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Wait until the read models include this position.
+    #[param(minimum = 0)]
     pub min_position: Option<i64>,
 }
 
 /// Sessions, filtered, in enqueue order, with keyset pagination.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
     params(ListParams),
-    responses((status = 200, body = SessionList), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = SessionList),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_sessions(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<SessionList>, ApiError> {
     caller.require_user_or_admin()?;
-    let owner = match (&caller.0.role, params.owner) {
-        (Role::User { owner }, Some(asked)) if &asked != owner => {
-            return Err(ApiError::Forbidden(
-                "the owner filter names another user; only admins may list others' sessions".into(),
+    let asked = params
+        .owner
+        .as_deref()
+        .map(|o| Owner::parse("owner", o))
+        .transpose()?;
+    let owner = match (&caller.0.role, asked) {
+        (Role::User { owner }, Some(asked)) if asked.as_str() != owner => {
+            return Err(ApiError::forbidden(
+                "owner: names another user; only admins may list others' sessions",
             ))
         }
         (Role::User { owner }, _) => Some(owner.clone()),
-        (_, asked) => asked,
+        (_, asked) => asked.map(String::from),
     };
     if let Some(s) = &params.status {
         if s.parse::<SessionStatus>().is_err() {
@@ -157,6 +314,9 @@ async fn list_sessions(
             ));
         }
     }
+    if let Some(g) = &params.scaling_group {
+        GroupName::parse("scaling_group", g)?;
+    }
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation(
@@ -172,7 +332,7 @@ async fn list_sessions(
     MinPosition {
         min_position: params.min_position,
     }
-    .wait(&state)
+    .wait(&state, &READ_MODELS)
     .await?;
     let filter = SessionFilter {
         owner,
@@ -191,10 +351,10 @@ async fn list_sessions(
     let items = page
         .items
         .iter()
-        .map(|s| {
+        .filter_map(|s| {
             let id = s.spec.as_ref().map(|p| p.session_id.to_string());
             let entry = queue.iter().find(|q| Some(&q.session_id) == id.as_ref());
-            projections::models::docs::session_view(s, entry)
+            SessionView::of(s, entry)
         })
         .collect();
     Ok(axum::Json(SessionList {
@@ -209,40 +369,44 @@ fn encode_cursor(position: i64) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<i64> {
-    cursor
-        .strip_prefix('c')
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
+    let digits = cursor.strip_prefix('c')?;
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok()
 }
 
 /// Query parameters of `GET /v1/sessions/{id}`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct GetParams {
     /// Fold the session's events up to this time (RFC 3339) instead of reading the
     /// read model.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub at: Option<String>,
     /// Wait until the read models include this position.
+    #[param(minimum = 0)]
     pub min_position: Option<i64>,
 }
 
-/// The session's first event, if it exists and the caller may see it; 404 otherwise.
+/// The session's events, if it exists and the caller may see it; 404 otherwise (its
+/// first event, read from the log, names the owner: no read-model lag).
 async fn visible_stream(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: SessionId,
 ) -> Result<Vec<projections::RecordedEvent>, ApiError> {
     caller.require_user_or_admin()?;
-    let not_found = || ApiError::not_found("session", id);
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(not_found());
-    }
-    let events = state.app.store.read_stream("Session", id).await?;
-    let owner = match events
-        .first()
-        .map(|e| e.decode::<domain::session::SessionEvent>())
-    {
-        Some(Ok(domain::session::SessionEvent::SessionEnqueued { spec, .. })) => spec.owner,
+    let text = id.0.to_string();
+    let not_found = || ApiError::not_found("session", &text);
+    let events = state
+        .app
+        .store
+        .read_stream(<Session as cqrs_es::Aggregate>::TYPE, &text)
+        .await?;
+    let owner = match events.first().map(|e| e.decode::<SessionEvent>()) {
+        Some(Ok(SessionEvent::SessionEnqueued { spec, .. })) => spec.owner,
         _ => return Err(not_found()),
     };
     if !caller.0.can_access_owner(&owner) {
@@ -251,55 +415,93 @@ async fn visible_stream(
     Ok(events)
 }
 
-/// One session: the read model (SPEC §1.2), or with `?at=` its state as of that time,
-/// folded from its events.
+fn fold(events: &[projections::RecordedEvent]) -> Result<Session, ApiError> {
+    let decoded: Vec<SessionEvent> = events
+        .iter()
+        .map(|e| e.decode::<SessionEvent>())
+        .collect::<Result<_, _>>()?;
+    Ok(Session::fold(decoded.iter()))
+}
+
+/// One session: the read model (SPEC §1.2) — or, when the read model is behind the
+/// session's stream, the stream folded, so a write acknowledged a moment ago is always
+/// visible — or with `?at=` its state as of that time, folded from its events.
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id"), GetParams),
-    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+    params(("id" = String, Path, format = Uuid, description = "Session id"), GetParams),
+    responses((status = 200, body = SessionView),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn get_session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: SessionId,
     Query(params): Query<GetParams>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let at = params
-        .at
-        .as_deref()
-        .map(|t| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| ApiError::validation("at", "must be an RFC 3339 time"))
-        })
-        .transpose()?;
-    if let Some(at) = at {
-        let events = visible_stream(&state, &caller, &id).await?;
-        let session: Session = crate::ctl::fold_stream(&events, Some(at), None)?;
-        if session.status.is_none() {
-            return Err(ApiError::NotFound(format!(
-                "session '{id}' did not exist at {}",
-                at.to_rfc3339()
-            )));
-        }
-        return Ok(axum::Json(projections::models::docs::session_view(
-            &session, None,
-        )));
-    }
-    let not_found = || ApiError::not_found("session", &id);
+) -> Result<axum::Json<SessionView>, ApiError> {
     caller.require_user_or_admin()?;
+    let text = id.0.to_string();
+    let not_found = || ApiError::not_found("session", &text);
+    if let Some(at) = params.at.as_deref() {
+        let at = DateTime::parse_from_rfc3339(at)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|_| ApiError::validation("at", "must be an RFC 3339 time"))?;
+        let events = visible_stream(&state, &caller, id).await?;
+        let decoded: Vec<SessionEvent> = events
+            .iter()
+            .map(|e| e.decode::<SessionEvent>())
+            .collect::<Result<_, _>>()?;
+        let session: Session = domain::fold_until(
+            &decoded,
+            domain::Until {
+                at: Some(at),
+                to_sequence: None,
+            },
+        );
+        return SessionView::of(&session, None)
+            .map(axum::Json)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("session '{text}' did not exist at {}", at.to_rfc3339()),
+                )
+            });
+    }
     MinPosition {
         min_position: params.min_position,
     }
-    .wait(&state)
+    .wait(&state, &READ_MODELS)
     .await?;
-    let view = projections::models::docs::get_session_view(state.app.db(), &id)
-        .await?
-        .ok_or_else(not_found)?;
-    let owner = view.get("owner").and_then(|o| o.as_str()).unwrap_or("");
+    let db = state.app.db();
+    let mut session = docs::sessions().get(db, &text).await?;
+    // Read-your-writes without a token: the stream's last sequence says whether the
+    // read model has everything acknowledged for this session.
+    let last = state.app.store.load_last::<Session>(&text).await?;
+    let behind = match (&session, &last) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(s), Some((sequence, _))) => s.version < *sequence,
+    };
+    if behind {
+        let events = state
+            .app
+            .store
+            .read_stream(<Session as cqrs_es::Aggregate>::TYPE, &text)
+            .await?;
+        session = Some(fold(&events)?);
+    }
+    let session = session.ok_or_else(not_found)?;
+    let owner = session
+        .spec
+        .as_ref()
+        .map(|s| s.owner.as_str())
+        .unwrap_or("");
     if !caller.0.can_access_owner(owner) {
         return Err(not_found());
     }
-    Ok(axum::Json(view))
+    let queue = PendingQueue.get(db, &text).await?;
+    SessionView::of(&session, queue.as_ref())
+        .map(axum::Json)
+        .ok_or_else(not_found)
 }
 
 /// One event of a session's history.
@@ -338,14 +540,17 @@ pub struct History {
 /// Every event of a session, with actor and timestamps (straight from the log: always
 /// current).
 #[utoipa::path(get, path = "/v1/sessions/{id}/history", tag = "sessions",
-    params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = History), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
+    responses((status = 200, body = History),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn session_history(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: SessionId,
 ) -> Result<axum::Json<History>, ApiError> {
-    let events = visible_stream(&state, &caller, &id).await?;
+    let events = visible_stream(&state, &caller, id).await?;
     let meta = |e: &projections::RecordedEvent, k: &str| {
         e.metadata
             .get(k)
@@ -373,42 +578,107 @@ async fn session_history(
     }))
 }
 
-/// Body of `POST /v1/sessions` (SPEC §1.2). Unknown fields are rejected (422).
+/// Body of `POST /v1/sessions` (SPEC §1.2). Unknown fields are rejected (422); every
+/// field is validated by its type's rule, and a failure names the field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueSession {
     /// Unique among the owner's non-terminal sessions.
+    #[schema(schema_with = schema::session_name)]
     pub name: String,
     /// `interactive | batch | inference`.
     #[serde(rename = "type")]
-    #[schema(value_type = String)]
+    #[schema(schema_with = type_schema)]
     pub session_type: SessionType,
     /// Container image.
+    #[schema(schema_with = schema::image)]
     pub image: String,
     /// The scaling group; omitted: the first active group (by name) available to you
     /// that accepts the type.
+    #[schema(schema_with = schema::group_name)]
     pub scaling_group: Option<String>,
     /// Slots per kernel: `cpu` (cores, decimal), `mem` (bytes or `"4g"`), accelerators.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schema::request_slots)]
     pub resources: serde_json::Value,
     /// Kernels (default 1).
-    pub cluster_size: Option<u32>,
+    #[schema(schema_with = schema::cluster_size)]
+    pub cluster_size: Option<serde_json::Number>,
     /// 0..=100 (default 10).
-    pub priority: Option<u8>,
+    #[schema(schema_with = schema::priority)]
+    pub priority: Option<serde_json::Number>,
     /// Batch only: not scheduled before this time.
+    #[schema(schema_with = schema::date_time)]
     pub starts_at: Option<DateTime<Utc>>,
     /// Batch only: seconds it may run.
-    pub batch_timeout: Option<u64>,
+    #[schema(schema_with = schema::batch_timeout)]
+    pub batch_timeout: Option<serde_json::Number>,
     /// Batch only: the command to run.
+    #[schema(schema_with = schema::startup_command)]
     pub startup_command: Option<String>,
-    /// Sessions that must have TERMINATED successfully first.
+    /// Your own sessions that must have TERMINATED successfully first.
     #[serde(default)]
-    pub dependencies: Vec<uuid::Uuid>,
+    #[schema(schema_with = schema::dependencies)]
+    pub dependencies: Vec<Uuid>,
     /// Free-form labels.
     #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
+    #[schema(schema_with = schema::labels)]
+    pub labels: BTreeMap<String, String>,
     /// The owner: admins must name one; a user key may only name its own.
+    #[schema(schema_with = schema::owner)]
     pub owner: Option<String>,
+}
+
+impl EnqueueSession {
+    /// Validates every field into a spec for `owner` under `session_id`, and returns the
+    /// group asked for. The spec's `scaling_group` is left for the caller to set to the
+    /// resolved group (SPEC §2.1).
+    fn into_spec(
+        self,
+        session_id: Uuid,
+        owner: Owner,
+    ) -> Result<(SessionSpec, Option<GroupName>), ApiError> {
+        let number =
+            |field: &str, n: Option<&serde_json::Number>| n.map(|n| integer(field, n)).transpose();
+        let requested = self
+            .scaling_group
+            .as_deref()
+            .map(|g| GroupName::parse("scaling_group", g))
+            .transpose()?;
+        let spec = SessionSpec {
+            session_id,
+            name: SessionName::parse("name", &self.name)?,
+            owner,
+            session_type: self.session_type,
+            image: ImageRef::parse("image", &self.image)?,
+            scaling_group: GroupName::from_stored(String::new()),
+            resources: ResourceSlots::parse(&self.resources, "resources", SlotUse::Request)?,
+            cluster_size: match number("cluster_size", self.cluster_size.as_ref())? {
+                Some(n) => ClusterSize::parse("cluster_size", n)?,
+                None => ClusterSize::default(),
+            },
+            priority: match number("priority", self.priority.as_ref())? {
+                Some(n) => Priority::parse("priority", n)?,
+                None => Priority::default(),
+            },
+            starts_at: self.starts_at,
+            batch_timeout: number("batch_timeout", self.batch_timeout.as_ref())?
+                .map(|n| BatchTimeout::parse("batch_timeout", n))
+                .transpose()?,
+            startup_command: self
+                .startup_command
+                .as_deref()
+                .map(|c| parse_startup_command("startup_command", c))
+                .transpose()?,
+            dependencies: parse_dependencies("dependencies", self.dependencies)?,
+            labels: parse_labels("labels", self.labels)?,
+        };
+        domain::session::validate_spec(&SessionSpec {
+            // The group is not known yet; every other rule is checked now.
+            scaling_group: GroupName::from_stored("pending-resolution"),
+            ..spec.clone()
+        })?;
+        Ok((spec, requested))
+    }
 }
 
 /// A session command's result: the session, its status, and the consistency token.
@@ -417,20 +687,16 @@ pub struct SessionWritten {
     /// The session.
     pub session_id: String,
     /// Its status after the command.
+    #[schema(schema_with = status_schema)]
     pub status: String,
     /// Pass as `?min_position=` to read your write.
     pub position: i64,
 }
 
-fn written(
-    committed: &crate::command::Committed<Session>,
-    session_id: &str,
-    position: i64,
-) -> SessionWritten {
+fn written(state: &Session, session_id: &str, position: i64) -> SessionWritten {
     SessionWritten {
         session_id: session_id.to_string(),
-        status: committed
-            .state
+        status: state
             .status
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
@@ -438,147 +704,124 @@ fn written(
     }
 }
 
-/// Statuses of responses an `Idempotency-Key` replays. Transient outcomes (a conflict
-/// that outlived the retries, 429, the store being down) are not recorded: a retry runs
-/// afresh.
+/// Whether an error response is replayed to a retry with the same `Idempotency-Key`.
+/// Transient outcomes (a conflict that outlived the retries, 429, 5xx) are not: the key
+/// is released and a retry runs afresh.
 fn replayable(e: &ApiError) -> bool {
-    let status = e.status_code().as_u16();
-    (400..500).contains(&status) && status != 429 && e.code() != "conflict"
+    let status = e.status_code();
+    status.is_client_error()
+        && status != StatusCode::TOO_MANY_REQUESTS
+        && e.code != ErrorCode::Conflict
+}
+
+/// The `Idempotency-Key` header: 1-255 printable ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= idempotency::MAX_KEY_LEN
+                && k.chars().all(|c| c.is_ascii_graphic())
+        })
+        .map(|k| Some(k.to_string()))
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Idempotency-Key",
+                "must be 1-255 printable ASCII characters",
+            )
+        })
 }
 
 /// Enqueue a session (PENDING). With `Idempotency-Key`, a retry with the same key and
 /// body returns the original response and creates nothing; another body is 422.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions",
     request_body = EnqueueSession,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (1-255 printable characters)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+            description = "Makes retries safe (1-255 printable ASCII characters)")),
     responses(
         (status = 201, body = SessionWritten),
         (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "an agent key, or another owner", body = ErrorBody),
         (status = 409, description = "name_conflict", body = ErrorBody),
         (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
         (status = 422, description = "validation_error, no_scaling_group, scaling_group_not_found, session_type_not_allowed, idempotency_key_reused", body = ErrorBody),
-        (status = 429, description = "pending_limit_exceeded", body = ErrorBody)))]
+        (status = 429, description = "pending_limit_exceeded", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn enqueue_session(
     State(state): State<AppState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
-    Json(value): Json<serde_json::Value>,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+    JsonObject(value): JsonObject,
+) -> Result<Response, ApiError> {
     caller.require_user_or_admin()?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|k| {
-                    !k.is_empty()
-                        && k.len() <= crate::idempotency::MAX_KEY_LEN
-                        && k.chars().all(|c| c.is_ascii_graphic())
-                })
-                .ok_or_else(|| {
-                    ApiError::validation(
-                        "Idempotency-Key",
-                        "must be 1-255 printable ASCII characters",
-                    )
-                })?
-                .to_string(),
-        ),
-    };
-    let body: EnqueueSession = super::extract::from_value(value.clone())?;
+    let key = idempotency_key(&headers)?;
+    let hash = key.as_ref().map(|_| idempotency::request_hash(&value));
+    let body: EnqueueSession = super::extract::from_value(value)?;
     let mut meta = state.metadata(&caller.0);
-    let Some(key) = key else {
+    let (Some(key), Some(hash)) = (key, hash) else {
         let out = enqueue(&state, &caller, body, &meta, None).await?;
-        return Ok((axum::http::StatusCode::CREATED, axum::Json(out)).into_response());
+        return Ok((StatusCode::CREATED, axum::Json(out)).into_response());
     };
-    use crate::idempotency::{claim, complete, inspect, release, request_hash, Claim};
     let db = state.app.db();
     let scope = match &caller.0.role {
         Role::User { owner } => format!("user:{owner}"),
         _ => "admin".to_string(),
     };
-    let hash = request_hash(&value);
-    let stale = chrono::Duration::seconds(60);
-    let deadline = tokio::time::Instant::now() + state.config.idempotency_wait;
-    let mut outcome = claim(db, &scope, &key, &hash, stale).await?;
-    loop {
-        match outcome {
-            Claim::Run { request_id } => {
-                meta.correlation_id = request_id.clone();
-                meta.causation_id = request_id.clone();
-                // The session id is derived from the key: a retry after a crash between
-                // the append and `complete` finds the session it created.
-                let session_id = crate::idempotency::session_id_for(&scope, &key);
-                let created = match enqueue(&state, &caller, body, &meta, Some(session_id)).await {
-                    Err(ApiError::Conflict { code, .. }) if code == "already_exists" => {
-                        existing_session(&state, session_id).await
-                    }
-                    other => other,
-                };
-                return match created {
-                    Ok(out) => {
-                        let text = serde_json::to_string(&out).map_err(ApiError::internal)?;
-                        complete(db, &scope, &key, &request_id, 201, &text).await?;
-                        Ok((axum::http::StatusCode::CREATED, axum::Json(out)).into_response())
-                    }
-                    Err(e) if replayable(&e) => {
-                        let text = serde_json::to_string(&e.body()).map_err(ApiError::internal)?;
-                        complete(
-                            db,
-                            &scope,
-                            &key,
-                            &request_id,
-                            e.status_code().as_u16(),
-                            &text,
-                        )
-                        .await?;
-                        Err(e)
-                    }
-                    Err(e) => {
-                        if let Err(r) = release(db, &scope, &key, &request_id).await {
-                            tracing::warn!(error = %r, "cannot release an idempotency key");
-                        }
-                        Err(e)
-                    }
-                };
-            }
-            Claim::Replay { status, body } => {
-                state.metrics.idempotent_replay();
-                let status =
-                    axum::http::StatusCode::from_u16(status).map_err(ApiError::internal)?;
-                let mut response = (
-                    status,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response();
-                response.headers_mut().insert(
-                    "idempotent-replayed",
-                    axum::http::HeaderValue::from_static("true"),
-                );
-                return Ok(response);
-            }
-            Claim::Mismatch => {
-                return Err(ApiError::Unprocessable {
-                    code: "idempotency_key_reused".into(),
-                    message: "Idempotency-Key: already used with a different request body".into(),
-                })
-            }
-            Claim::InFlight => {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(ApiError::Conflict {
-                        code: "conflict".into(),
-                        message:
-                            "a request with this Idempotency-Key is still being processed; retry"
-                                .into(),
-                    });
+    match idempotency::begin(db, &scope, &key, &hash, state.config.idempotency_wait).await? {
+        Begin::Replay { status, body } => {
+            super::metrics::idempotent_replay();
+            let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+            let mut response = (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+        Begin::Mismatch => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "Idempotency-Key: already used with a different request body",
+        )),
+        Begin::StillRunning => Err(ApiError::conflict(
+            "a request with this Idempotency-Key is still being processed; retry",
+        )),
+        Begin::Run { request_id } => {
+            meta.correlation_id = request_id.clone();
+            meta.causation_id = request_id.clone();
+            // The session id is derived from the key: a retry after a crash between the
+            // append and `finish` finds the session it created.
+            let session_id = idempotency::session_id_for(&scope, &key);
+            let created = match enqueue(&state, &caller, body, &meta, Some(session_id)).await {
+                Err(e) if e.code == ErrorCode::AlreadyExists => {
+                    existing_session(&state, session_id).await
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                outcome = inspect(db, &scope, &key, &hash, stale).await?;
+                other => other,
+            };
+            let how = match &created {
+                Ok(out) => Finish::Record {
+                    status: StatusCode::CREATED.as_u16(),
+                    body: serde_json::to_string(out).map_err(ApiError::internal)?,
+                },
+                Err(e) if replayable(e) => Finish::Record {
+                    status: e.status_code().as_u16(),
+                    body: serde_json::to_string(&e.body()).map_err(ApiError::internal)?,
+                },
+                Err(_) => Finish::Release,
+            };
+            if let Err(e) = idempotency::finish(db, &scope, &key, &request_id, how).await {
+                tracing::warn!(error = %e, "cannot finish an idempotency record");
             }
-            Claim::Vacant => {
-                outcome = claim(db, &scope, &key, &hash, stale).await?;
-            }
+            created.map(|out| (StatusCode::CREATED, axum::Json(out)).into_response())
         }
     }
 }
@@ -587,17 +830,27 @@ async fn enqueue_session(
 async fn existing_session(state: &AppState, session_id: Uuid) -> Result<SessionWritten, ApiError> {
     let id = session_id.to_string();
     let session: Session = state.app.commands.load(&id).await?;
-    let committed = crate::command::Committed {
-        state: session,
-        events: vec![],
-        positions: vec![],
-        attempts: 1,
-    };
-    let position = state.position_after(&committed, &id).await?;
-    Ok(written(&committed, &id, position))
+    let position = state.stream_position::<Session>(&id).await?;
+    Ok(written(&session, &id, position))
 }
 
-/// Validates the body and runs the enqueue service.
+/// Who a new session belongs to: a user key's own owner; an admin names one.
+fn owner_of(caller: &Caller, asked: Option<&str>) -> Result<Owner, ApiError> {
+    match (&caller.0.role, asked) {
+        (Role::User { owner }, None) => Ok(Owner::from_stored(owner.clone())),
+        (Role::User { owner }, Some(asked)) if asked == owner => Ok(Owner::parse("owner", asked)?),
+        (Role::User { .. }, Some(_)) => Err(ApiError::forbidden(
+            "owner: a user key may only enqueue its own sessions",
+        )),
+        (_, Some(asked)) => Ok(Owner::parse("owner", asked)?),
+        (_, None) => Err(ApiError::validation(
+            "owner",
+            "required when enqueueing with an admin key",
+        )),
+    }
+}
+
+/// Validates the body, resolves the group and runs the enqueue service.
 async fn enqueue(
     state: &AppState,
     caller: &Caller,
@@ -605,61 +858,29 @@ async fn enqueue(
     meta: &crate::store::EventMetadata,
     session_id: Option<Uuid>,
 ) -> Result<SessionWritten, ApiError> {
-    let owner = match (&caller.0.role, body.owner) {
-        (Role::User { owner }, None) => owner.clone(),
-        (Role::User { owner }, Some(asked)) if &asked == owner => asked,
-        (Role::User { .. }, Some(_)) => {
-            return Err(ApiError::Forbidden(
-                "owner: a user key may only enqueue its own sessions".into(),
-            ))
-        }
-        (_, Some(owner)) if !owner.trim().is_empty() => owner,
-        (_, _) => {
-            return Err(ApiError::validation(
-                "owner",
-                "required when enqueueing with an admin key",
-            ))
-        }
-    };
-    let resources = domain::ResourceSlots::from_json(&body.resources, "resources")?;
-    let priority = body.priority.unwrap_or(10);
-    if priority > 100 {
-        return Err(ApiError::validation(
-            "priority",
-            "must be between 0 and 100",
-        ));
-    }
-    let request = crate::sessions::EnqueueRequest {
-        session_id,
-        name: body.name,
-        owner,
-        session_type: body.session_type,
-        image: body.image,
-        scaling_group: body.scaling_group,
-        resources,
-        cluster_size: body.cluster_size.unwrap_or(1),
-        priority,
-        starts_at: body.starts_at,
-        batch_timeout: body.batch_timeout,
-        startup_command: body.startup_command,
-        dependencies: body.dependencies,
-        labels: body.labels,
-    };
-    let committed = crate::sessions::enqueue(&state.app, request, meta).await?;
-    state.metrics.command_attempts(committed.attempts);
-    let id = committed
-        .state
-        .spec
-        .as_ref()
-        .map(|s| s.session_id.to_string())
-        .unwrap_or_default();
-    let position = state.position_after(&committed, &id).await?;
-    Ok(written(&committed, &id, position))
+    let owner = owner_of(caller, body.owner.as_deref())?;
+    let id = session_id.unwrap_or_else(Uuid::new_v4);
+    let (mut spec, requested) = body.into_spec(id, owner)?;
+    spec.scaling_group = crate::sessions::resolve_group(
+        &state.app,
+        &spec.owner,
+        spec.session_type,
+        requested.as_ref(),
+    )
+    .await?;
+    let committed = crate::sessions::enqueue(&state.app, spec, meta).await?;
+    super::metrics::command_attempts(committed.attempts);
+    let position = committed
+        .last_position()
+        .map(|p| p.global_position)
+        .unwrap_or(0);
+    Ok(written(&committed.state, &id.to_string(), position))
 }
 
 /// Query parameters of `DELETE /v1/sessions/{id}`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     /// Admins: end it at once (`force-terminated`).
     #[serde(default)]
@@ -670,34 +891,39 @@ pub struct DeleteParams {
 /// ERROR) a session; TERMINATING is a 202 no-op; an ended session is 409;
 /// `?forced=true` (admins) ends it at once.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id"), DeleteParams),
+    params(("id" = String, Path, format = Uuid, description = "Session id"), DeleteParams),
     responses((status = 200, body = SessionWritten),
               (status = 202, description = "already TERMINATING", body = SessionWritten),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody),
-              (status = 409, description = "illegal_transition (already ended)", body = ErrorBody)))]
+              (status = 409, description = "illegal_transition (already ended)", body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: SessionId,
     Query(params): Query<DeleteParams>,
-) -> Result<(axum::http::StatusCode, axum::Json<SessionWritten>), ApiError> {
-    visible_stream(&state, &caller, &id).await?;
+) -> Result<(StatusCode, axum::Json<SessionWritten>), ApiError> {
+    visible_stream(&state, &caller, id).await?;
     if params.forced {
         caller.require_admin()?;
     }
-    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("session", &id))?;
+    let text = id.0.to_string();
     let meta = state.metadata(&caller.0);
-    let deleted = crate::sessions::delete(&state.app, uuid, params.forced, &meta).await?;
-    state.metrics.command_attempts(deleted.committed.attempts);
-    let position = state.position_after(&deleted.committed, &id).await?;
+    let deleted = crate::sessions::delete(&state.app, id.0, params.forced, &meta).await?;
+    super::metrics::command_attempts(deleted.committed.attempts);
+    let position = match deleted.committed.last_position() {
+        Some(p) => p.global_position,
+        None => state.stream_position::<Session>(&text).await?,
+    };
     let status = if deleted.already_terminating {
-        axum::http::StatusCode::ACCEPTED
+        StatusCode::ACCEPTED
     } else {
-        axum::http::StatusCode::OK
+        StatusCode::OK
     };
     Ok((
         status,
-        axum::Json(written(&deleted.committed, &id, position)),
+        axum::Json(written(&deleted.committed.state, &text, position)),
     ))
 }
 
@@ -706,50 +932,96 @@ async fn delete_session(
 #[serde(deny_unknown_fields)]
 pub struct KernelEventBody {
     /// `preparing | pulling | prepared | creating | started | terminated | failed`.
+    #[schema(schema_with = event_schema)]
     pub event: String,
     /// With `terminated`: the kernel's exit code (non-zero without a stop request: ERROR).
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
     pub exit_code: Option<i32>,
     /// Short machine-readable reason, e.g. `image-pull-failed`.
+    #[schema(schema_with = schema::reason)]
     pub reason: Option<String>,
 }
 
 /// An agent's report about a session placed on it (agent keys: only their own
-/// sessions, 403 otherwise; admins may report for any agent).
+/// sessions, 404 otherwise; admins may report for any agent).
 #[utoipa::path(post, path = "/v1/sessions/{id}/kernel-events", tag = "sessions",
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
     request_body = KernelEventBody,
     responses((status = 200, body = SessionWritten),
-              (status = 403, description = "not placed on this agent", body = ErrorBody),
-              (status = 404, body = ErrorBody),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, description = "a user key", body = ErrorBody),
+              (status = 404, description = "no such session, or not placed on this agent", body = ErrorBody),
               (status = 409, description = "illegal_transition", body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn kernel_event(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    id: SessionId,
     Json(body): Json<KernelEventBody>,
 ) -> Result<axum::Json<SessionWritten>, ApiError> {
     let agent = match &caller.0.role {
         Role::Agent { agent_id } => Some(agent_id.clone()),
         Role::Admin => None,
         Role::User { .. } => {
-            return Err(ApiError::Forbidden(
-                "kernel events are reported by agent keys".into(),
+            return Err(ApiError::forbidden(
+                "kernel events are reported by agent keys",
             ))
         }
     };
-    let event = crate::sessions::KernelEvent::parse(&body.event, body.exit_code, body.reason)
-        .ok_or_else(|| {
-            ApiError::validation(
-                "event",
-                "must be one of preparing, pulling, prepared, creating, started, terminated, failed",
-            )
-        })?;
-    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("session", &id))?;
+    let reason = body
+        .reason
+        .as_deref()
+        .map(|r| Reason::parse("reason", r))
+        .transpose()?;
+    let event = KernelEvent::parse(&body.event, body.exit_code, reason).ok_or_else(|| {
+        ApiError::validation(
+            "event",
+            format!("must be one of {}", KERNEL_EVENTS.join(", ")),
+        )
+    })?;
+    let text = id.0.to_string();
     let meta = state.metadata(&caller.0);
     let committed =
-        crate::sessions::kernel_event(&state.app, uuid, agent.as_deref(), event, &meta).await?;
-    state.metrics.command_attempts(committed.attempts);
-    let position = state.position_after(&committed, &id).await?;
-    Ok(axum::Json(written(&committed, &id, position)))
+        crate::sessions::kernel_event(&state.app, id.0, agent.as_deref(), event, &meta).await?;
+    super::metrics::command_attempts(committed.attempts);
+    let position = match committed.last_position() {
+        Some(p) => p.global_position,
+        None => state.stream_position::<Session>(&text).await?,
+    };
+    Ok(axum::Json(written(&committed.state, &text, position)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_id_is_a_hyphenated_uuid_in_any_case() {
+        let id = "5E55A0B1-0000-4000-8000-00000000000A";
+        assert_eq!(
+            SessionId::parse(id)
+                .map(|s| s.0.to_string())
+                .ok()
+                .as_deref(),
+            Some("5e55a0b1-0000-4000-8000-00000000000a")
+        );
+        for bad in [
+            "{5e55a0b1-0000-4000-8000-00000000000a}",
+            "urn:uuid:5e55a0b1-0000-4000-8000-00000000000a",
+            "5e55a0b100004000800000000000000a",
+            "not-a-uuid",
+            "",
+        ] {
+            assert!(SessionId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_c_and_digits_only() {
+        assert_eq!(decode_cursor("c42"), Some(42));
+        for bad in ["c", "c-1", "42", "c1e3", "c+1", "c99999999999999999999"] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
 }

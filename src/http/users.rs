@@ -2,7 +2,10 @@
 //! admins and the owner may read them. A missing policy (or limit) means unlimited.
 
 use axum::extract::{Path, State};
-use domain::policy::{ResourceLimits, ResourcePolicy, SetResourcePolicy};
+use domain::bounds::PolicyCount;
+use domain::ids::Owner;
+use domain::policy::{ResourceLimits, ResourcePolicy, ResourcePolicyEvent, SetResourcePolicy};
+use domain::resources::SlotUse;
 use domain::ResourceSlots;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, Json};
-use super::AppState;
+use super::extract::{integer, Caller, Json};
+use super::{schema, AppState};
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,12 +27,42 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct PutResourcePolicy {
     /// Max sessions that are neither PENDING nor terminal.
-    pub max_concurrent_sessions: Option<u32>,
+    #[schema(schema_with = schema::policy_count)]
+    pub max_concurrent_sessions: Option<serde_json::Number>,
     /// Max PENDING sessions (more are 429 `pending_limit_exceeded`).
-    pub max_pending_sessions: Option<u32>,
+    #[schema(schema_with = pending_limit_schema)]
+    pub max_pending_sessions: Option<serde_json::Number>,
     /// Limit of summed allocated slots, e.g. `{"cpu": 8, "mem": "32g"}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schema::capacity_slots)]
     pub total_resource_slots: Option<Value>,
+}
+
+fn pending_limit_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    schema::integer(
+        0,
+        u64::from(MAX_PENDING_LIMIT),
+        "max PENDING sessions (each enqueue of a limited owner records the count)",
+    )
+}
+
+/// The highest `max_pending_sessions`: the limit is enforced at every enqueue through
+/// the owner's quota stream, whose events list the sessions not yet in the read model.
+pub const MAX_PENDING_LIMIT: u32 = 10_000;
+
+fn count(
+    field: &str,
+    n: Option<&serde_json::Number>,
+    max: u32,
+) -> Result<Option<PolicyCount>, ApiError> {
+    let Some(n) = n else { return Ok(None) };
+    let n = integer(field, n)?;
+    if n > i128::from(max) {
+        return Err(ApiError::validation(
+            field,
+            format!("must be a whole number between 0 and {max}"),
+        ));
+    }
+    Ok(Some(PolicyCount::parse(field, n)?))
 }
 
 /// An owner's policy.
@@ -48,11 +81,11 @@ pub struct ResourcePolicyView {
     pub position: i64,
 }
 
-fn view(owner: &str, limits: &ResourceLimits, position: i64) -> ResourcePolicyView {
+fn view(owner: &Owner, limits: &ResourceLimits, position: i64) -> ResourcePolicyView {
     ResourcePolicyView {
         owner: owner.to_string(),
-        max_concurrent_sessions: limits.max_concurrent_sessions,
-        max_pending_sessions: limits.max_pending_sessions,
+        max_concurrent_sessions: limits.max_concurrent_sessions.map(PolicyCount::get),
+        max_pending_sessions: limits.max_pending_sessions.map(PolicyCount::get),
         total_resource_slots: limits.total_resource_slots.clone(),
         position,
     }
@@ -60,10 +93,14 @@ fn view(owner: &str, limits: &ResourceLimits, position: i64) -> ResourcePolicyVi
 
 /// Set an owner's resource policy (admin).
 #[utoipa::path(put, path = "/v1/users/{owner}/resource-policy", tag = "users",
-    params(("owner" = String, Path, description = "Owner")),
+    params(("owner" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$", description = "Owner")),
     request_body = PutResourcePolicy,
     responses((status = 200, body = ResourcePolicyView),
-               (status = 422, description = "invalid field (named in the message)", body = ErrorBody)))]
+               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+               (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+               (status = 415, body = ErrorBody),
+               (status = 422, description = "invalid field (named in the message)", body = ErrorBody),
+               (status = 503, body = ErrorBody)))]
 async fn put_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,20 +108,29 @@ async fn put_policy(
     Json(body): Json<PutResourcePolicy>,
 ) -> Result<axum::Json<ResourcePolicyView>, ApiError> {
     caller.require_admin()?;
+    let owner = Owner::parse("owner", &owner)?;
     let total_resource_slots = body
         .total_resource_slots
         .filter(|v| !v.is_null())
-        .map(|v| ResourceSlots::from_json(&v, "total_resource_slots"))
+        .map(|v| ResourceSlots::parse(&v, "total_resource_slots", SlotUse::Capacity))
         .transpose()?;
     let limits = ResourceLimits {
-        max_concurrent_sessions: body.max_concurrent_sessions,
-        max_pending_sessions: body.max_pending_sessions,
+        max_concurrent_sessions: count(
+            "max_concurrent_sessions",
+            body.max_concurrent_sessions.as_ref(),
+            domain::bounds::MAX_POLICY_COUNT,
+        )?,
+        max_pending_sessions: count(
+            "max_pending_sessions",
+            body.max_pending_sessions.as_ref(),
+            MAX_PENDING_LIMIT,
+        )?,
         total_resource_slots,
     };
     let meta = state.metadata(&caller.0);
     let committed = state
         .execute::<ResourcePolicy>(
-            &owner,
+            owner.as_str(),
             SetResourcePolicy {
                 owner: owner.clone(),
                 limits,
@@ -93,28 +139,35 @@ async fn put_policy(
             &meta,
         )
         .await?;
-    let position = state.position_after(&committed, &owner).await?;
+    let position = state.position_after(&committed, owner.as_str()).await?;
     Ok(axum::Json(view(&owner, &committed.state.limits, position)))
 }
 
 /// An owner's resource policy (admin, or the owner).
 #[utoipa::path(get, path = "/v1/users/{owner}/resource-policy", tag = "users",
-    params(("owner" = String, Path, description = "Owner")),
-    responses((status = 200, body = ResourcePolicyView), (status = 404, body = ErrorBody)))]
+    params(("owner" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$", description = "Owner")),
+    responses((status = 200, body = ResourcePolicyView),
+               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(owner): Path<String>,
 ) -> Result<axum::Json<ResourcePolicyView>, ApiError> {
+    let owner = Owner::parse("owner", &owner)?;
     if !caller.0.can_access_owner(&owner) {
         return Err(ApiError::not_found("user", &owner));
     }
+    // One read of the stream: the fold and the position of its last event.
     let events = state
         .app
         .store
-        .read_stream("ResourcePolicy", &owner)
+        .read_stream(<ResourcePolicy as cqrs_es::Aggregate>::TYPE, owner.as_str())
         .await?;
-    let policy: ResourcePolicy = state.app.commands.load(&owner).await?;
+    let mut policy = ResourcePolicy::default();
+    for e in &events {
+        policy.apply(&e.decode::<ResourcePolicyEvent>()?);
+    }
     let position = events.last().map(|e| e.global_position).unwrap_or(0);
     Ok(axum::Json(view(&owner, &policy.limits, position)))
 }

@@ -9,6 +9,8 @@
 //! is repaired on the next check.
 
 use domain::agent::{Agent, AgentCommand, AgentStatus};
+use domain::ids::Reason;
+use domain::session::reasons::AGENT_LOST;
 use domain::session::{Session, SessionCommand, SessionStatus};
 use projections::models::docs;
 use uuid::Uuid;
@@ -56,8 +58,8 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
                 {
                     Ok(c) => {
                         if !c.events.is_empty() {
-                            report.lost += 1;
-                            tracing::warn!(agent_id = %agent.agent_id, silent_ms = now_ms - last, "agent LOST: missed heartbeats");
+                            report.lost = report.lost.saturating_add(1);
+                            tracing::warn!(agent_id = %agent.agent_id, silent_ms = now_ms.saturating_sub(last), "agent LOST: missed heartbeats");
                         }
                         lost.push(c.state);
                     }
@@ -79,7 +81,7 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
                 continue;
             }
             let command = SessionCommand::Fail {
-                reason: "agent-lost".into(),
+                reason: Reason::from_static(AGENT_LOST),
                 detail: Some(format!("agent '{}' missed its heartbeats", agent.agent_id)),
                 now,
             };
@@ -88,13 +90,12 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
                 .execute::<Session>(&spec.session_id.to_string(), command, &meta)
                 .await
             {
-                Ok(c) => report.errored += c.events.len(),
+                Ok(c) => report.errored = report.errored.saturating_add(c.events.len()),
                 Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
                 Err(CommandError::Store(e)) => return Err(e.into()),
             }
         }
     }
-    super::stats::SchedulerStats::add(&app.scheduler_stats.agents_lost, report.lost);
-    super::stats::SchedulerStats::add(&app.scheduler_stats.agent_lost_errors, report.errored);
+    super::stats::agents_lost(report.lost, report.errored);
     Ok(report)
 }

@@ -27,21 +27,15 @@ pub mod sweeper;
 pub mod workers;
 
 use chrono::{DateTime, Utc};
-use domain::agent::{Agent, AgentCommand, AgentStatus};
+use domain::agent::{Agent, AgentAllocation, AgentCommand};
+use domain::ids::{GroupName, Reason};
 use domain::policy::{ResourceLimits, ResourcePolicy};
 use domain::scaling_group::{ScalingGroup, SchedulerKind};
-use domain::scheduler::predicates::{
-    failed_dependency, requested_slots, DependencyState, AGENT_SELECTION,
-};
-use domain::scheduler::selection::no_agent_message;
-use domain::scheduler::{
-    evaluate, order_queue, select_agent, AgentCandidate, OwnerUsage, PredicateInput, QueueItem,
-};
-use domain::session::{
-    AgentAllocation, FailedPredicate, PassedPredicate, Session, SessionCommand, SessionError,
-    SessionStatus,
-};
-use domain::{Decider, ResourceSlots};
+use domain::scheduler::pass::{plan, PassInput, PendingItem, Placement};
+use domain::scheduler::predicates::{DependencyState, OwnerUsage};
+use domain::session::reasons::DEPENDENCY_FAILED;
+use domain::session::{FailedPredicate, Session, SessionCommand, SessionError, SessionStatus};
+
 use projections::models::docs;
 use projections::models::pending_queue::PendingQueue;
 use projections::ProjectionError;
@@ -114,17 +108,32 @@ pub fn scheduler_metadata() -> EventMetadata {
     }
 }
 
-struct Placement {
-    session_id: Uuid,
-    agent_id: String,
-    slots: ResourceSlots,
-    rows: Vec<NewEvent>,
-}
-
 fn sorted(mut failed: Vec<FailedPredicate>) -> Vec<FailedPredicate> {
     failed.sort_by(|a, b| (&a.name, &a.msg).cmp(&(&b.name, &b.msg)));
     failed.dedup();
     failed
+}
+
+fn version(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The rows of one planned placement: `SlotsAllocated` and `SessionScheduled`, each at
+/// the next sequence of the version it was decided on.
+fn placement_rows(p: &Placement, meta: &EventMetadata) -> Result<Vec<NewEvent>, StoreError> {
+    let mut rows = new_events::<Agent>(
+        p.agent_id.as_str(),
+        version(p.agent_version),
+        &p.agent_events,
+        meta,
+    )?;
+    rows.extend(new_events::<Session>(
+        &p.session_id.to_string(),
+        version(p.session_version),
+        &p.session_events,
+        meta,
+    )?);
+    Ok(rows)
 }
 
 impl Scheduler {
@@ -181,7 +190,8 @@ impl Scheduler {
     }
 
     /// One scheduling pass over `group`'s queue; `sg` is the group as it is now (`None`:
-    /// gone, and its waiting sessions fail the `scaling_group` predicate).
+    /// gone, and its waiting sessions fail the `scaling_group` predicate). Gathers the
+    /// inputs of [`domain::scheduler::pass::plan`], appends what it decides.
     #[tracing::instrument(skip(self, sg), err)]
     async fn schedule(
         &self,
@@ -196,15 +206,15 @@ impl Scheduler {
         if queue.is_empty() {
             return Ok(report);
         }
+        let group_name = GroupName::from_stored(group);
         let ids: Vec<String> = queue.iter().map(|q| q.session_id.clone()).collect();
-        let mut sessions: HashMap<Uuid, Session> = docs::sessions()
+        let sessions: HashMap<Uuid, Session> = docs::sessions()
             .get_many(db, &ids)
             .await?
             .into_iter()
             .filter(|s| s.status == Some(SessionStatus::Pending))
             .filter_map(|s| s.spec.as_ref().map(|p| p.session_id).map(|id| (id, s)))
             .collect();
-        report.considered = sessions.len();
 
         // Agents: the read model, or this scheduler's own newer copy.
         let mut agents: Vec<Agent> = docs::agent_occupancy()
@@ -219,15 +229,12 @@ impl Scheduler {
                 }
             }
         });
-        agents
-            .retain(|a| a.registered && a.status == AgentStatus::Alive && a.scaling_group == group);
-        agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
 
         // Owners: policies and usage (usage only where a limit or DRF needs it).
         let kind = sg.map(|g| g.scheduler).unwrap_or_default();
         let owners: BTreeSet<String> = sessions
             .values()
-            .filter_map(|s| s.spec.as_ref().map(|p| p.owner.clone()))
+            .filter_map(|s| s.spec.as_ref().map(|p| p.owner.to_string()))
             .collect();
         let mut limits: HashMap<String, ResourceLimits> = HashMap::new();
         let mut usage: HashMap<String, OwnerUsage> = HashMap::new();
@@ -239,9 +246,9 @@ impl Scheduler {
             let mut u = OwnerUsage::default();
             if needs_usage {
                 for s in docs::live_sessions_of(db, owner).await? {
-                    u.concurrent += 1;
+                    u.concurrent = u.concurrent.saturating_add(1);
                     for a in &s.allocations {
-                        u.allocated = u.allocated.add(&a.slots);
+                        u.allocated = u.allocated.saturating_add(&a.slots);
                     }
                 }
             }
@@ -249,7 +256,7 @@ impl Scheduler {
             limits.insert(owner.clone(), policy.limits);
         }
 
-        // Dependencies.
+        // Dependencies (with their owners: another owner's session counts as unknown).
         let dep_ids: BTreeSet<Uuid> = sessions
             .values()
             .filter_map(|s| s.spec.as_ref())
@@ -264,6 +271,7 @@ impl Scheduler {
                     deps.insert(
                         spec.session_id,
                         Some(DependencyState {
+                            owner: spec.owner.to_string(),
                             status,
                             exit_code: d.exit_code,
                         }),
@@ -272,174 +280,64 @@ impl Scheduler {
             }
         }
 
-        // Order.
-        let items: Vec<QueueItem> = queue
+        let pending: Vec<PendingItem> = queue
             .iter()
             .filter_map(|q| {
                 let id = Uuid::parse_str(&q.session_id).ok()?;
-                let spec = sessions.get(&id)?.spec.as_ref()?;
-                Some(QueueItem {
-                    session_id: id,
-                    owner: spec.owner.clone(),
-                    priority: spec.priority,
+                Some(PendingItem {
+                    session: sessions.get(&id)?.clone(),
                     enqueue_position: q.enqueue_position,
-                    requested: requested_slots(spec),
                     retries: u32::try_from(q.retries).unwrap_or(u32::MAX),
                 })
             })
             .collect();
-        let capacity = agents
-            .iter()
-            .fold(ResourceSlots::new(), |acc, a| acc.add(&a.available_slots));
-        let allocated: BTreeMap<String, ResourceSlots> = usage
-            .iter()
-            .map(|(o, u)| (o.clone(), u.allocated.clone()))
-            .collect();
-        let ordered = order_queue(kind, items, &allocated, &capacity);
-        let strategy = sg
-            .map(|g| g.scheduler_opts.agent_selection_strategy)
-            .unwrap_or_default();
-        let skip_after = sg
-            .map(|g| g.scheduler_opts.config.num_retries_to_skip)
-            .unwrap_or(0);
-
-        // Decide.
-        let meta = scheduler_metadata();
-        let default_limits = ResourceLimits::default();
-        let mut last_agent = self.with_memory(group, |m| m.last_agent.clone());
-        let mut placements: Vec<Placement> = Vec::new();
-        let mut failures: Vec<(Uuid, Vec<FailedPredicate>, Vec<PassedPredicate>)> = Vec::new();
-        let mut doomed: Vec<(Uuid, Uuid)> = Vec::new();
-        let mut blocked = false;
-        // What selection sees; kept in step with `agents` as placements are decided.
-        let mut candidates: Vec<AgentCandidate> = agents
-            .iter()
-            .map(|a| AgentCandidate {
-                agent_id: a.agent_id.clone(),
-                capacity: a.available_slots.clone(),
-                occupied: a.occupied_slots(),
-            })
-            .collect();
-        for item in ordered {
-            let Some(session) = sessions.get_mut(&item.session_id) else {
-                continue;
-            };
-            let Some(spec) = session.spec.clone() else {
-                continue;
-            };
-            if let Some(dep) = failed_dependency(&spec, &deps) {
-                doomed.push((item.session_id, dep));
-                continue;
-            }
-            let owner_usage = usage.entry(spec.owner.clone()).or_default();
-            let evaluation = evaluate(&PredicateInput {
-                spec: &spec,
-                now,
-                group: sg,
-                limits: limits.get(&spec.owner).unwrap_or(&default_limits),
-                usage: owner_usage,
-                dependencies: &deps,
-            });
-            if !evaluation.passed_all() {
-                failures.push((item.session_id, evaluation.failed, evaluation.passed));
-                continue;
-            }
-            if blocked {
-                // Strict ordering: nobody overtakes a head of line that does not fit.
-                continue;
-            }
-            let Some(i) = select_agent(
-                strategy,
-                &candidates,
-                &item.requested,
-                last_agent.as_deref(),
-            ) else {
-                failures.push((
-                    item.session_id,
-                    vec![FailedPredicate {
-                        name: AGENT_SELECTION.into(),
-                        msg: no_agent_message(group, &item.requested),
-                    }],
-                    evaluation.passed,
-                ));
-                let may_skip = skip_after > 0 && item.retries >= skip_after;
-                if kind != SchedulerKind::Drf && !may_skip {
-                    blocked = true;
-                }
-                continue;
-            };
-            let agent = &mut agents[i];
-            let Ok(agent_events) = agent.decide(AgentCommand::AllocateSlots {
-                session_id: item.session_id,
-                slots: item.requested.clone(),
-                now,
-            }) else {
-                continue;
-            };
-            let allocation = AgentAllocation {
-                agent_id: agent.agent_id.clone(),
-                slots: item.requested.clone(),
-            };
-            let Ok(session_events) = session.decide(SessionCommand::Schedule {
-                scaling_group: group.to_string(),
-                agents: vec![allocation],
-                now,
-            }) else {
-                continue;
-            };
-            let mut rows =
-                new_events::<Agent>(&agent.agent_id, agent.version as i64, &agent_events, &meta)?;
-            rows.extend(new_events::<Session>(
-                &item.session_id.to_string(),
-                session.version as i64,
-                &session_events,
-                &meta,
-            )?);
-            for e in &agent_events {
-                agent.evolve(e);
-            }
-            candidates[i].occupied = candidates[i].occupied.add(&item.requested);
-            owner_usage.concurrent += 1;
-            owner_usage.allocated = owner_usage.allocated.add(&item.requested);
-            last_agent = Some(agent.agent_id.clone());
-            placements.push(Placement {
-                session_id: item.session_id,
-                agent_id: agent.agent_id.clone(),
-                slots: item.requested.clone(),
-                rows,
-            });
-        }
+        let last_agent = self.with_memory(group, |m| m.last_agent.clone());
+        let planned = plan(PassInput {
+            group: &group_name,
+            scaling_group: sg,
+            now,
+            pending,
+            agents,
+            limits: &limits,
+            usage,
+            dependencies: &deps,
+            last_agent,
+        });
+        report.considered = planned.considered;
 
         // Append placements in batches; a conflicting batch (and everything decided after
         // it, which assumed it) is redone one placement at a time on loaded state.
+        let meta = scheduler_metadata();
         let mut one_by_one = false;
         let mut touched: BTreeSet<String> = BTreeSet::new();
-        for chunk in placements.chunks(PLACEMENT_CHUNK) {
+        for chunk in planned.placements.chunks(PLACEMENT_CHUNK) {
             if !one_by_one {
-                let rows: Vec<NewEvent> =
-                    chunk.iter().flat_map(|p| p.rows.iter().cloned()).collect();
+                let mut rows: Vec<NewEvent> = Vec::new();
+                for p in chunk {
+                    rows.extend(placement_rows(p, &meta)?);
+                }
                 match app.store.append(&rows).await {
                     Ok(_) => {
-                        report.scheduled += chunk.len();
+                        report.scheduled = report.scheduled.saturating_add(chunk.len());
                         continue;
                     }
                     Err(e) if e.is_conflict() => {
-                        report.conflicts += 1;
+                        report.conflicts = report.conflicts.saturating_add(1);
                         one_by_one = true;
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
             for p in chunk {
-                touched.insert(p.agent_id.clone());
-                if self.place_one(group, p, &meta, now).await? {
-                    report.scheduled += 1;
+                touched.insert(p.agent_id.to_string());
+                if self.place_one(&group_name, p, &meta, now).await? {
+                    report.scheduled = report.scheduled.saturating_add(1);
                 }
             }
         }
         self.with_memory(group, |m| {
-            m.last_agent = last_agent;
-            for a in &agents {
+            m.last_agent = planned.last_agent.clone();
+            for a in &planned.agents {
                 if touched.contains(&a.agent_id) {
                     m.agents.remove(&a.agent_id);
                 } else {
@@ -451,9 +349,10 @@ impl Scheduler {
 
         // Failures: an event only when the set changed; the attempt is bookkept anyway.
         let mut attempted = Vec::new();
-        for (id, failed, passed) in failures {
+        for w in planned.waiting {
+            let id = w.session_id;
             attempted.push(id.to_string());
-            let failed = sorted(failed);
+            let failed = sorted(w.failed);
             let known = self.with_memory(group, |m| m.recorded.get(&id).cloned());
             let last = known.unwrap_or_else(|| {
                 sessions
@@ -470,7 +369,7 @@ impl Scheduler {
                     &id.to_string(),
                     SessionCommand::RecordSchedulingFailure {
                         failed: failed.clone(),
-                        passed,
+                        passed: w.passed,
                         now,
                     },
                     &meta,
@@ -478,11 +377,14 @@ impl Scheduler {
                 .await
             {
                 Ok(c) => {
-                    report.failures_recorded += c.events.len();
+                    report.failures_recorded =
+                        report.failures_recorded.saturating_add(c.events.len());
                     self.with_memory(group, |m| m.recorded.insert(id, failed));
                 }
                 Err(CommandError::Rejected(_)) => {}
-                Err(CommandError::Conflict { .. }) => report.conflicts += 1,
+                Err(CommandError::Conflict { .. }) => {
+                    report.conflicts = report.conflicts.saturating_add(1)
+                }
                 Err(CommandError::Store(e)) => return Err(e.into()),
             }
         }
@@ -491,13 +393,13 @@ impl Scheduler {
             .record_attempts(db, &attempted, &now.to_rfc3339())
             .await?;
 
-        for (id, dep) in doomed {
+        for (id, dep) in planned.doomed {
             let r = app
                 .commands
                 .execute::<Session>(
                     &id.to_string(),
                     SessionCommand::CancelPending {
-                        reason: "dependency-failed".into(),
+                        reason: Reason::from_static(DEPENDENCY_FAILED),
                         now,
                     },
                     &meta,
@@ -506,18 +408,13 @@ impl Scheduler {
             match r {
                 Ok(_) => {
                     tracing::info!(session_id = %id, dependency = %dep, "cancelled: a dependency can never succeed");
-                    report.cancelled += 1;
+                    report.cancelled = report.cancelled.saturating_add(1);
                 }
                 Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
                 Err(CommandError::Store(e)) => return Err(e.into()),
             }
         }
-        let stats = &app.scheduler_stats;
-        stats::SchedulerStats::add(&stats.passes, 1);
-        stats::SchedulerStats::add(&stats.scheduled, report.scheduled);
-        stats::SchedulerStats::add(&stats.failures_recorded, report.failures_recorded);
-        stats::SchedulerStats::add(&stats.conflicts, report.conflicts);
-        stats::SchedulerStats::add(&stats.dependency_failed, report.cancelled);
+        stats::record_pass(&report);
         if report.scheduled > 0 || report.failures_recorded > 0 {
             tracing::info!(group, ?report, "scheduling pass");
         }
@@ -528,7 +425,7 @@ impl Scheduler {
     /// batch conflict). Both events still go in one statement. Returns whether it landed.
     async fn place_one(
         &self,
-        group: &str,
+        group: &GroupName,
         p: &Placement,
         meta: &EventMetadata,
         now: DateTime<Utc>,
@@ -536,7 +433,7 @@ impl Scheduler {
         let app = &self.app;
         let sid = p.session_id.to_string();
         for _ in 0..4 {
-            let agent: Agent = app.commands.load(&p.agent_id).await?;
+            let agent: Agent = app.commands.load(p.agent_id.as_str()).await?;
             let session: Session = app.commands.load(&sid).await?;
             let Ok(agent_events) = agent.decide(AgentCommand::AllocateSlots {
                 session_id: p.session_id,
@@ -546,7 +443,7 @@ impl Scheduler {
                 return Ok(false);
             };
             let session_events = match session.decide(SessionCommand::Schedule {
-                scaling_group: group.to_string(),
+                scaling_group: group.clone(),
                 agents: vec![AgentAllocation {
                     agent_id: p.agent_id.clone(),
                     slots: p.slots.clone(),
@@ -559,14 +456,16 @@ impl Scheduler {
                 }
                 Err(_) => return Ok(false),
             };
-            let mut rows =
-                new_events::<Agent>(&p.agent_id, agent.version as i64, &agent_events, meta)?;
-            rows.extend(new_events::<Session>(
-                &sid,
-                session.version as i64,
-                &session_events,
+            let rows = placement_rows(
+                &Placement {
+                    agent_version: agent.version,
+                    agent_events,
+                    session_version: session.version,
+                    session_events,
+                    ..p.clone()
+                },
                 meta,
-            )?);
+            )?;
             match app.store.append(&rows).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.is_conflict() => continue,

@@ -20,7 +20,7 @@ pub const RELEASE_BATCH: i64 = 1_000;
 pub async fn release_due(app: &App) -> Result<usize, SchedulerError> {
     let due = SlotReleases.due(app.db(), RELEASE_BATCH).await?;
     let meta = scheduler_metadata();
-    let mut released = 0;
+    let mut released: usize = 0;
     for d in due {
         let Ok(session_id) = Uuid::parse_str(&d.session_id) else {
             continue;
@@ -34,11 +34,11 @@ pub async fn release_due(app: &App) -> Result<usize, SchedulerError> {
             .execute::<Agent>(&d.agent_id, command, &meta)
             .await
         {
-            Ok(c) => released += c.events.len(),
+            Ok(c) => released = released.saturating_add(c.events.len()),
             Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
             Err(CommandError::Store(e)) => return Err(e.into()),
         }
     }
-    super::stats::SchedulerStats::add(&app.scheduler_stats.releases, released);
+    super::stats::releases(released);
     Ok(released)
 }

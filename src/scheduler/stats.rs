@@ -1,97 +1,85 @@
-//! Counters of the scheduler's work in this process, exported on `/metrics`.
+//! The scheduler's counters, recorded through the `metrics` facade where the work
+//! happens and exported on `/metrics` (names documented in the README).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::PassReport;
 
-/// What this process's scheduler workers did since start.
-#[derive(Debug, Default)]
-pub struct SchedulerStats {
-    /// Scheduling passes over a group.
-    pub passes: AtomicU64,
-    /// Sessions scheduled.
-    pub scheduled: AtomicU64,
-    /// `SessionSchedulingFailed` events appended.
-    pub failures_recorded: AtomicU64,
-    /// Placement batches redone one by one after an optimistic conflict.
-    pub conflicts: AtomicU64,
-    /// Sessions cancelled by the pending-timeout sweeper.
-    pub timed_out: AtomicU64,
-    /// Sessions cancelled because a dependency failed.
-    pub dependency_failed: AtomicU64,
-    /// Agents marked LOST.
-    pub agents_lost: AtomicU64,
-    /// Sessions moved to ERROR `agent-lost`.
-    pub agent_lost_errors: AtomicU64,
-    /// Slot releases appended.
-    pub releases: AtomicU64,
-    /// Ticks that failed (store or read-model errors).
-    pub failed_ticks: AtomicU64,
+/// Names and help texts of the scheduler's counters (described once at start-up).
+pub const COUNTERS: [(&str, &str); 10] = [
+    (
+        "sessiond_scheduler_passes_total",
+        "Scheduling passes over a scaling group.",
+    ),
+    ("sessiond_scheduler_scheduled_total", "Sessions scheduled."),
+    (
+        "sessiond_scheduler_failures_recorded_total",
+        "SessionSchedulingFailed events appended (only on a changed failure set).",
+    ),
+    (
+        "sessiond_scheduler_conflicts_total",
+        "Placement batches redone one by one after an optimistic conflict.",
+    ),
+    (
+        "sessiond_scheduler_pending_timeouts_total",
+        "Sessions cancelled by the pending-timeout sweeper.",
+    ),
+    (
+        "sessiond_scheduler_dependency_failed_total",
+        "Sessions cancelled because a dependency can never succeed.",
+    ),
+    (
+        "sessiond_agents_lost_total",
+        "Agents marked LOST for missed heartbeats.",
+    ),
+    (
+        "sessiond_agent_lost_session_errors_total",
+        "Sessions moved to ERROR agent-lost.",
+    ),
+    (
+        "sessiond_slot_releases_total",
+        "Slot releases appended by the process manager.",
+    ),
+    (
+        "sessiond_scheduler_failed_ticks_total",
+        "Scheduler ticks that failed on a store or read-model error.",
+    ),
+];
+
+fn add(name: &'static str, n: usize) {
+    metrics::counter!(name).increment(u64::try_from(n).unwrap_or(u64::MAX));
 }
 
-impl SchedulerStats {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
+/// Records what one pass did.
+pub fn record_pass(report: &PassReport) {
+    add("sessiond_scheduler_passes_total", 1);
+    add("sessiond_scheduler_scheduled_total", report.scheduled);
+    add(
+        "sessiond_scheduler_failures_recorded_total",
+        report.failures_recorded,
+    );
+    add("sessiond_scheduler_conflicts_total", report.conflicts);
+    add(
+        "sessiond_scheduler_dependency_failed_total",
+        report.cancelled,
+    );
+}
 
-    /// Prometheus text exposition of every counter.
-    pub fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, &AtomicU64); 10] = [
-            (
-                "sessiond_scheduler_passes_total",
-                "Scheduling passes over a scaling group.",
-                &self.passes,
-            ),
-            (
-                "sessiond_scheduler_scheduled_total",
-                "Sessions scheduled.",
-                &self.scheduled,
-            ),
-            (
-                "sessiond_scheduler_failures_recorded_total",
-                "SessionSchedulingFailed events appended (only on a changed failure set).",
-                &self.failures_recorded,
-            ),
-            (
-                "sessiond_scheduler_conflicts_total",
-                "Placement batches redone one by one after an optimistic conflict.",
-                &self.conflicts,
-            ),
-            (
-                "sessiond_scheduler_pending_timeouts_total",
-                "Sessions cancelled by the pending-timeout sweeper.",
-                &self.timed_out,
-            ),
-            (
-                "sessiond_scheduler_dependency_failed_total",
-                "Sessions cancelled because a dependency can never succeed.",
-                &self.dependency_failed,
-            ),
-            (
-                "sessiond_agents_lost_total",
-                "Agents marked LOST for missed heartbeats.",
-                &self.agents_lost,
-            ),
-            (
-                "sessiond_agent_lost_session_errors_total",
-                "Sessions moved to ERROR agent-lost.",
-                &self.agent_lost_errors,
-            ),
-            (
-                "sessiond_slot_releases_total",
-                "Slot releases appended by the process manager.",
-                &self.releases,
-            ),
-            (
-                "sessiond_scheduler_failed_ticks_total",
-                "Scheduler ticks that failed on a store or read-model error.",
-                &self.failed_ticks,
-            ),
-        ];
-        for (name, help, value) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                value.load(Ordering::Relaxed)
-            ));
-        }
-    }
+/// Sessions cancelled by the sweeper.
+pub fn timed_out(n: usize) {
+    add("sessiond_scheduler_pending_timeouts_total", n);
+}
+
+/// Agents marked LOST, and sessions moved to ERROR because of it.
+pub fn agents_lost(lost: usize, errored: usize) {
+    add("sessiond_agents_lost_total", lost);
+    add("sessiond_agent_lost_session_errors_total", errored);
+}
+
+/// Slot releases appended.
+pub fn releases(n: usize) {
+    add("sessiond_slot_releases_total", n);
+}
+
+/// A tick that failed on a store or read-model error.
+pub fn failed_tick() {
+    add("sessiond_scheduler_failed_ticks_total", 1);
 }

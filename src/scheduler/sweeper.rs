@@ -89,7 +89,9 @@ pub async fn sweep(app: &App, sg: &ScalingGroup) -> Result<SweepReport, Schedule
                     now,
                 };
                 match app.commands.execute::<Session>(&id, command, &meta).await {
-                    Ok(c) if !c.events.is_empty() => report.cancelled += 1,
+                    Ok(c) if !c.events.is_empty() => {
+                        report.cancelled = report.cancelled.saturating_add(1)
+                    }
                     Ok(_) | Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {}
                     Err(CommandError::Store(e)) => return Err(e.into()),
                 }
@@ -97,7 +99,7 @@ pub async fn sweep(app: &App, sg: &ScalingGroup) -> Result<SweepReport, Schedule
         }
         Err(e) => return Err(e.into()),
     }
-    super::stats::SchedulerStats::add(&app.scheduler_stats.timed_out, report.cancelled);
+    super::stats::timed_out(report.cancelled);
     if report.cancelled > 0 {
         tracing::info!(
             group,

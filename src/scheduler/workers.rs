@@ -10,6 +10,11 @@
 //! A tick runs on the timer (`scheduler_interval_ms`, default 1 s) and whenever this
 //! process's projections applied new events (new pending sessions, released capacity),
 //! at most once per 50 ms.
+//!
+//! Supervision (`crate::supervisor`): the loop is the worker `scheduler`; each group's
+//! sweep and pass is the unit `scheduler:<group>`, the liveness check `liveness` and the
+//! slot releases `slot_releases`. A panic in one group's pass marks that unit down and
+//! skips it until its backoff passes; every other group goes on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +30,26 @@ use crate::app::App;
 
 const LIVENESS_LEASE: &str = "sessiond.liveness";
 
-/// Starts the scheduler loop; it stops when `shutdown` turns true (leases are released).
+/// Starts the scheduler loop under the supervisor; it stops when `shutdown` turns true
+/// (leases are released).
 pub fn spawn_workers(app: App, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let scheduler = Arc::new(Scheduler::new(app));
-    vec![tokio::spawn(run(scheduler, shutdown))]
+    let scheduler = Arc::new(Scheduler::new(app.clone()));
+    let stop = shutdown.clone();
+    vec![app.supervisor.spawn(SCHEDULER, shutdown, move || {
+        run(scheduler.clone(), stop.clone())
+    })]
+}
+
+/// The supervised name of the scheduler loop.
+pub const SCHEDULER: &str = "scheduler";
+/// The supervised name of the agent liveness check.
+pub const LIVENESS: &str = "liveness";
+/// The supervised name of the slot releases.
+pub const SLOT_RELEASES: &str = "slot_releases";
+
+/// The supervised name of one scaling group's sweep and pass.
+pub fn group_worker(group: &str) -> String {
+    format!("scheduler:{group}")
 }
 
 #[derive(Default)]
@@ -78,8 +99,8 @@ async fn run(scheduler: Arc<Scheduler>, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(?interval, "scheduler workers started");
     while !*shutdown.borrow() {
         if let Err(e) = tick(&scheduler, &mut leases).await {
-            super::stats::SchedulerStats::add(&app.scheduler_stats.failed_ticks, 1);
-            tracing::warn!(error = %e, "scheduler tick failed; retrying on the next tick");
+            super::stats::failed_tick();
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "scheduler tick failed; retrying on the next tick");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -99,6 +120,8 @@ async fn run(scheduler: Arc<Scheduler>, mut shutdown: watch::Receiver<bool>) {
 
 async fn tick(scheduler: &Scheduler, leases: &mut Leases) -> Result<(), SchedulerError> {
     let app = scheduler.app();
+    let supervisor = &app.supervisor;
+    supervisor.fault_point(SCHEDULER);
     for group in docs::scaling_groups().all(app.db()).await? {
         if !leases
             .hold(app, &format!("sessiond.scheduler.{}", group.name))
@@ -106,10 +129,40 @@ async fn tick(scheduler: &Scheduler, leases: &mut Leases) -> Result<(), Schedule
         {
             continue;
         }
-        scheduler.run_group(&group).await?;
+        let unit = group_worker(&group.name);
+        let pass = supervisor
+            .guard(&unit, async {
+                supervisor.fault_point(&unit);
+                scheduler.run_group(&group).await
+            })
+            .await;
+        if let Some(Err(e)) = pass {
+            // A store failure, not this group's fault: counted, retried on the next tick.
+            super::stats::failed_tick();
+            tracing::warn!(group = %group.name, error = %crate::telemetry::error_chain(&e), "scheduling pass failed; retrying on the next tick");
+        }
     }
     if leases.hold(app, LIVENESS_LEASE).await {
-        scheduler.housekeeping().await?;
+        let checked = supervisor
+            .guard(LIVENESS, async {
+                supervisor.fault_point(LIVENESS);
+                super::liveness::check_agents(app).await
+            })
+            .await;
+        if let Some(Err(e)) = checked {
+            super::stats::failed_tick();
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "liveness check failed; retrying on the next tick");
+        }
+        let released = supervisor
+            .guard(SLOT_RELEASES, async {
+                supervisor.fault_point(SLOT_RELEASES);
+                super::releases::release_due(app).await
+            })
+            .await;
+        if let Some(Err(e)) = released {
+            super::stats::failed_tick();
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "slot releases failed; retrying on the next tick");
+        }
     }
     Ok(())
 }

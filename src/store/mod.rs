@@ -235,6 +235,11 @@ impl EventStore {
         Ok(self.db().read_log(after, limit).await?)
     }
 
+    /// The newest position the commit-order reader can return now.
+    pub async fn readable_head(&self) -> Result<LogPosition, StoreError> {
+        Ok(self.db().readable_head().await?)
+    }
+
     /// Every event of one stream with its positions and metadata, in sequence order.
     pub async fn read_stream(
         &self,
@@ -242,6 +247,42 @@ impl EventStore {
         aggregate_id: &str,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         Ok(self.db().read_stream(aggregate_type, aggregate_id).await?)
+    }
+
+    /// The last event of one stream, decoded as `A`'s event, with its sequence (the
+    /// stream's version). For aggregates whose every event names their whole state.
+    pub async fn load_last<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<(u64, A::Event)>, StoreError> {
+        let Some(e) = self.db().read_last(A::TYPE, aggregate_id).await? else {
+            return Ok(None);
+        };
+        let event = serde_json::from_value(e.payload).map_err(|source| StoreError::Decode {
+            event_type: e.event_type,
+            event_version: e.event_version,
+            sequence: e.sequence,
+            source,
+        })?;
+        Ok(Some((u64::try_from(e.sequence).unwrap_or(0), event)))
+    }
+
+    /// The first event of one stream, decoded as `A`'s event (`None`: no such stream).
+    pub async fn load_first<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<A::Event>, StoreError> {
+        let Some(e) = self.db().read_first(A::TYPE, aggregate_id).await? else {
+            return Ok(None);
+        };
+        serde_json::from_value(e.payload)
+            .map(Some)
+            .map_err(|source| StoreError::Decode {
+                event_type: e.event_type,
+                event_version: e.event_version,
+                sequence: e.sequence,
+                source,
+            })
     }
 
     /// The same database as the projection engine sees it (read models live there).

@@ -9,7 +9,7 @@ use sessiond::config::{DatabaseUrl, Settings};
 use sessiond::server::{start, Running, ServeOptions};
 use std::time::{Duration, Instant};
 
-pub use crate::store_helpers::Backend;
+pub use testkit::db::Backend;
 
 /// The bootstrap admin key every test app starts with.
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
@@ -37,7 +37,7 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut ServeOpti
     if std::env::var_os("TEST_LOG").is_some() {
         sessiond::telemetry::init(sessiond::config::LogFormat::Pretty);
     }
-    let database_url = crate::store_helpers::fresh_url(backend).await;
+    let database_url = testkit::db::fresh_url(backend).await;
     let settings = Settings {
         database_url: DatabaseUrl::new(database_url.clone()),
         listen: "127.0.0.1:0".into(),
@@ -181,7 +181,7 @@ impl TestApp {
     pub async fn all_events(&self) -> Vec<sessiond::store::RecordedEvent> {
         let mut cursor = sessiond::store::LogPosition::START;
         let total = usize::try_from(self.event_count().await).unwrap_or(0);
-        crate::store_helpers::read_until(&self.app.store, &mut cursor, total, 1000).await
+        testkit::db::read_until(&self.app.store, &mut cursor, total, 1000).await
     }
 
     /// A fingerprint of everything the API may write: the events and its own tables.
@@ -279,7 +279,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(crate::helpers::Backend::Postgres).await
+                    super::$name(testkit::Backend::Postgres).await
                 }
             )*
         }
@@ -287,7 +287,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(crate::helpers::Backend::Sqlite).await
+                    super::$name(testkit::Backend::Sqlite).await
                 }
             )*
         }

@@ -2,9 +2,6 @@
 //! SQLite databases (SPEC §4).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-mod store_helpers;
-
 mod helpers;
 
 mod idempotency;

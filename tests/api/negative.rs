@@ -102,7 +102,9 @@ async fn a_user_reading_another_users_session_gets_404(backend: Backend) {
     app.stop().await;
 }
 
-async fn an_agent_reporting_on_a_session_not_placed_on_it_gets_403(backend: Backend) {
+async fn an_agent_reporting_on_a_session_not_placed_on_it_gets_the_404_of_an_unknown_session(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     let (alice, _a1, id) = arrange(&app, true).await;
     // a2 registers after the session was placed on a1.
@@ -115,8 +117,21 @@ async fn an_agent_reporting_on_a_session_not_placed_on_it_gets_403(backend: Back
             &json!({"event": "preparing"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
-    assert_eq!(r.code(), "forbidden");
+    // The same answer as for a session that does not exist: an agent cannot tell which
+    // session ids exist elsewhere.
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert_eq!(r.code(), "not_found");
+    let unknown = app
+        .post(
+            &format!("/v1/sessions/{}/kernel-events", uuid::Uuid::new_v4()),
+            Some(&a2),
+            &json!({"event": "preparing"}),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.body.clone()),
+        (r.status, r.body.clone())
+    );
     // Nor may an agent key act for another agent, nor a user report kernel events.
     let r = app
         .post("/v1/agents/a1/heartbeat", Some(&a2), &json!({}))
@@ -440,7 +455,7 @@ async fn enqueue_time_checks_answer_with_their_codes(backend: Backend) {
 both_backends!(
     a_missing_or_invalid_key_is_401,
     a_user_reading_another_users_session_gets_404,
-    an_agent_reporting_on_a_session_not_placed_on_it_gets_403,
+    an_agent_reporting_on_a_session_not_placed_on_it_gets_the_404_of_an_unknown_session,
     an_illegal_transition_is_409_and_appends_nothing,
     malformed_json_is_400_and_unknown_fields_422,
     invalid_scheduler_opts_are_422_naming_the_field,

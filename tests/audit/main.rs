@@ -4,19 +4,13 @@
 //! `replay` as of a sequence or a time, `events tail`, and one-line errors on bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-mod helpers;
 // The projection suite's mixed workload; this suite uses part of it.
 #[allow(dead_code)]
-#[path = "../projections/world.rs"]
-mod world;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::agent::Agent;
 use domain::scaling_group::ScalingGroup;
 use domain::session::{Session, SessionCommand, SessionEvent};
 use domain::Decider;
-use helpers::{fresh_url, read_until, Backend};
 use projections::engine::read_checkpoint;
 use projections::models::docs;
 use projections::{Engine, EngineConfig, LogPosition, RecordedEvent};
@@ -27,8 +21,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::db::{fresh_url, read_until, Backend};
+use testkit::world::World;
 use uuid::Uuid;
-use world::World;
 
 const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
@@ -72,7 +67,7 @@ async fn open(url: &str) -> EventStore {
 /// readable from the global log.
 async fn workload(backend: Backend) -> (String, World) {
     let url = fresh_url(backend).await;
-    let w = world::mixed(open(&url).await).await;
+    let w = testkit::world::mixed(open(&url).await).await;
     w.full_log().await;
     (url, w)
 }
@@ -642,10 +637,10 @@ async fn export_then_import_reproduces_the_log(from: Backend, to: Backend) {
         .execute::<Session>(
             &w.sessions[5].to_string(),
             SessionCommand::Cancel {
-                reason: "user-requested".into(),
-                now: world::at(100_000),
+                reason: testkit::fixtures::reason("user-requested"),
+                now: testkit::world::at(100_000),
             },
-            &world::meta("user:carol"),
+            &testkit::world::meta("user:carol"),
         )
         .await
         .unwrap();
@@ -904,14 +899,14 @@ async fn events_tail_with_a_limit_and_a_type_prints_the_last_such_events_in_log_
         // Two more terminations (the workload has s3 and s4), with other events between.
         let s7 = w.sessions[7];
         w.session(s7, "user:bob", |now| SessionCommand::RequestTermination {
-            reason: "user-requested".into(),
+            reason: testkit::fixtures::reason("user-requested"),
             requested_by: "user:bob".into(),
             now,
         })
         .await;
         w.enqueue("beta", 10, "bob").await;
         w.session(s7, "agent:a2", |now| SessionCommand::MarkTerminated {
-            reason: String::new(),
+            reason: testkit::fixtures::reason("self-terminated"),
             exit_code: Some(0),
             now,
         })
@@ -919,7 +914,7 @@ async fn events_tail_with_a_limit_and_a_type_prints_the_last_such_events_in_log_
         w.release(s7, "a2").await;
         let s14 = w.sessions[14]; // ERROR
         w.session(s14, "scheduler", |now| SessionCommand::MarkTerminated {
-            reason: String::new(),
+            reason: testkit::fixtures::reason("cleaned-up"),
             exit_code: None,
             now,
         })

@@ -2,12 +2,8 @@
 //! killed with SIGKILL in the middle of a projection catch-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-mod helpers;
-
 use domain::session::{Session, SessionEvent};
 use domain::Decider;
-use helpers::{fresh_url, Backend};
 use projections::engine::read_checkpoint;
 use projections::LogPosition;
 use sessiond::store::{EventStore, StoreOptions};
@@ -15,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::db::{fresh_url, Backend};
 
 fn sessionctl(url: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))

@@ -5,15 +5,10 @@
 //! projection lease fails over (SPEC §5).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-#[macro_use]
-mod helpers;
 mod second_process;
-mod world;
 mod wrappers;
 
 use domain::session::{Session, SessionEvent, SessionStatus};
-use helpers::Backend;
 use projections::db::Db;
 use projections::engine::{read_checkpoint, rebuild, reset, status_of, RebuildProgress};
 use projections::models::audit_log::AuditLog;
@@ -26,12 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::world::{at, enqueue_session, World};
+use testkit::Backend;
 use tokio::sync::watch;
 use uuid::Uuid;
-use world::{at, enqueue_session, World};
 use wrappers::{Counting, Failing};
 
-conformance!(
+testkit::conformance!(
     catching_up_after_a_mixed_workload_makes_every_read_model_equal_a_fresh_fold,
     a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_is_applied_twice,
     a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_identical_one,
@@ -121,7 +117,7 @@ async fn scalar(db: &Db, sql: &str, bind: i64) -> i64 {
 async fn catching_up_after_a_mixed_workload_makes_every_read_model_equal_a_fresh_fold(
     store: EventStore,
 ) {
-    let w = world::mixed(store).await;
+    let w = testkit::world::mixed(store).await;
     let engine = Engine::new(w.db.clone(), projections::models::all(), config(7));
     catch_up_to(&engine, w.last).await;
 
@@ -131,7 +127,7 @@ async fn catching_up_after_a_mixed_workload_makes_every_read_model_equal_a_fresh
         assert_eq!(status.generation, 1, "{status:?}");
         assert_eq!((status.last_error.as_deref(), status.failures), (None, 0));
     }
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
 
     // The workload covered what it claims to.
     let mut statuses = BTreeSet::new();
@@ -151,7 +147,7 @@ async fn catching_up_after_a_mixed_workload_makes_every_read_model_equal_a_fresh
 
     // Catching up again applies nothing and changes nothing.
     assert_eq!(engine.catch_up_all().await.unwrap(), 0);
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
 }
 
 // ---- 2. injected failures -----------------------------------------------------------------
@@ -186,7 +182,7 @@ async fn sessions_docs(db: &Db) -> BTreeMap<String, serde_json::Value> {
 async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_is_applied_twice(
     store: EventStore,
 ) {
-    let w = world::mixed(store).await;
+    let w = testkit::world::mixed(store).await;
     let db = w.db.clone();
     let log = w.full_log().await;
     let head = w.last;
@@ -303,7 +299,7 @@ async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_i
         assert_eq!((st.last_error, st.failures, st.lag_events), (None, 0, 0));
     }
     stop_runners(&stop, runners).await;
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
     for id in &w.sessions {
         let stream = w
             .store
@@ -336,7 +332,7 @@ async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_i
 async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_identical_one(
     store: EventStore,
 ) {
-    let mut w = world::mixed(store).await;
+    let mut w = testkit::world::mixed(store).await;
     let db = w.db.clone();
     let engine = Arc::new(
         Engine::new(db.clone(), projections::models::all(), config(7))
@@ -486,7 +482,7 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
         .await,
         w.sessions.len() as i64
     );
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
 }
 
 // ---- 4. late commits (PostgreSQL) ---------------------------------------------------------
@@ -497,7 +493,7 @@ const INSERT_ENQUEUED: &str = "INSERT INTO events (aggregate_type, aggregate_id,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_an_event_committed_after_a_higher_position_still_reaches_the_read_models() {
-    let store = helpers::fresh_store(Backend::Postgres).await;
+    let store = testkit::db::fresh_store(Backend::Postgres).await;
     let EventStore::Postgres(pg) = &store else {
         unreachable!()
     };
@@ -598,7 +594,7 @@ async fn postgres_an_event_committed_after_a_higher_position_still_reaches_the_r
         w.actors.insert(pos.global_position, "user:alice".into());
         w.last = w.last.max(pos);
     }
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
     let tail: Vec<i64> = AuditLog
         .entries(&db)
         .await
@@ -691,7 +687,7 @@ async fn a_session_cancelled_for_pending_timeout_shows_the_reason_and_leaves_the
         (last.event_type.as_str(), last.actor.as_str()),
         ("SessionCancelled", "scheduler")
     );
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
 }
 
 // ---- 6. changing pending_timeout ----------------------------------------------------------
@@ -811,7 +807,7 @@ async fn changing_a_groups_pending_timeout_recomputes_the_deadlines_of_waiting_s
         deadlines(&db, "slow").await,
         with(&enq, &[s1, s2, s3, s4], Some(1000))
     );
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
 }
 
 // ---- 7. consistency tokens ----------------------------------------------------------------
@@ -882,7 +878,7 @@ async fn a_consistency_token_is_awaited_until_a_running_engine_applied_it(store:
         .wait_for("sessions", token2, Duration::from_millis(1))
         .await
         .unwrap());
-    world::assert_all_match_fold(&w).await;
+    testkit::world::assert_all_match_fold(&w).await;
 }
 
 /// SPEC §5: runners follow the log "woken by LISTEN/NOTIFY on PostgreSQL (in-process
@@ -934,7 +930,7 @@ async fn a_caught_up_runner_is_woken_by_an_append_without_waiting_for_the_poll_i
     }
     assert!(woken, "a sleeping runner was woken by the appends");
     stop_runners(&stop, runners).await;
-    world::assert_sessions_match_fold(&w, &w.sessions).await;
+    testkit::world::assert_sessions_match_fold(&w, &w.sessions).await;
 }
 
 // ---- 8. lease fail-over (PostgreSQL) ------------------------------------------------------
@@ -951,7 +947,7 @@ async fn advisory_locks(pool: &sqlx::PgPool) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_one_replica_runs_a_projection_and_another_takes_over_when_it_stops() {
-    let store = helpers::fresh_store(Backend::Postgres).await;
+    let store = testkit::db::fresh_store(Backend::Postgres).await;
     let EventStore::Postgres(pg) = &store else {
         unreachable!()
     };
@@ -1009,7 +1005,7 @@ async fn postgres_one_replica_runs_a_projection_and_another_takes_over_when_it_s
         .unwrap());
     assert!(applied_b.load(Ordering::SeqCst) > 0, "B projected");
     assert_eq!(advisory_locks(&pool).await, 1);
-    world::assert_sessions_match_fold(&w, &w.sessions).await;
+    testkit::world::assert_sessions_match_fold(&w, &w.sessions).await;
 
     // B's lease connection dies (a replica losing its database connection): the lease
     // frees itself and B takes it again.
@@ -1032,7 +1028,7 @@ async fn postgres_one_replica_runs_a_projection_and_another_takes_over_when_it_s
         async || advisory_locks(&pool).await == 1,
     )
     .await;
-    world::assert_sessions_match_fold(&w, &w.sessions).await;
+    testkit::world::assert_sessions_match_fold(&w, &w.sessions).await;
 
     stop_b.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), run_b)

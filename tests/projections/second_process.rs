@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::helpers::{fresh_url, Backend};
-use crate::world::{self, at, enqueue_session};
+use testkit::db::{fresh_url, Backend};
+use testkit::world::{self, at, enqueue_session};
 
 async fn a_rebuild_from_another_process_completes_while_the_server_projects_and_writes(
     backend: Backend,

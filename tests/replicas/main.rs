@@ -11,14 +11,11 @@
 //! `REPLICAS_SEEDS=7,8` replays chosen seeds of the racing tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-mod helpers;
 mod servers;
 mod workload;
 
 use domain::agent::Agent;
 use domain::session::{Session, SessionStatus};
-use helpers::{fresh_url, Backend};
 use serde_json::json;
 use servers::Replica;
 use sessiond::agents;
@@ -28,6 +25,7 @@ use sessiond::sessions;
 use sessiond::store::{EventStore, StoreOptions};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use testkit::db::{fresh_url, Backend};
 use uuid::Uuid;
 use workload::{create_group, fold_checked, meta, register_agent, request, slots, Run};
 

@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Duration as ChronoDuration};
 use domain::agent::{Agent, AgentCommand, AgentEvent, AgentStatus};
+use domain::scaling_group::{GroupSettings, SchedulerKind, SchedulerOpts};
 use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
-use domain::session::{AgentAllocation, Session, SessionStatus, SessionType};
+use domain::session::{AgentAllocation, Session, SessionStatus};
+use domain::session::{KernelEvent, SessionSpec};
 use domain::ResourceSlots;
 use projections::models::docs;
 use projections::models::slot_releases::SlotReleases;
@@ -19,7 +21,7 @@ use sessiond::clock::{Clock, ManualClock};
 use sessiond::command::CommandError;
 use sessiond::config::Settings;
 use sessiond::scheduler::{releases, Scheduler};
-use sessiond::sessions::{self, EnqueueRequest, KernelEvent, SessionCommandError};
+use sessiond::sessions::{self, SessionCommandError};
 use sessiond::store::{EventMetadata, EventStore, StoreOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use crate::helpers::{fresh_url, Backend};
+use testkit::db::{fresh_url, Backend};
 
 /// Seconds without a heartbeat after which the liveness check marks an agent LOST.
 const LOST_AFTER_SECS: u64 = 30;
@@ -52,15 +54,18 @@ pub async fn create_group(app: &App, name: &str, scheduler: &str, opts: serde_js
     app.commands
         .execute::<ScalingGroup>(
             name,
-            ScalingGroupCommand::Create {
-                name: name.into(),
-                description: format!("group {name}"),
-                is_active: true,
-                public: true,
-                owners: BTreeSet::new(),
-                scheduler: json!(scheduler),
-                scheduler_opts: opts,
-                now: app.clock.now(),
+            {
+                let kind: SchedulerKind = serde_json::from_value(json!(scheduler)).unwrap();
+                ScalingGroupCommand::Create {
+                    name: testkit::fixtures::group(name),
+                    settings: GroupSettings {
+                        description: format!("group {name}"),
+                        scheduler: kind,
+                        scheduler_opts: SchedulerOpts::parse(&opts, kind).unwrap(),
+                        ..GroupSettings::default()
+                    },
+                    now: app.clock.now(),
+                }
             },
             &meta("admin"),
         )
@@ -73,9 +78,9 @@ pub async fn register_agent(app: &App, id: &str, group: &str, capacity: &Resourc
     agents::register(
         app,
         RegisterAgent {
-            agent_id: id.into(),
-            scaling_group: group.into(),
-            addr: format!("10.0.0.1:{}", 6000 + id.len()),
+            agent_id: testkit::fixtures::agent_id(id),
+            scaling_group: testkit::fixtures::group(group),
+            addr: testkit::fixtures::addr(&format!("10.0.0.1:{}", 6000 + id.len())),
             available_slots: capacity.clone(),
         },
         &meta(&format!("agent:{id}")),
@@ -84,22 +89,12 @@ pub async fn register_agent(app: &App, id: &str, group: &str, capacity: &Resourc
     .expect("register the agent");
 }
 
-pub fn request(name: String, owner: &str, group: &str, resources: ResourceSlots) -> EnqueueRequest {
-    EnqueueRequest {
-        session_id: None,
-        name,
-        owner: owner.into(),
-        session_type: SessionType::Interactive,
-        image: "python:3.12".into(),
-        scaling_group: Some(group.into()),
+/// A new interactive session of `owner` in `group`.
+pub fn request(name: String, owner: &str, group: &str, resources: ResourceSlots) -> SessionSpec {
+    SessionSpec {
+        name: testkit::fixtures::session_name(&name),
         resources,
-        cluster_size: 1,
-        priority: 10,
-        starts_at: None,
-        batch_timeout: None,
-        startup_command: None,
-        dependencies: vec![],
-        labels: BTreeMap::new(),
+        ..testkit::fixtures::spec_in(Uuid::new_v4(), group, owner)
     }
 }
 
@@ -111,7 +106,7 @@ pub async fn fold_checked(store: &EventStore, agent_id: &str, context: &str) -> 
     for (i, e) in events.iter().enumerate() {
         agent.apply(e);
         assert!(
-            agent.occupied_slots().fits_within(&agent.available_slots),
+            !agent.over_capacity(),
             "{context}: agent {agent_id} over-allocated after its event #{}: occupied {:?}, capacity {:?}",
             i + 1,
             agent.occupied_slots(),
@@ -520,7 +515,7 @@ pub async fn run(cfg: Run) -> usize {
                 vec![AgentAllocation {
                     agent_id: holders
                         .first()
-                        .map(|h| h.0.clone())
+                        .map(|h| domain::ids::AgentId::from_stored(h.0.clone()))
                         .unwrap_or_else(|| panic!(
                             "{ctx}: {status:?} session {id} is in no ledger"
                         )),

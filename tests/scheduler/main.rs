@@ -3,26 +3,27 @@
 //! ticks" are ticks at clock times ten minutes apart, with no real sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-mod helpers;
-
 use chrono::{DateTime, Duration, Utc};
 use domain::agent::{Agent, AgentCommand};
-use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
+use domain::scaling_group::{
+    GroupSettings, ScalingGroup, ScalingGroupCommand, SchedulerKind, SchedulerOpts,
+};
 use domain::scheduler::ResolveError;
-use domain::session::{Session, SessionStatus, SessionType};
+use domain::session::{Session, SessionSpec, SessionStatus, SessionType};
 use domain::ResourceSlots;
-use helpers::{fresh_url, Backend};
-use projections::models::docs::get_session_view;
+use projections::models::docs;
+use projections::models::pending_queue::PendingQueue;
 use serde_json::{json, Value};
 use sessiond::agents::{register, RegisterAgent};
 use sessiond::app::App;
 use sessiond::clock::ManualClock;
 use sessiond::config::Settings;
+use sessiond::http::sessions::SessionView;
 use sessiond::scheduler::Scheduler;
-use sessiond::sessions::{enqueue, EnqueueRequest, SessionCommandError};
-use sessiond::store::{EventMetadata, EventStore, StoreOptions};
-use std::collections::{BTreeMap, BTreeSet};
+use sessiond::sessions::{enqueue, resolve_group, SessionCommandError};
+use sessiond::store::{EventStore, StoreOptions};
+use testkit::db::{fresh_url, Backend};
+
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -38,16 +39,10 @@ fn start() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
-fn meta(actor: &str) -> EventMetadata {
-    EventMetadata {
-        actor: actor.into(),
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: Uuid::new_v4().to_string(),
-    }
-}
+use testkit::fixtures::meta;
 
 fn cpu(n: i64) -> ResourceSlots {
-    ResourceSlots::from_json(&json!({ "cpu": n }), "resources").unwrap()
+    testkit::fixtures::cpu(n)
 }
 
 async fn world(backend: Backend) -> World {
@@ -70,15 +65,17 @@ impl World {
             .commands
             .execute::<ScalingGroup>(
                 name,
-                ScalingGroupCommand::Create {
-                    name: name.into(),
-                    description: String::new(),
-                    is_active: true,
-                    public: true,
-                    owners: BTreeSet::new(),
-                    scheduler: json!(scheduler),
-                    scheduler_opts: opts,
-                    now: self.clock.now_utc(),
+                {
+                    let kind: SchedulerKind = serde_json::from_value(json!(scheduler)).unwrap();
+                    ScalingGroupCommand::Create {
+                        name: testkit::fixtures::group(name),
+                        settings: GroupSettings {
+                            scheduler: kind,
+                            scheduler_opts: SchedulerOpts::parse(&opts, kind).unwrap(),
+                            ..GroupSettings::default()
+                        },
+                        now: self.clock.now_utc(),
+                    }
                 },
                 &meta("admin"),
             )
@@ -91,15 +88,7 @@ impl World {
             .commands
             .execute::<ScalingGroup>(
                 name,
-                ScalingGroupCommand::Update {
-                    description: None,
-                    is_active: None,
-                    public: None,
-                    owners: None,
-                    scheduler: None,
-                    scheduler_opts: Some(opts),
-                    now: self.clock.now_utc(),
-                },
+                testkit::fixtures::update_group(None, Some(&opts), self.clock.now_utc()),
                 &meta("admin"),
             )
             .await
@@ -110,9 +99,9 @@ impl World {
         register(
             &self.app,
             RegisterAgent {
-                agent_id: id.into(),
-                scaling_group: group.into(),
-                addr: format!("{id}:6001"),
+                agent_id: testkit::fixtures::agent_id(id),
+                scaling_group: testkit::fixtures::group(group),
+                addr: testkit::fixtures::addr(&format!("{id}:6001")),
                 available_slots: cpu(cpus),
             },
             &meta("admin"),
@@ -129,27 +118,17 @@ impl World {
         cpus: i64,
     ) -> Result<Uuid, SessionCommandError> {
         self.app.catch_up().await.unwrap();
-        let c = enqueue(
-            &self.app,
-            EnqueueRequest {
-                session_id: None,
-                name: name.into(),
-                owner: "alice".into(),
-                session_type,
-                image: "python:3.12".into(),
-                scaling_group: group.map(str::to_string),
-                resources: cpu(cpus),
-                cluster_size: 1,
-                priority: 10,
-                starts_at: None,
-                batch_timeout: None,
-                startup_command: None,
-                dependencies: vec![],
-                labels: BTreeMap::new(),
-            },
-            &meta("alice"),
-        )
-        .await?;
+        let owner = testkit::fixtures::owner("alice");
+        let requested = group.map(testkit::fixtures::group);
+        let resolved = resolve_group(&self.app, &owner, session_type, requested.as_ref()).await?;
+        let spec = SessionSpec {
+            name: testkit::fixtures::session_name(name),
+            session_type,
+            scaling_group: resolved,
+            resources: cpu(cpus),
+            ..testkit::fixtures::spec_in(Uuid::new_v4(), "default", "alice")
+        };
+        let c = enqueue(&self.app, spec, &meta("alice")).await?;
         Ok(c.state.spec.unwrap().session_id)
     }
 
@@ -166,10 +145,14 @@ impl World {
 
     async fn view(&self, id: Uuid) -> Value {
         self.app.catch_up().await.unwrap();
-        get_session_view(self.app.db(), &id.to_string())
+        let db = self.app.db();
+        let session = docs::sessions()
+            .get(db, &id.to_string())
             .await
             .unwrap()
-            .unwrap()
+            .unwrap();
+        let queue = PendingQueue.get(db, &id.to_string()).await.unwrap();
+        serde_json::to_value(SessionView::of(&session, queue.as_ref()).unwrap()).unwrap()
     }
 
     async fn event_types(&self, id: Uuid) -> Vec<String> {
@@ -330,8 +313,12 @@ async fn allowed_session_types_resolve_per_group_and_a_group_accepting_nothing_a
             w.session(unnamed).await.status,
             Some(SessionStatus::Scheduled)
         );
-        // Nothing was appended for the rejected request.
-        assert_eq!(w.app.store.count_events().await.unwrap(), 3 + 1 + 2 * 2 + 2);
+        // Nothing was appended for the rejected request: 3 groups, 1 agent, 2 sessions
+        // each with its name claim, 2 placements of 2 events.
+        assert_eq!(
+            w.app.store.count_events().await.unwrap(),
+            3 + 1 + 2 * 2 + 2 * 2
+        );
     }
 }
 
@@ -441,7 +428,7 @@ async fn placement_follows_the_strategy_and_ended_sessions_give_their_slots_back
         let b = w.session(second).await.allocations[0].agent_id.clone();
         assert_eq!(a, b, "{backend:?}: concentrated packs onto one agent");
         let ledger: Agent = w.app.commands.load(&a).await.unwrap();
-        assert_eq!(ledger.occupied_slots(), cpu(6));
+        assert_eq!(ledger.occupied_slots(), Ok(cpu(6)));
         // Cancel one: the process manager releases its slots.
         sessiond::sessions::delete(&w.app, first, false, &meta("alice"))
             .await
@@ -449,7 +436,7 @@ async fn placement_follows_the_strategy_and_ended_sessions_give_their_slots_back
         w.tick().await;
         w.tick().await;
         let ledger: Agent = w.app.commands.load(&a).await.unwrap();
-        assert_eq!(ledger.occupied_slots(), cpu(3), "{backend:?}");
+        assert_eq!(ledger.occupied_slots(), Ok(cpu(3)), "{backend:?}");
         assert!(!ledger.allocations.contains_key(&first));
     }
 }

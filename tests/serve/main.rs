@@ -2,15 +2,12 @@
 //! readiness, the `listening on` line), graceful shutdown, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../store/helpers.rs"]
-mod helpers;
-
-use helpers::{fresh_url, Backend};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+use testkit::db::{fresh_url, Backend};
 
 struct Server {
     child: Child,

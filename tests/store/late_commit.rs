@@ -4,10 +4,10 @@
 
 use sessiond::store::{EventStore, LogPosition, RecordedEvent, StoreOptions};
 
-use crate::helpers::read_until;
 use sqlx::{Connection, Row};
+use testkit::db::read_until;
 
-use crate::helpers::{fresh_store, fresh_url, Backend};
+use testkit::db::{fresh_store, fresh_url, Backend};
 
 const INSERT: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
     event_version, payload, metadata) VALUES ('Counter', $1, 1, 'Incremented', '1', \

@@ -3,26 +3,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
-mod helpers;
 mod late_commit;
 
 use chrono::{DateTime, Utc};
-use domain::scaling_group::{ScalingGroup, ScalingGroupCommand, ScalingGroupError};
-use domain::session::{
-    Session, SessionCommand, SessionError, SessionSpec, SessionStatus, SessionType,
-};
-use domain::{Decider, ResourceSlots};
-use helpers::{fresh_store, Backend};
+use domain::scaling_group::{ScalingGroup, ScalingGroupError, SchedulerKind, SchedulerOpts};
+use domain::session::{Session, SessionCommand, SessionError, SessionSpec, SessionStatus};
+use domain::Decider;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sessiond::command::{CommandError, CommandHandler, RetryPolicy};
-use sessiond::store::{EventMetadata, EventStore, LogPosition, NewEvent, StoreError};
+use sessiond::store::{EventStore, LogPosition, NewEvent, StoreError};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
+use testkit::db::{fresh_store, Backend};
 use uuid::Uuid;
 
-conformance!(
+testkit::conformance!(
     an_appended_session_loads_back_with_its_metadata_and_positions,
     an_unknown_stream_loads_empty,
     two_concurrent_writers_without_retry_exactly_one_wins,
@@ -36,35 +33,14 @@ conformance!(
     many_concurrent_appends_are_each_all_or_nothing_and_only_real_conflicts_fail,
 );
 
-fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_790_000_000, 0).unwrap()
-}
+use testkit::fixtures::{meta, reason};
 
-fn meta(actor: &str) -> EventMetadata {
-    EventMetadata {
-        actor: actor.to_string(),
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: Uuid::new_v4().to_string(),
-    }
+fn now() -> DateTime<Utc> {
+    testkit::fixtures::at(0)
 }
 
 fn spec(id: Uuid) -> SessionSpec {
-    SessionSpec {
-        session_id: id,
-        name: format!("s-{}", id.simple()),
-        owner: "alice".into(),
-        session_type: SessionType::Interactive,
-        image: "python:3.12".into(),
-        scaling_group: "default".into(),
-        resources: ResourceSlots::new().with("cpu", 2.into()),
-        cluster_size: 1,
-        priority: 10,
-        starts_at: None,
-        batch_timeout: None,
-        startup_command: None,
-        dependencies: vec![],
-        labels: Default::default(),
-    }
+    testkit::fixtures::spec_with(id, "default", 10, "alice")
 }
 
 async fn enqueue(handler: &CommandHandler, id: Uuid) {
@@ -208,6 +184,9 @@ impl Decider for Counter {
     fn evolve(&mut self, e: &CounterEvent) {
         let CounterEvent::Incremented { by } = e;
         self.value += by;
+    }
+    fn occurred_at(_: &CounterEvent) -> DateTime<Utc> {
+        now()
     }
 }
 
@@ -365,7 +344,7 @@ async fn the_global_log_is_read_in_order_in_batches_without_gaps_or_repeats(stor
             .execute::<Session>(
                 &id.to_string(),
                 SessionCommand::Cancel {
-                    reason: "user-requested".into(),
+                    reason: reason("user-requested"),
                     now: now(),
                 },
                 &meta("user:alice"),
@@ -377,7 +356,7 @@ async fn the_global_log_is_read_in_order_in_batches_without_gaps_or_repeats(stor
         assert_eq!(c.positions.len(), 1);
     }
     let mut cursor = LogPosition::START;
-    let seen: Vec<(String, i64)> = helpers::read_until(&store, &mut cursor, expected.len(), 3)
+    let seen: Vec<(String, i64)> = testkit::db::read_until(&store, &mut cursor, expected.len(), 3)
         .await
         .into_iter()
         .map(|e| (e.aggregate_id, e.sequence))
@@ -423,47 +402,26 @@ async fn an_illegal_transition_changes_nothing_in_the_store(store: EventStore) {
 
 async fn invalid_scheduler_opts_change_nothing_in_the_store(store: EventStore) {
     let handler = CommandHandler::new(store.clone());
-    let create = |opts| ScalingGroupCommand::Create {
-        name: "gpu".into(),
-        description: String::new(),
-        is_active: true,
-        public: true,
-        owners: BTreeSet::new(),
-        scheduler: json!("fifo"),
-        scheduler_opts: opts,
-        now: now(),
-    };
-    let err = handler
+    // Create's opts are validated before any command exists.
+    let err =
+        SchedulerOpts::parse(&json!({"pending_timeout": -1}), SchedulerKind::Fifo).unwrap_err();
+    assert_eq!(err.field, "scheduler_opts.pending_timeout");
+
+    handler
         .execute::<ScalingGroup>(
             "gpu",
-            create(json!({"pending_timeout": -1})),
+            testkit::fixtures::create_group("gpu", &json!({}), now()),
             &meta("admin"),
         )
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, CommandError::Rejected(ScalingGroupError::Validation(v)) if v.field == "scheduler_opts.pending_timeout")
-    );
-    assert!(store
-        .read_stream("ScalingGroup", "gpu")
-        .await
-        .unwrap()
-        .is_empty());
-
-    handler
-        .execute::<ScalingGroup>("gpu", create(json!({})), &meta("admin"))
-        .await
         .unwrap();
     let before = store.read_stream("ScalingGroup", "gpu").await.unwrap();
-    let update = ScalingGroupCommand::Update {
-        description: Some("changed".into()),
-        is_active: None,
-        public: None,
-        owners: None,
-        scheduler: None,
-        scheduler_opts: Some(json!({"allowed_session_types": ["batch", "gaming"]})),
-        now: now(),
-    };
+    // PATCH's merged whole is validated by the aggregate.
+    let update = testkit::fixtures::update_group(
+        Some("changed"),
+        Some(&json!({"allowed_session_types": ["batch", "gaming"]})),
+        now(),
+    );
     let err = handler
         .execute::<ScalingGroup>("gpu", update, &meta("admin"))
         .await
@@ -525,7 +483,7 @@ async fn both_backends_store_the_same_events_for_the_same_commands() {
             .execute::<Session>(
                 &id.to_string(),
                 SessionCommand::Cancel {
-                    reason: "pending_timeout".into(),
+                    reason: reason("pending_timeout"),
                     now: now(),
                 },
                 &meta("scheduler"),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::bounds::{MAX_POLICY_COUNT, MAX_TIMEOUT_SECS};
 use crate::error::ValidationError;
 use crate::session::SessionType;
 
@@ -24,6 +25,18 @@ pub enum SchedulerKind {
 }
 
 impl SchedulerKind {
+    /// Every scheduler.
+    pub const ALL: [SchedulerKind; 3] = [Self::Fifo, Self::Lifo, Self::Drf];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fifo => "fifo",
+            Self::Lifo => "lifo",
+            Self::Drf => "drf",
+        }
+    }
+
     /// Parses `fifo | lifo | drf`; `field` names the field in errors.
     pub fn parse(value: &Value, field: &str) -> Result<Self, ValidationError> {
         match value.as_str() {
@@ -51,12 +64,45 @@ pub enum AgentSelectionStrategy {
     Roundrobin,
 }
 
-/// Scheduler-specific settings (`scheduler_opts.config`).
+impl AgentSelectionStrategy {
+    /// Every strategy.
+    pub const ALL: [AgentSelectionStrategy; 3] =
+        [Self::Dispersed, Self::Concentrated, Self::Roundrobin];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispersed => "dispersed",
+            Self::Concentrated => "concentrated",
+            Self::Roundrobin => "roundrobin",
+        }
+    }
+}
+
+/// Scheduler-specific settings (`scheduler_opts.config`). Which keys exist depends on
+/// the group's scheduler: fifo and lifo have `num_retries_to_skip`, drf has none (its
+/// value is ignored, and never shown, for a drf group).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerConfig {
     /// fifo/lifo: 0 = strict order; N > 0 lets the scheduler pass over a head-of-line
     /// session that has failed N times.
     pub num_retries_to_skip: u32,
+}
+
+impl SchedulerConfig {
+    /// The keys this config has for `scheduler`, with their values; `explicit_only`
+    /// leaves out keys at their default (a PATCH's merge base: a default is implied, so
+    /// switching the scheduler does not carry it over as an explicit, foreign key).
+    fn to_json(self, scheduler: SchedulerKind, explicit_only: bool) -> Value {
+        let mut m = Map::new();
+        if scheduler != SchedulerKind::Drf && !(explicit_only && self.num_retries_to_skip == 0) {
+            m.insert(
+                "num_retries_to_skip".into(),
+                self.num_retries_to_skip.into(),
+            );
+        }
+        Value::Object(m)
+    }
 }
 
 /// Validated scheduler options of a scaling group.
@@ -102,7 +148,7 @@ impl SchedulerOpts {
                     let items = v
                         .as_array()
                         .ok_or_else(|| ValidationError::new(&field, "must be a list"))?;
-                    let mut types = Vec::new();
+                    let mut types: Vec<SessionType> = Vec::new();
                     for item in items {
                         let t = item.as_str().and_then(SessionType::parse).ok_or_else(|| {
                             ValidationError::new(
@@ -112,22 +158,30 @@ impl SchedulerOpts {
                                 ),
                             )
                         })?;
-                        if !types.contains(&t) {
-                            types.push(t);
+                        if types.contains(&t) {
+                            return Err(ValidationError::new(
+                                &field,
+                                format!("names '{t}' more than once"),
+                            ));
                         }
+                        types.push(t);
                     }
                     opts.allowed_session_types = types;
                 }
                 "pending_timeout" => {
                     opts.pending_timeout = match v {
-                        Value::Number(n) if n.as_u64().is_some() => n.as_u64().unwrap_or(0),
+                        Value::Number(n) if n.as_u64().is_some_and(|t| t <= MAX_TIMEOUT_SECS) => {
+                            n.as_u64().unwrap_or(0)
+                        }
                         Value::Number(n) if n.as_f64().is_some_and(|f| f < 0.0) => {
                             return Err(ValidationError::new(&field, "must be >= 0 (seconds)"))
                         }
                         _ => {
                             return Err(ValidationError::new(
                                 &field,
-                                "must be a whole number of seconds >= 0",
+                                format!(
+                                    "must be a whole number of seconds between 0 and {MAX_TIMEOUT_SECS}"
+                                ),
                             ))
                         }
                     }
@@ -157,29 +211,50 @@ impl SchedulerOpts {
         Ok(opts)
     }
 
-    /// The canonical JSON form (every key present).
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+    /// The JSON a group using `scheduler` shows: every key, `config` with the keys of
+    /// that scheduler. [`SchedulerOpts::parse`] accepts it back unchanged.
+    pub fn to_json(&self, scheduler: SchedulerKind) -> Value {
+        self.json(scheduler, false)
     }
 
-    /// PATCH semantics: the given top-level keys of `patch` replace the current ones,
-    /// then the whole is validated again for `scheduler`.
+    fn json(&self, scheduler: SchedulerKind, explicit_only: bool) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "allowed_session_types".into(),
+            Value::Array(
+                self.allowed_session_types
+                    .iter()
+                    .map(|t| Value::from(t.as_str()))
+                    .collect(),
+            ),
+        );
+        m.insert("pending_timeout".into(), self.pending_timeout.into());
+        m.insert(
+            "agent_selection_strategy".into(),
+            Value::from(self.agent_selection_strategy.as_str()),
+        );
+        m.insert(
+            "config".into(),
+            self.config.to_json(scheduler, explicit_only),
+        );
+        Value::Object(m)
+    }
+
+    /// PATCH semantics (SPEC §4): the given top-level keys of `patch` replace those of
+    /// the current opts (of a group using `current`), then the merged whole is validated
+    /// by [`SchedulerOpts::parse`] for `scheduler` — exactly what creating a group with
+    /// it would do. Config keys at their default are implied, not carried, so switching
+    /// to a scheduler that lacks them works; an explicit foreign key is rejected.
     pub fn merge_patch(
         &self,
-        patch: &Value,
+        current: SchedulerKind,
+        patch: &Map<String, Value>,
         scheduler: SchedulerKind,
     ) -> Result<Self, ValidationError> {
-        let Value::Object(patch) = patch else {
-            return Err(ValidationError::new(FIELD, "must be an object"));
-        };
-        let mut merged = match self.to_json() {
+        let mut merged = match self.json(current, true) {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        if scheduler == SchedulerKind::Drf {
-            // drf has no config keys; do not carry fifo's over when switching.
-            merged.insert("config".into(), Value::Object(Map::new()));
-        }
         for (k, v) in patch {
             merged.insert(k.clone(), v.clone());
         }
@@ -216,19 +291,19 @@ fn parse_config(v: &Value, scheduler: SchedulerKind) -> Result<SchedulerConfig, 
             (SchedulerKind::Fifo | SchedulerKind::Lifo, "num_retries_to_skip") => {
                 config.num_retries_to_skip = v
                     .as_u64()
+                    .filter(|n| *n <= u64::from(MAX_POLICY_COUNT))
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| ValidationError::new(&field, "must be a whole number >= 0"))?;
+                    .ok_or_else(|| {
+                        ValidationError::new(
+                            &field,
+                            format!("must be a whole number between 0 and {MAX_POLICY_COUNT}"),
+                        )
+                    })?;
             }
             _ => {
                 return Err(ValidationError::new(
                     &field,
-                    format!(
-                        "unknown key for the '{}' scheduler",
-                        serde_json::to_value(scheduler)
-                            .ok()
-                            .and_then(|s| s.as_str().map(str::to_string))
-                            .unwrap_or_default()
-                    ),
+                    format!("unknown key for the '{}' scheduler", scheduler.as_str()),
                 ))
             }
         }
@@ -325,6 +400,13 @@ mod tests {
         assert_eq!(field_of(r), "scheduler_opts.config.num_retries_to_skip");
     }
 
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
     #[test]
     fn a_patch_replaces_only_the_given_keys() {
         let current = SchedulerOpts {
@@ -333,18 +415,94 @@ mod tests {
         };
         let merged = current
             .merge_patch(
-                &json!({"allowed_session_types": ["batch"]}),
+                SchedulerKind::Fifo,
+                &obj(json!({"allowed_session_types": ["batch"]})),
                 SchedulerKind::Fifo,
             )
-            .unwrap_or_default();
+            .unwrap();
         assert_eq!(merged.pending_timeout, 60);
         assert_eq!(merged.allowed_session_types, vec![SessionType::Batch]);
     }
 
     #[test]
     fn an_invalid_patch_is_rejected_naming_the_field() {
-        let r = SchedulerOpts::default()
-            .merge_patch(&json!({"pending_timeout": -1}), SchedulerKind::Fifo);
+        let r = SchedulerOpts::default().merge_patch(
+            SchedulerKind::Fifo,
+            &obj(json!({"pending_timeout": -1})),
+            SchedulerKind::Fifo,
+        );
         assert_eq!(field_of(r), "scheduler_opts.pending_timeout");
+    }
+
+    #[test]
+    fn a_pending_timeout_beyond_ten_years_is_rejected() {
+        for t in [
+            json!(MAX_TIMEOUT_SECS + 1),
+            json!(9_223_372_036_854_776u64),
+            json!(u64::MAX),
+        ] {
+            let r = SchedulerOpts::parse(&json!({ "pending_timeout": t }), SchedulerKind::Fifo);
+            assert_eq!(field_of(r), "scheduler_opts.pending_timeout");
+        }
+    }
+
+    #[test]
+    fn a_session_type_named_twice_is_rejected() {
+        let r = SchedulerOpts::parse(
+            &json!({"allowed_session_types": ["batch", "batch"]}),
+            SchedulerKind::Fifo,
+        );
+        assert_eq!(field_of(r), "scheduler_opts.allowed_session_types");
+    }
+
+    #[test]
+    fn switching_to_drf_does_not_carry_a_default_fifo_config_over() {
+        let merged = SchedulerOpts::default()
+            .merge_patch(SchedulerKind::Fifo, &Map::new(), SchedulerKind::Drf)
+            .unwrap();
+        assert_eq!(merged.to_json(SchedulerKind::Drf)["config"], json!({}));
+    }
+
+    #[test]
+    fn switching_to_drf_with_an_explicit_fifo_config_is_rejected_as_create_would() {
+        let current = SchedulerOpts {
+            config: SchedulerConfig {
+                num_retries_to_skip: 3,
+            },
+            ..SchedulerOpts::default()
+        };
+        let r = current.merge_patch(SchedulerKind::Fifo, &Map::new(), SchedulerKind::Drf);
+        assert_eq!(field_of(r), "scheduler_opts.config.num_retries_to_skip");
+    }
+
+    proptest::proptest! {
+        /// Whatever a group shows is accepted back by create: PATCH can never store a
+        /// configuration that create would reject.
+        #[test]
+        fn the_shown_opts_of_any_group_are_accepted_by_create(
+            timeout in 0..=MAX_TIMEOUT_SECS,
+            skip in 0..=MAX_POLICY_COUNT,
+            types in proptest::sample::subsequence(SessionType::ALL.to_vec(), 0..=3),
+            strategy in proptest::sample::select(AgentSelectionStrategy::ALL.to_vec()),
+            from in proptest::sample::select(SchedulerKind::ALL.to_vec()),
+            to in proptest::sample::select(SchedulerKind::ALL.to_vec()),
+        ) {
+            let base = SchedulerOpts::parse(&json!({}), from).unwrap();
+            let patch = if from == SchedulerKind::Drf {
+                obj(json!({"pending_timeout": timeout, "allowed_session_types": types,
+                           "agent_selection_strategy": strategy.as_str()}))
+            } else {
+                obj(json!({"pending_timeout": timeout, "allowed_session_types": types,
+                           "agent_selection_strategy": strategy.as_str(),
+                           "config": {"num_retries_to_skip": skip}}))
+            };
+            let patched = base.merge_patch(from, &patch, from).unwrap();
+            let shown = patched.to_json(from);
+            proptest::prop_assert_eq!(SchedulerOpts::parse(&shown, from), Ok(patched.clone()));
+            if let Ok(switched) = patched.merge_patch(from, &Map::new(), to) {
+                let shown = switched.to_json(to);
+                proptest::prop_assert_eq!(SchedulerOpts::parse(&shown, to), Ok(switched));
+            }
+        }
     }
 }

@@ -12,13 +12,16 @@
 //!   `owner_resource_limit`, `scaling_group`, and [`predicates::evaluate`] running them.
 //! - [`ordering`]: the order a group's queue is tried in.
 //! - [`selection`]: picking an agent by strategy.
+//! - [`pass`]: one whole scheduling pass over a group's queue ([`pass::plan`]).
 
 pub mod ordering;
+pub mod pass;
 pub mod predicates;
 pub mod resolve;
 pub mod selection;
 
 pub use ordering::{order_queue, QueueItem};
+pub use pass::{plan, PassInput, PassPlan, PendingItem, Placement, Waiting};
 pub use predicates::{evaluate, Evaluation, OwnerUsage, PredicateInput};
 pub use resolve::{resolve_scaling_group, ResolveError};
 pub use selection::{select_agent, AgentCandidate};

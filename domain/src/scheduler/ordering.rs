@@ -40,7 +40,8 @@ pub fn dominant_share(used: &ResourceSlots, capacity: &ResourceSlots) -> Decimal
         .0
         .iter()
         .filter(|(_, cap)| !cap.is_zero())
-        .map(|(k, cap)| used.get(k) / *cap)
+        // Checked: a share too large to represent is the largest share.
+        .map(|(k, cap)| used.get(k).checked_div(*cap).unwrap_or(Decimal::MAX))
         .max()
         .unwrap_or(Decimal::ZERO)
 }
@@ -93,7 +94,7 @@ pub fn order_queue(
                     continue;
                 };
                 let u = used.entry(owner.clone()).or_default();
-                *u = u.add(&item.requested);
+                *u = u.saturating_add(&item.requested);
                 if !queue.is_empty() {
                     heap.push(Reverse((dominant_share(u, capacity), owner)));
                 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::resolve::available_to;
 use crate::policy::ResourceLimits;
-use crate::resources::ResourceSlots;
+use crate::resources::{ResourceSlots, SlotOverflow};
 use crate::scaling_group::ScalingGroup;
 use crate::session::{FailedPredicate, PassedPredicate, SessionSpec, SessionStatus, SessionType};
 
@@ -24,6 +24,11 @@ pub const OWNER_RESOURCE_LIMIT: &str = "owner_resource_limit";
 pub const SCALING_GROUP: &str = "scaling_group";
 /// Name of the agent-selection step (the last predicate).
 pub const AGENT_SELECTION: &str = "agent_selection";
+/// Name of the check that the session's request can be computed at all (its resources
+/// times its cluster size stay representable). Never fails for a session enqueued
+/// through the API; it stands for a stored request the scheduler cannot evaluate, so
+/// that session waits with a reason instead of stopping the pass.
+pub const RESOURCES: &str = "resources";
 
 /// What an owner already uses: sessions that are neither PENDING nor terminal, and the
 /// slots those hold.
@@ -36,8 +41,11 @@ pub struct OwnerUsage {
 }
 
 /// What a dependency looks like now (`None` in the map: no such session).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DependencyState {
+    /// Its owner: a dependency of another owner counts as unknown, so nothing about
+    /// another owner's session reaches this one's `status_data`.
+    pub owner: String,
     /// Its status.
     pub status: SessionStatus,
     /// Its exit code, when terminated.
@@ -89,9 +97,10 @@ impl Evaluation {
     }
 }
 
-/// Slots a session needs in total: its per-kernel resources times its cluster size.
-pub fn requested_slots(spec: &SessionSpec) -> ResourceSlots {
-    spec.resources.scale(spec.cluster_size.max(1))
+/// Slots a session needs in total: its per-kernel resources times its cluster size
+/// (`Err` when that product overflows: see [`RESOURCES`]).
+pub fn requested_slots(spec: &SessionSpec) -> Result<ResourceSlots, SlotOverflow> {
+    spec.requested_slots()
 }
 
 /// `reserved_time`: a batch session with `starts_at` in the future waits.
@@ -105,6 +114,19 @@ pub fn reserved_time(spec: &SessionSpec, now: DateTime<Utc>) -> Result<(), Strin
     }
 }
 
+/// A dependency's state as `spec`'s owner may see it: another owner's session is
+/// unknown.
+fn visible<'a>(
+    spec: &SessionSpec,
+    states: &'a BTreeMap<Uuid, Option<DependencyState>>,
+    id: &Uuid,
+) -> Option<&'a DependencyState> {
+    states
+        .get(id)
+        .and_then(Option::as_ref)
+        .filter(|s| s.owner == spec.owner.as_str())
+}
+
 /// `dependencies`: every dependency has TERMINATED successfully.
 pub fn dependencies(
     spec: &SessionSpec,
@@ -113,7 +135,7 @@ pub fn dependencies(
     let waiting: Vec<String> = spec
         .dependencies
         .iter()
-        .filter_map(|id| match states.get(id).copied().flatten() {
+        .filter_map(|id| match visible(spec, states, id) {
             Some(s) if s.succeeded() => None,
             Some(s) => Some(format!("{id} ({})", s.status)),
             None => Some(format!("{id} (unknown)")),
@@ -139,7 +161,7 @@ pub fn failed_dependency(
     spec.dependencies
         .iter()
         .copied()
-        .find(|id| match states.get(id).copied().flatten() {
+        .find(|id| match visible(spec, states, id) {
             Some(s) => s.failed(),
             None => true,
         })
@@ -148,7 +170,7 @@ pub fn failed_dependency(
 /// `concurrency`: the owner holds fewer than `max_concurrent_sessions` live sessions.
 pub fn concurrency(limits: &ResourceLimits, usage: &OwnerUsage) -> Result<(), String> {
     match limits.max_concurrent_sessions {
-        Some(max) if usage.concurrent >= max => Err(format!(
+        Some(max) if usage.concurrent >= max.get() => Err(format!(
             "you have reached your limit of {max} concurrent sessions ({} active)",
             usage.concurrent
         )),
@@ -164,7 +186,7 @@ pub fn owner_resource_limit(
     requested: &ResourceSlots,
 ) -> Result<(), String> {
     match &limits.total_resource_slots {
-        Some(total) if !usage.allocated.add(requested).fits_within(total) => Err(format!(
+        Some(total) if !usage.allocated.fits_with(requested, total) => Err(format!(
             "requesting {requested} would exceed your resource limit {total} ({} in use)",
             usage.allocated
         )),
@@ -200,10 +222,26 @@ pub fn scaling_group(spec: &SessionSpec, group: Option<&ScalingGroup>) -> Result
     Ok(())
 }
 
+/// The `resources` failure message of a request the scheduler cannot compute.
+pub fn overflow_message(spec: &SessionSpec) -> String {
+    format!(
+        "the requested resources {} times cluster_size {} are too large to schedule",
+        spec.resources, spec.cluster_size
+    )
+}
+
 /// Runs every predicate except agent selection, in the SPEC's order, collecting all
 /// failures (a user sees every reason at once, not one per attempt).
 pub fn evaluate(input: &PredicateInput<'_>) -> Evaluation {
-    let requested = requested_slots(input.spec);
+    let Ok(requested) = requested_slots(input.spec) else {
+        return Evaluation {
+            failed: vec![FailedPredicate {
+                name: RESOURCES.to_string(),
+                msg: overflow_message(input.spec),
+            }],
+            passed: vec![],
+        };
+    };
     let results = [
         (RESERVED_TIME, reserved_time(input.spec, input.now)),
         (DEPENDENCIES, dependencies(input.spec, input.dependencies)),
@@ -241,21 +279,14 @@ mod tests {
 
     fn spec(session_type: SessionType) -> SessionSpec {
         SessionSpec {
-            session_id: Uuid::from_u128(1),
-            name: "s".into(),
-            owner: "alice".into(),
             session_type,
-            image: "python:3.12".into(),
-            scaling_group: "gpu-batch".into(),
             resources: ResourceSlots::new().with("cpu", Decimal::from(2)),
-            cluster_size: 1,
-            priority: 10,
-            starts_at: None,
-            batch_timeout: None,
-            startup_command: None,
-            dependencies: vec![],
-            labels: BTreeMap::new(),
+            ..crate::fixtures::spec_in(Uuid::from_u128(1), "gpu-batch", "alice")
         }
+    }
+
+    fn count(n: u32) -> Option<crate::bounds::PolicyCount> {
+        crate::bounds::PolicyCount::parse("limit", i128::from(n)).ok()
     }
 
     fn group(allowed: &[SessionType]) -> ScalingGroup {
@@ -295,6 +326,7 @@ mod tests {
         let states = BTreeMap::from([(
             dep,
             Some(DependencyState {
+                owner: "alice".into(),
                 status: SessionStatus::Running,
                 exit_code: None,
             }),
@@ -311,6 +343,7 @@ mod tests {
         let states = BTreeMap::from([(
             dep,
             Some(DependencyState {
+                owner: "alice".into(),
                 status: SessionStatus::Terminated,
                 exit_code: Some(0),
             }),
@@ -327,6 +360,7 @@ mod tests {
             (
                 a,
                 Some(DependencyState {
+                    owner: "alice".into(),
                     status: SessionStatus::Terminated,
                     exit_code: Some(1),
                 }),
@@ -334,6 +368,7 @@ mod tests {
             (
                 b,
                 Some(DependencyState {
+                    owner: "alice".into(),
                     status: SessionStatus::Cancelled,
                     exit_code: None,
                 }),
@@ -347,9 +382,28 @@ mod tests {
     }
 
     #[test]
+    fn given_a_dependency_of_another_owner_when_evaluated_then_it_is_unknown_and_its_status_never_shown(
+    ) {
+        let mut s = spec(SessionType::Batch);
+        let dep = Uuid::from_u128(7);
+        s.dependencies = vec![dep];
+        let states = BTreeMap::from([(
+            dep,
+            Some(DependencyState {
+                owner: "bob".into(),
+                status: SessionStatus::Pending,
+                exit_code: None,
+            }),
+        )]);
+        let msg = dependencies(&s, &states).unwrap_err();
+        assert!(msg.contains("unknown") && !msg.contains("PENDING"), "{msg}");
+        assert_eq!(failed_dependency(&s, &states), Some(dep));
+    }
+
+    #[test]
     fn given_an_owner_at_the_concurrency_limit_when_evaluated_then_concurrency_fails() {
         let limits = ResourceLimits {
-            max_concurrent_sessions: Some(2),
+            max_concurrent_sessions: count(2),
             ..ResourceLimits::default()
         };
         let mut usage = OwnerUsage {
@@ -413,7 +467,7 @@ mod tests {
         let mut s = spec(SessionType::Batch);
         s.starts_at = Some(t(60));
         let limits = ResourceLimits {
-            max_concurrent_sessions: Some(0),
+            max_concurrent_sessions: count(0),
             ..ResourceLimits::default()
         };
         let g = group(&SessionType::ALL);

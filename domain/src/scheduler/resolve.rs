@@ -173,7 +173,7 @@ mod tests {
     fn given_a_private_group_of_others_when_named_then_it_is_not_found() {
         let mut private = group("p", &SessionType::ALL);
         private.public = false;
-        private.owners = BTreeSet::from(["bob".to_string()]);
+        private.owners = BTreeSet::from([crate::fixtures::owner("bob")]);
         let groups = vec![private];
         assert_eq!(
             resolve_scaling_group(&groups, "alice", SessionType::Batch, Some("p")),

@@ -24,11 +24,8 @@ impl AgentCandidate {
     /// Whether `requested` fits in what is free.
     pub fn fits(&self, requested: &ResourceSlots) -> bool {
         // Per requested slot, without building the free-slots map (this runs for every
-        // agent and every session of a pass).
-        requested
-            .0
-            .iter()
-            .all(|(k, v)| self.occupied.get(k) + *v <= self.capacity.get(k))
+        // agent and every session of a pass); an overflowing sum does not fit.
+        self.occupied.fits_with(requested, &self.capacity)
     }
 
     fn load(&self) -> Decimal {

@@ -4,15 +4,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::commands::{SessionCommand, SessionSpec, SessionType};
+use super::commands::SessionCommand;
 use super::error::SessionError;
 use super::events::{AgentAllocation, FailedPredicate, PassedPredicate, SessionEvent};
+use super::reasons::PENDING_TIMEOUT;
+use super::spec::{validate_spec, SessionSpec};
 use super::state::SessionStatus;
 use crate::error::ValidationError;
 use crate::resources::ResourceSlots;
-
-/// `status_info` of a session cancelled by the pending-timeout sweeper (SPEC §2.4).
-pub const PENDING_TIMEOUT: &str = "pending_timeout";
 
 /// Folded state of one session. `Default` is "does not exist yet".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,9 +106,8 @@ impl Session {
                     )
                     .into());
                 }
-                let allocated_slots = agents
-                    .iter()
-                    .fold(ResourceSlots::new(), |acc, a| acc.add(&a.slots));
+                let allocated_slots = ResourceSlots::checked_sum(agents.iter().map(|a| &a.slots))
+                    .map_err(|_| SessionError::ResourceOverflow)?;
                 SessionEvent::SessionScheduled {
                     scaling_group,
                     agents,
@@ -130,7 +128,7 @@ impl Session {
             SessionCommand::Start { .. } => SessionEvent::SessionStarted { occurred_at: now },
             SessionCommand::Restart { .. } => SessionEvent::SessionRestarting { occurred_at: now },
             SessionCommand::Degrade { reason, .. } => SessionEvent::SessionDegraded {
-                reason,
+                reason: reason.into(),
                 occurred_at: now,
             },
             SessionCommand::RequestTermination {
@@ -138,19 +136,19 @@ impl Session {
                 requested_by,
                 ..
             } => SessionEvent::SessionTerminating {
-                reason,
+                reason: reason.into(),
                 requested_by,
                 occurred_at: now,
             },
             SessionCommand::MarkTerminated {
                 reason, exit_code, ..
             } => SessionEvent::SessionTerminated {
-                reason,
+                reason: reason.into(),
                 exit_code,
                 occurred_at: now,
             },
             SessionCommand::Cancel { reason, .. } => SessionEvent::SessionCancelled {
-                reason,
+                reason: reason.into(),
                 occurred_at: now,
             },
             SessionCommand::CancelPending { reason, .. } => {
@@ -158,7 +156,7 @@ impl Session {
                     return Err(SessionError::NotPending(current));
                 }
                 SessionEvent::SessionCancelled {
-                    reason,
+                    reason: reason.into(),
                     occurred_at: now,
                 }
             }
@@ -168,10 +166,11 @@ impl Session {
                 if current != SessionStatus::Pending {
                     return Err(SessionError::NotPending(current));
                 }
-                let timeout = i64::try_from(pending_timeout).unwrap_or(i64::MAX);
-                let due = self
-                    .enqueued_at
-                    .and_then(|at| at.checked_add_signed(chrono::Duration::seconds(timeout)));
+                // Checked: a timeout too large for the clock means "never due".
+                let due = i64::try_from(pending_timeout)
+                    .ok()
+                    .and_then(chrono::TimeDelta::try_seconds)
+                    .and_then(|d| self.enqueued_at.and_then(|at| at.checked_add_signed(d)));
                 if pending_timeout == 0 || due.is_none_or(|due| now < due) {
                     return Err(SessionError::NotExpired { pending_timeout });
                 }
@@ -181,7 +180,7 @@ impl Session {
                 }
             }
             SessionCommand::Fail { reason, detail, .. } => SessionEvent::SessionErrored {
-                reason,
+                reason: reason.into(),
                 detail,
                 occurred_at: now,
             },
@@ -196,7 +195,7 @@ impl Session {
 
     /// Folds one event into the state. Events are facts: `apply` never rejects.
     pub fn apply(&mut self, event: &SessionEvent) {
-        self.version += 1;
+        self.version = self.version.saturating_add(1);
         match event {
             SessionEvent::SessionEnqueued { spec, occurred_at } => {
                 self.spec = Some(spec.clone());
@@ -245,78 +244,6 @@ impl Session {
     pub fn holds_slots(&self) -> bool {
         self.status.is_some_and(SessionStatus::holds_slots)
     }
-}
-
-/// Checks the fields of an enqueue request; the first bad field is named.
-pub fn validate_spec(spec: &SessionSpec) -> Result<(), ValidationError> {
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    if !name_ok(&spec.name) {
-        return Err(ValidationError::new(
-            "name",
-            "must be 1-64 characters of letters, digits, '-', '_' or '.'",
-        ));
-    }
-    if spec.owner.trim().is_empty() {
-        return Err(ValidationError::new("owner", "must not be empty"));
-    }
-    if spec.image.trim().is_empty() {
-        return Err(ValidationError::new("image", "must not be empty"));
-    }
-    if spec.scaling_group.trim().is_empty() {
-        return Err(ValidationError::new("scaling_group", "must not be empty"));
-    }
-    if spec.cluster_size == 0 {
-        return Err(ValidationError::new("cluster_size", "must be at least 1"));
-    }
-    if spec.priority > 100 {
-        return Err(ValidationError::new(
-            "priority",
-            "must be between 0 and 100",
-        ));
-    }
-    if spec.session_type != SessionType::Batch {
-        for (field, present) in [
-            ("starts_at", spec.starts_at.is_some()),
-            ("batch_timeout", spec.batch_timeout.is_some()),
-            ("startup_command", spec.startup_command.is_some()),
-        ] {
-            if present {
-                return Err(ValidationError::new(
-                    field,
-                    format!(
-                        "is only allowed for batch sessions, not '{}'",
-                        spec.session_type
-                    ),
-                ));
-            }
-        }
-    }
-    if spec.batch_timeout == Some(0) {
-        return Err(ValidationError::new(
-            "batch_timeout",
-            "must be a positive number of seconds",
-        ));
-    }
-    if spec.dependencies.contains(&spec.session_id) {
-        return Err(ValidationError::new(
-            "dependencies",
-            "a session cannot depend on itself",
-        ));
-    }
-    if spec
-        .resources
-        .0
-        .values()
-        .any(|v| v.is_sign_negative() && !v.is_zero())
-    {
-        return Err(ValidationError::new("resources", "must not be negative"));
-    }
-    Ok(())
 }
 
 crate::cqrs_adapter!(

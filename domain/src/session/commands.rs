@@ -1,83 +1,10 @@
 //! Commands a session accepts. Every command carries `now`: time is an input.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use uuid::Uuid;
 
 use super::events::{AgentAllocation, FailedPredicate, PassedPredicate};
-use crate::resources::ResourceSlots;
-
-/// The kind of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionType {
-    /// Interactive (notebooks, terminals).
-    Interactive,
-    /// Batch job running `startup_command`.
-    Batch,
-    /// Inference service.
-    Inference,
-}
-
-impl SessionType {
-    /// All session types.
-    pub const ALL: [SessionType; 3] = [Self::Interactive, Self::Batch, Self::Inference];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Interactive => "interactive",
-            Self::Batch => "batch",
-            Self::Inference => "inference",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for SessionType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a session is enqueued with (SPEC §1.2). The scaling group has been resolved by
-/// the application before the command is built.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionSpec {
-    /// Server-assigned id.
-    pub session_id: Uuid,
-    /// Unique among the owner's non-terminal sessions.
-    pub name: String,
-    /// The owner (user).
-    pub owner: String,
-    /// interactive | batch | inference.
-    pub session_type: SessionType,
-    /// Container image.
-    pub image: String,
-    /// The resolved scaling group.
-    pub scaling_group: String,
-    /// Requested slots per kernel.
-    pub resources: ResourceSlots,
-    /// Number of kernels (default 1).
-    pub cluster_size: u32,
-    /// 0..=100, default 10.
-    pub priority: u8,
-    /// Batch only: do not schedule before.
-    pub starts_at: Option<DateTime<Utc>>,
-    /// Batch only: seconds the batch may run.
-    pub batch_timeout: Option<u64>,
-    /// Batch only: the command to run.
-    pub startup_command: Option<String>,
-    /// Sessions that must have TERMINATED successfully first.
-    pub dependencies: Vec<Uuid>,
-    /// Free-form labels.
-    pub labels: BTreeMap<String, String>,
-}
+use super::spec::SessionSpec;
+use crate::ids::{GroupName, Reason};
 
 /// A command on the Session aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +29,7 @@ pub enum SessionCommand {
     /// PENDING -> SCHEDULED.
     Schedule {
         /// The group it was scheduled in.
-        scaling_group: String,
+        scaling_group: GroupName,
         /// Agents and their slots.
         agents: Vec<AgentAllocation>,
         /// When.
@@ -141,14 +68,14 @@ pub enum SessionCommand {
     /// -> RUNNING_DEGRADED.
     Degrade {
         /// Why.
-        reason: String,
+        reason: Reason,
         /// When.
         now: DateTime<Utc>,
     },
     /// -> TERMINATING.
     RequestTermination {
         /// Why, e.g. `user-requested`.
-        reason: String,
+        reason: Reason,
         /// Who asked (actor id).
         requested_by: String,
         /// When.
@@ -157,7 +84,7 @@ pub enum SessionCommand {
     /// -> TERMINATED.
     MarkTerminated {
         /// Why, e.g. `user-requested`, `force-terminated`.
-        reason: String,
+        reason: Reason,
         /// Exit code of the main kernel, when known.
         exit_code: Option<i32>,
         /// When.
@@ -166,7 +93,7 @@ pub enum SessionCommand {
     /// -> CANCELLED.
     Cancel {
         /// Why, e.g. `user-requested`, `pending_timeout`.
-        reason: String,
+        reason: Reason,
         /// When.
         now: DateTime<Utc>,
     },
@@ -174,7 +101,7 @@ pub enum SessionCommand {
     /// `dependency-failed`: a session scheduled meanwhile is left alone).
     CancelPending {
         /// Why.
-        reason: String,
+        reason: Reason,
         /// When.
         now: DateTime<Utc>,
     },
@@ -191,7 +118,7 @@ pub enum SessionCommand {
     /// -> ERROR.
     Fail {
         /// Short machine-readable reason, e.g. `agent-lost`.
-        reason: String,
+        reason: Reason,
         /// Human detail.
         detail: Option<String>,
         /// When.

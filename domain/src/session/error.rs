@@ -29,6 +29,9 @@ pub enum SessionError {
         /// The timeout it was checked against (0 = disabled).
         pending_timeout: u64,
     },
+    /// The allocated slots of a placement overflow (never with validated input).
+    #[error("the allocated slots overflow")]
+    ResourceOverflow,
     /// Invalid input; names the field.
     #[error(transparent)]
     Validation(#[from] ValidationError),

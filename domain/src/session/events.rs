@@ -6,7 +6,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::commands::SessionSpec;
+use super::reasons::PREDICATE_CHECKS_FAILED;
+use super::spec::SessionSpec;
+pub use crate::agent::AgentAllocation;
+use crate::ids::GroupName;
 use crate::resources::ResourceSlots;
 
 /// The current version of every session event.
@@ -26,15 +29,6 @@ pub struct FailedPredicate {
 pub struct PassedPredicate {
     /// Predicate name.
     pub name: String,
-}
-
-/// Slots allocated on one agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentAllocation {
-    /// The agent.
-    pub agent_id: String,
-    /// What it holds for this session.
-    pub slots: ResourceSlots,
 }
 
 /// Something that happened to a session.
@@ -59,7 +53,7 @@ pub enum SessionEvent {
     /// Placed on agents.
     SessionScheduled {
         /// The group.
-        scaling_group: String,
+        scaling_group: GroupName,
         /// Per-agent allocations.
         agents: Vec<AgentAllocation>,
         /// Sum of allocated slots.
@@ -217,7 +211,7 @@ impl SessionEvent {
                 Some(code) if *code != 0 => Some(format!("exit-code-{code}")),
                 _ => None,
             },
-            Self::SessionSchedulingFailed { .. } => Some("predicate-checks-failed".to_string()),
+            Self::SessionSchedulingFailed { .. } => Some(PREDICATE_CHECKS_FAILED.to_string()),
             _ => None,
         }
     }

@@ -8,14 +8,20 @@ mod aggregate;
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
+pub mod reasons;
+pub mod spec;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Session, PENDING_TIMEOUT};
-pub use commands::{SessionCommand, SessionSpec, SessionType};
+pub use aggregate::Session;
+pub use commands::SessionCommand;
 pub use error::SessionError;
 pub use events::{
     AgentAllocation, FailedPredicate, PassedPredicate, SessionEvent, SESSION_EVENT_VERSION,
 };
+pub use lifecycle::{delete_command, KernelEvent, KERNEL_EVENTS};
+pub use reasons::PENDING_TIMEOUT;
+pub use spec::{validate_spec, Labels, SessionSpec, SessionType};
 pub use state::{SessionStatus, ALL_STATUSES, TRANSITIONS};

@@ -43,14 +43,17 @@ pub fn sessions() -> DocProjection<Session> {
         columns: |s| {
             let spec = s.spec.as_ref();
             vec![
-                SqlValue::Text(spec.map(|p| p.owner.clone()).unwrap_or_default()),
-                SqlValue::Text(spec.map(|p| p.name.clone()).unwrap_or_default()),
+                SqlValue::Text(spec.map(|p| p.owner.to_string()).unwrap_or_default()),
+                SqlValue::Text(spec.map(|p| p.name.to_string()).unwrap_or_default()),
                 SqlValue::Text(
                     s.status
                         .map(|st| st.as_str().to_string())
                         .unwrap_or_default(),
                 ),
-                SqlValue::Text(spec.map(|p| p.scaling_group.clone()).unwrap_or_default()),
+                SqlValue::Text(
+                    spec.map(|p| p.scaling_group.to_string())
+                        .unwrap_or_default(),
+                ),
                 SqlValue::Text(
                     spec.map(|p| p.session_type.as_str().to_string())
                         .unwrap_or_default(),
@@ -81,12 +84,7 @@ pub fn agent_occupancy() -> DocProjection<Agent> {
         columns: |a| {
             vec![
                 SqlValue::Text(a.scaling_group.clone()),
-                SqlValue::Text(
-                    serde_json::to_value(a.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                ),
+                SqlValue::Text(a.status.as_str().to_string()),
             ]
         },
     }
@@ -367,6 +365,47 @@ impl<A: Decider> DocProjection<A> {
             }
         };
         docs.iter().map(|d| self.decode(d)).collect()
+    }
+
+    /// Which of these ids have a row in the live generation (in no particular order).
+    pub async fn existing_ids(
+        &self,
+        db: &Db,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<uuid::Uuid>, ProjectionError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+        let found: Vec<String> = match db {
+            Db::Postgres(p) => {
+                sqlx::query_scalar(&format!(
+                    "SELECT id FROM {} WHERE generation = {} AND id = ANY($2)",
+                    self.table,
+                    live_generation(1)
+                ))
+                .bind(self.name)
+                .bind(&ids)
+                .fetch_all(p)
+                .await?
+            }
+            Db::Sqlite { readers, .. } => {
+                sqlx::query_scalar(&format!(
+                    "SELECT id FROM {} WHERE generation = {} \
+                     AND id IN (SELECT value FROM json_each($2))",
+                    self.table,
+                    live_generation(1)
+                ))
+                .bind(self.name)
+                .bind(serde_json::Value::from(ids).to_string())
+                .fetch_all(readers)
+                .await?
+            }
+        };
+        Ok(found
+            .iter()
+            .filter_map(|s| uuid::Uuid::parse_str(s).ok())
+            .collect())
     }
 
     /// The rows of the live generation whose indexed column `column` (one of this read

@@ -18,6 +18,19 @@ use std::sync::Arc;
 
 use crate::Projection;
 
+/// Name of the `sessions` read model.
+pub const SESSIONS: &str = "sessions";
+/// Name of the `scaling_groups` read model.
+pub const SCALING_GROUPS: &str = "scaling_groups";
+/// Name of the `agent_occupancy` read model.
+pub const AGENT_OCCUPANCY: &str = "agent_occupancy";
+/// Name of the `pending_queue` read model.
+pub const PENDING_QUEUE: &str = "pending_queue";
+/// Name of the `audit_log` read model.
+pub const AUDIT_LOG: &str = "audit_log";
+/// Name of the `slot_releases` process manager's read model.
+pub const SLOT_RELEASES: &str = "slot_releases";
+
 /// A value bound into a read-model row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {

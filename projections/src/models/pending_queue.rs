@@ -94,10 +94,10 @@ impl Projection for PendingQueue {
                         let deadline = timeout.filter(|t| *t > 0).map(|t| enqueued_ms + t * 1000);
                         buffer.insert(NewEntry {
                             session_id: e.aggregate_id.clone(),
-                            scaling_group: spec.scaling_group.clone(),
-                            owner: spec.owner.clone(),
+                            scaling_group: spec.scaling_group.to_string(),
+                            owner: spec.owner.to_string(),
                             session_type: spec.session_type.as_str(),
-                            priority: i64::from(spec.priority),
+                            priority: i64::from(spec.priority.get()),
                             enqueue_position: e.global_position,
                             enqueued_at: occurred_at.to_rfc3339(),
                             enqueued_ms,
@@ -116,7 +116,7 @@ impl Projection for PendingQueue {
                             name,
                             scheduler_opts,
                             ..
-                        } => (name, scheduler_opts.pending_timeout),
+                        } => (name.to_string(), scheduler_opts.pending_timeout),
                         ScalingGroupEvent::SchedulerOptsChanged { new, .. } => {
                             (e.aggregate_id.clone(), new.pending_timeout)
                         }
@@ -310,14 +310,21 @@ impl PendingQueue {
         Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").fetch_all(p).await)?)
     }
 
-    /// How many sessions `owner` has waiting (through the owner index).
-    pub async fn count_for_owner(&self, db: &Db, owner: &str) -> Result<i64, ProjectionError> {
+    /// How many sessions `owner` has waiting, counting at most `cap` of them (through
+    /// the owner index: the cost is bounded by `cap`, not by the owner's queue).
+    pub async fn count_for_owner_up_to(
+        &self,
+        db: &Db,
+        owner: &str,
+        cap: i64,
+    ) -> Result<i64, ProjectionError> {
         let sql = format!(
-            "SELECT COUNT(*) FROM rm_pending_queue WHERE generation = {} AND owner = $2",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM rm_pending_queue \
+             WHERE generation = {} AND owner = $2 LIMIT $3) AS capped",
             live_generation(1)
         );
         Ok(
-            on_pool!(db, p => sqlx::query_scalar(&sql).bind("pending_queue").bind(owner).fetch_one(p).await)?,
+            on_pool!(db, p => sqlx::query_scalar(&sql).bind("pending_queue").bind(owner).bind(cap).fetch_one(p).await)?,
         )
     }
 

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use domain::agent::{Agent, AgentCommand};
-use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
+use domain::scaling_group::ScalingGroup;
 use domain::session::{
     AgentAllocation, FailedPredicate, PassedPredicate, Session, SessionCommand, SessionSpec,
-    SessionStatus, SessionType,
+    SessionStatus,
 };
 use domain::{Decider, ResourceSlots};
 use projections::db::Db;
@@ -16,49 +16,23 @@ use projections::models::pending_queue::{PendingEntry, PendingQueue};
 use projections::RecordedEvent;
 use serde_json::{json, Value};
 use sessiond::command::{CommandHandler, Committed};
-use sessiond::store::{EventMetadata, EventStore, LogPosition};
+use sessiond::store::{EventStore, LogPosition};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
-/// Domain time of the workload starts here (commands take `now`).
-pub const T0: i64 = 1_790_000_000;
+use crate::fixtures::{agent_id, create_group, group, reason, register_agent, update_group};
+pub use crate::fixtures::{at, meta, T0};
 
-pub fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(T0 + secs, 0).unwrap()
-}
-
-pub fn meta(actor: &str) -> EventMetadata {
-    EventMetadata {
-        actor: actor.to_string(),
-        correlation_id: Uuid::new_v4().to_string(),
-        causation_id: Uuid::new_v4().to_string(),
-    }
-}
-
+/// `n` cores.
 pub fn cpu(n: i32) -> ResourceSlots {
     ResourceSlots::new().with("cpu", n.into())
 }
 
-pub fn spec(id: Uuid, group: &str, priority: u8, owner: &str) -> SessionSpec {
-    SessionSpec {
-        session_id: id,
-        name: format!("s-{}", id.simple()),
-        owner: owner.into(),
-        session_type: SessionType::Interactive,
-        image: "python:3.12".into(),
-        scaling_group: group.into(),
-        resources: cpu(2),
-        cluster_size: 1,
-        priority,
-        starts_at: None,
-        batch_timeout: None,
-        startup_command: None,
-        dependencies: vec![],
-        labels: Default::default(),
-    }
+/// A session of `owner` in `group` with `priority`, asking for 2 cpu.
+pub fn spec(id: Uuid, group_name: &str, priority: u8, owner: &str) -> SessionSpec {
+    crate::fixtures::spec_with(id, group_name, priority, owner)
 }
 
-/// Enqueues one session (usable from spawned tasks, without a [`World`]).
 pub async fn enqueue_session(
     handler: &CommandHandler,
     id: Uuid,
@@ -81,6 +55,7 @@ pub async fn enqueue_session(
 }
 
 /// The store, a handler, and what the test wrote (ids, actors, positions).
+#[derive(Debug)]
 pub struct World {
     pub store: EventStore,
     pub handler: CommandHandler,
@@ -144,20 +119,7 @@ impl World {
         let now = self.now();
         let c = self
             .handler
-            .execute::<ScalingGroup>(
-                name,
-                ScalingGroupCommand::Create {
-                    name: name.into(),
-                    description: format!("group {name}"),
-                    is_active: true,
-                    public: true,
-                    owners: BTreeSet::new(),
-                    scheduler: json!("fifo"),
-                    scheduler_opts: opts,
-                    now,
-                },
-                &meta("admin"),
-            )
+            .execute::<ScalingGroup>(name, create_group(name, &opts, now), &meta("admin"))
             .await
             .unwrap();
         self.record(&c, "admin");
@@ -175,15 +137,7 @@ impl World {
             .handler
             .execute::<ScalingGroup>(
                 name,
-                ScalingGroupCommand::Update {
-                    description: description.map(str::to_string),
-                    is_active: None,
-                    public: None,
-                    owners: None,
-                    scheduler: None,
-                    scheduler_opts: opts,
-                    now,
-                },
+                update_group(description, opts.as_ref(), now),
                 &meta("admin"),
             )
             .await
@@ -192,20 +146,14 @@ impl World {
         self.record(&c, "admin");
     }
 
-    pub async fn agent(&mut self, id: &str, group: &str) {
+    pub async fn agent(&mut self, id: &str, group_name: &str) {
         let now = self.now();
         let actor = format!("agent:{id}");
         let c = self
             .handler
             .execute::<Agent>(
                 id,
-                AgentCommand::Register {
-                    agent_id: id.into(),
-                    scaling_group: group.into(),
-                    addr: format!("10.0.0.{}:6001", self.agents.len() + 1),
-                    available_slots: cpu(16),
-                    now,
-                },
+                register_agent(id, group_name, cpu(16), now),
                 &meta(&actor),
             )
             .await
@@ -253,7 +201,7 @@ impl World {
     }
 
     /// Allocates slots on `agent` (the ledger) and schedules the session there.
-    pub async fn schedule(&mut self, id: Uuid, agent: &str, group: &str) {
+    pub async fn schedule(&mut self, id: Uuid, agent: &str, group_name: &str) {
         let now = self.now();
         let c = self
             .handler
@@ -269,12 +217,12 @@ impl World {
             .await
             .unwrap();
         self.record(&c, "scheduler");
-        let group = group.to_string();
-        let agent_id = agent.to_string();
+        let group_name = group(group_name);
+        let agent = agent_id(agent);
         self.session(id, "scheduler", move |now| SessionCommand::Schedule {
-            scaling_group: group,
+            scaling_group: group_name,
             agents: vec![AgentAllocation {
-                agent_id,
+                agent_id: agent,
                 slots: cpu(2),
             }],
             now,
@@ -332,10 +280,13 @@ impl World {
             .await;
     }
 
-    pub async fn cancel(&mut self, id: Uuid, reason: &str, actor: &str) {
-        let reason = reason.to_string();
-        self.session(id, actor, move |now| SessionCommand::Cancel { reason, now })
-            .await;
+    pub async fn cancel(&mut self, id: Uuid, why: &str, actor: &str) {
+        let why = reason(why);
+        self.session(id, actor, move |now| SessionCommand::Cancel {
+            reason: why,
+            now,
+        })
+        .await;
     }
 
     // ---- fresh folds -------------------------------------------------------------------
@@ -355,7 +306,7 @@ impl World {
     /// The whole global log (waits until every event the test wrote is readable).
     pub async fn full_log(&self) -> Vec<RecordedEvent> {
         let mut cursor = LogPosition::START;
-        let log = crate::helpers::read_until(&self.store, &mut cursor, self.events(), 1000).await;
+        let log = crate::db::read_until(&self.store, &mut cursor, self.events(), 1000).await;
         assert_eq!(log.len(), self.events(), "every written event is readable");
         log
     }
@@ -414,14 +365,14 @@ pub async fn mixed(store: EventStore) -> World {
     w.run_to_running(s[3], "a3").await;
     w.session(s[3], "user:alice", |now| {
         SessionCommand::RequestTermination {
-            reason: "user-requested".into(),
+            reason: reason("user-requested"),
             requested_by: "user:alice".into(),
             now,
         }
     })
     .await;
     w.session(s[3], "agent:a3", |now| SessionCommand::MarkTerminated {
-        reason: String::new(),
+        reason: reason("self-terminated"),
         exit_code: Some(0),
         now,
     })
@@ -435,18 +386,18 @@ pub async fn mixed(store: EventStore) -> World {
     w.session(s[4], "agent:a2", |now| SessionCommand::Start { now })
         .await;
     w.session(s[4], "agent:a2", |now| SessionCommand::Degrade {
-        reason: "kernel-unhealthy".into(),
+        reason: reason("kernel-unhealthy"),
         now,
     })
     .await;
     w.session(s[4], "scheduler", |now| SessionCommand::Fail {
-        reason: "agent-lost".into(),
+        reason: reason("agent-lost"),
         detail: Some("missed heartbeats".into()),
         now,
     })
     .await;
     w.session(s[4], "scheduler", |now| SessionCommand::MarkTerminated {
-        reason: String::new(),
+        reason: reason("cleaned-up"),
         exit_code: Some(1),
         now,
     })
@@ -464,7 +415,7 @@ pub async fn mixed(store: EventStore) -> World {
     w.cancel(s[12], "user-requested", "user:alice").await;
     w.cancel(s[13], "pending_timeout", "scheduler").await;
     w.session(s[14], "scheduler", |now| SessionCommand::Fail {
-        reason: "dependency-failed".into(),
+        reason: reason("dependency-failed"),
         detail: None,
         now,
     })
@@ -566,9 +517,9 @@ pub async fn expected_queue(w: &World, group: &str) -> Vec<(PendingEntry, DateTi
             PendingEntry {
                 session_id: id.to_string(),
                 scaling_group: group.to_string(),
-                owner: spec.owner.clone(),
+                owner: spec.owner.to_string(),
                 session_type: spec.session_type.as_str().to_string(),
-                priority: i64::from(spec.priority),
+                priority: i64::from(spec.priority.get()),
                 enqueue_position: w.enqueue_positions[id],
                 enqueued_at: String::new(),
                 deadline_ms: (timeout > 0).then_some(enqueued_ms + timeout * 1000),

@@ -1,6 +1,9 @@
-#![allow(dead_code)] // shared by several test binaries; each uses part of it
-//! Fresh stores for the conformance suite: a new PostgreSQL database per test (from the
-//! admin URL in `DATABASE_URL`, which `scripts/test` provides) and a new SQLite file.
+//! Fresh stores: a new PostgreSQL database per test (from the admin URL in
+//! `DATABASE_URL`, which `scripts/test` provides) and a new SQLite file.
+//!
+//! PostgreSQL test databases are named `sessiond_t_<run>_<uuid>`, `<run>` from
+//! `SESSIOND_TEST_RUN` (set by `scripts/test`), so the script drops exactly this run's
+//! databases when it ends — also on a developer's own server.
 
 use sessiond::store::{EventStore, LogPosition, RecordedEvent, StoreOptions};
 use std::time::{Duration, Instant};
@@ -8,7 +11,9 @@ use std::time::{Duration, Instant};
 /// Which backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// PostgreSQL (production).
     Postgres,
+    /// An SQLite file (the embedded default).
     Sqlite,
 }
 
@@ -19,12 +24,23 @@ pub fn admin_url() -> String {
     })
 }
 
+/// The prefix of this run's PostgreSQL test databases.
+pub fn run_prefix() -> String {
+    let run: String = std::env::var("SESSIOND_TEST_RUN")
+        .unwrap_or_else(|_| "local".into())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect();
+    format!("sessiond_t_{run}_")
+}
+
 /// A URL for a brand-new, empty database of `backend`.
 pub async fn fresh_url(backend: Backend) -> String {
     match backend {
         Backend::Postgres => {
             let admin = admin_url();
-            let name = format!("sessiond_t_{}", uuid::Uuid::new_v4().simple());
+            let name = format!("{}{}", run_prefix(), uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&admin)
                 .await
                 .expect("connect to the admin database");
@@ -85,28 +101,4 @@ pub async fn read_until(
         out.extend(events);
     }
     out
-}
-
-/// Generates one test per backend for each named `async fn(EventStore)`: a `postgres`
-/// and a `sqlite` module, each test on a fresh store.
-#[allow(unused_macros)]
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::helpers::fresh_store(crate::helpers::Backend::Postgres).await).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::helpers::fresh_store(crate::helpers::Backend::Sqlite).await).await
-                }
-            )*
-        }
-    };
 }

@@ -1,0 +1,23 @@
+//! Commands on a pending quota.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Count a new PENDING session against the owner's limit. The application looks up,
+/// in the read model, how many of the owner's sessions are PENDING and which of the
+/// quota's `unprojected` sessions the read model already shows, before it builds the
+/// command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakePendingSlot {
+    /// The new session.
+    pub session_id: Uuid,
+    /// The owner's `max_pending_sessions`.
+    pub limit: u32,
+    /// The owner's PENDING sessions in the read model (at most `limit` are counted).
+    pub pending_in_read_model: u32,
+    /// The quota's `unprojected` sessions the read model already shows (PENDING or
+    /// not): they are counted by `pending_in_read_model` or have left PENDING.
+    pub projected: Vec<Uuid>,
+    /// When.
+    pub now: DateTime<Utc>,
+}

@@ -1,0 +1,232 @@
+//! OpenAPI schemas of the validated types, built from the same constants their `parse`
+//! functions check (`domain::ids`, `domain::bounds`, `domain::resources`), so the
+//! document states exactly the rules the server applies.
+
+use domain::bounds::{
+    MAX_CLUSTER_SIZE, MAX_COMMAND_LEN, MAX_DEPENDENCIES, MAX_DESCRIPTION_LEN, MAX_GROUP_OWNERS,
+    MAX_LABELS, MAX_LABEL_VALUE_LEN, MAX_POLICY_COUNT, MAX_PRIORITY, MAX_TIMEOUT_SECS,
+};
+use domain::ids::{
+    AgentAddr, AgentId, GroupName, ImageRef, LabelKey, Owner, Reason, SessionName,
+    MULTILINE_TEXT_PATTERN, TEXT_PATTERN,
+};
+use domain::resources::{MAX_SLOTS, MAX_SLOT_AMOUNT, SLOT_NAME_PATTERN};
+use utoipa::openapi::schema::{
+    AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
+    Type,
+};
+use utoipa::openapi::RefOr;
+
+fn text(pattern: &str, max: usize, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .description(Some(description))
+}
+
+macro_rules! ident_schema {
+    ($fn:ident, $ty:ident, $what:expr) => {
+        #[doc = concat!("The schema of ", $what, ".")]
+        pub fn $fn() -> ObjectBuilder {
+            text(
+                $ty::PATTERN,
+                $ty::MAX_LEN,
+                &format!("{} ({})", $what, $ty::RULE),
+            )
+        }
+    };
+}
+
+ident_schema!(session_name, SessionName, "a session name");
+ident_schema!(owner, Owner, "an owner");
+ident_schema!(group_name, GroupName, "a scaling group name");
+ident_schema!(agent_id, AgentId, "an agent id");
+ident_schema!(image, ImageRef, "a container image reference");
+ident_schema!(reason, Reason, "a short machine-readable reason");
+ident_schema!(addr, AgentAddr, "an agent address");
+
+/// A UUID in the hyphenated form.
+pub fn uuid() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+}
+
+/// An RFC 3339 time.
+pub fn date_time() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+}
+
+/// A whole number in `min..=max`.
+pub fn integer(min: i64, max: u64, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+}
+
+/// `priority`.
+pub fn priority() -> ObjectBuilder {
+    integer(
+        0,
+        u64::from(MAX_PRIORITY),
+        "0..=100, higher first (default 10)",
+    )
+}
+
+/// `cluster_size`.
+pub fn cluster_size() -> ObjectBuilder {
+    integer(1, u64::from(MAX_CLUSTER_SIZE), "kernels (default 1)")
+}
+
+/// `batch_timeout`.
+pub fn batch_timeout() -> ObjectBuilder {
+    integer(1, MAX_TIMEOUT_SECS, "seconds the batch may run")
+}
+
+/// `pending_timeout`.
+pub fn pending_timeout() -> ObjectBuilder {
+    integer(
+        0,
+        MAX_TIMEOUT_SECS,
+        "seconds a session may stay PENDING (0: no timeout)",
+    )
+}
+
+/// A policy's count limit.
+pub fn policy_count() -> ObjectBuilder {
+    integer(0, u64::from(MAX_POLICY_COUNT), "a count limit")
+}
+
+/// `startup_command`.
+pub fn startup_command() -> ObjectBuilder {
+    text(
+        MULTILINE_TEXT_PATTERN,
+        MAX_COMMAND_LEN,
+        "the batch command (run with sh -c)",
+    )
+}
+
+/// A group's `description` (may be empty).
+pub fn description() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(TEXT_PATTERN))
+        .max_length(Some(MAX_DESCRIPTION_LEN))
+        .description(Some("free text, one line"))
+}
+
+/// `labels`: a map of label keys to values.
+pub fn labels() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(LabelKey::PATTERN))
+                .max_length(Some(LabelKey::MAX_LEN)),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(TEXT_PATTERN))
+                .max_length(Some(MAX_LABEL_VALUE_LEN)),
+        ))
+        .max_properties(Some(MAX_LABELS))
+        .description(Some("free-form labels"))
+}
+
+/// `dependencies`: distinct session ids.
+pub fn dependencies() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(uuid())
+        .unique_items(true)
+        .max_items(Some(MAX_DEPENDENCIES))
+        .description(Some(
+            "ids of your own sessions that must have TERMINATED successfully first",
+        ))
+}
+
+/// `owners` of a group: distinct owners.
+pub fn owners() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(owner())
+        .unique_items(true)
+        .max_items(Some(MAX_GROUP_OWNERS))
+}
+
+fn slot_amount(allow_zero: bool) -> RefOr<Schema> {
+    let number = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .maximum(Some(MAX_SLOT_AMOUNT));
+    let number = if allow_zero {
+        number.minimum(Some(0))
+    } else {
+        number.exclusive_minimum(Some(0))
+    };
+    OneOfBuilder::new()
+        .item(number)
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+(\\.[0-9]{1,6})?[kKmMgGtTpP]?([iI]?[bB])?$"))
+                .max_length(Some(40)),
+        )
+        .description(Some(
+            "a decimal amount (at most 6 decimal places, at most 2^60); mem also as a binary size like '4g', in whole bytes",
+        ))
+        .into()
+}
+
+/// Resource slots: `request` (a session's: at least one, each positive) or a capacity /
+/// limit (zero allowed, may be empty).
+pub fn slots(request: bool) -> ObjectBuilder {
+    let o = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(SLOT_NAME_PATTERN)),
+        ))
+        .additional_properties(Some(slot_amount(!request)))
+        .max_properties(Some(MAX_SLOTS));
+    if request {
+        o.min_properties(Some(1)).description(Some(
+            "slots per kernel: cpu (cores), mem (bytes or '4g'), accelerators such as cuda.device",
+        ))
+    } else {
+        o.description(Some("slot amounts, e.g. {\"cpu\": 8, \"mem\": \"32g\"}"))
+    }
+}
+
+/// A session request's `resources`.
+pub fn request_slots() -> ObjectBuilder {
+    slots(true)
+}
+
+/// An agent's capacity or a policy's limit.
+pub fn capacity_slots() -> ObjectBuilder {
+    slots(false)
+}
+
+/// Optional (`null` allowed) form of a schema.
+pub fn nullable(inner: ObjectBuilder) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(inner)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+/// `allOf` of one schema (to attach a description to a reference).
+pub fn described(inner: RefOr<Schema>, description: &str) -> RefOr<Schema> {
+    AllOfBuilder::new()
+        .item(inner)
+        .description(Some(description))
+        .into()
+}
