@@ -97,7 +97,7 @@ impl App {
         global_position: i64,
         timeout: Duration,
     ) -> Result<bool, projections::ProjectionError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline_in(timeout);
         for name in models {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !self.engine.wait_for(name, global_position, left).await? {
@@ -146,7 +146,7 @@ impl App {
         let Some(target) = self.db().position_of(head).await? else {
             return Ok(0);
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline_in(timeout);
         let mut applied: u64 = 0;
         loop {
             let mut behind = false;

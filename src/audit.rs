@@ -102,9 +102,9 @@ pub async fn verify(
     let mut checkpoints = Vec::new();
     let mut actual = HashMap::new();
     for n in names {
-        let mut attempts = 0;
+        let mut attempts: u32 = 0;
         loop {
-            attempts += 1;
+            attempts = attempts.saturating_add(1);
             let before = read_checkpoint(&db, n).await?.position;
             let rows = load_actual(store, n).await?;
             let after = read_checkpoint(&db, n).await?.position;
@@ -132,7 +132,7 @@ pub async fn verify(
             }
             check_stream(e, &mut streams, &mut report.findings);
             fold(e, &mut world, &mut report.findings);
-            report.events += 1;
+            report.events = report.events.saturating_add(1);
         }
         progress(report.events);
     }
@@ -199,7 +199,7 @@ fn check_stream(
     let c = streams
         .entry((e.aggregate_type.clone(), e.aggregate_id.clone()))
         .or_default();
-    if e.sequence != c.sequence + 1 {
+    if e.sequence != c.sequence.saturating_add(1) {
         let detail = if e.sequence <= c.sequence {
             format!(
                 "sequence {} at position {} comes after sequence {} (repeated or out of order)",
@@ -210,8 +210,8 @@ fn check_stream(
                 "gap: sequence {} follows {} (missing {}..{}) at position {}",
                 e.sequence,
                 c.sequence,
-                c.sequence + 1,
-                e.sequence - 1,
+                c.sequence.saturating_add(1),
+                e.sequence.saturating_sub(1),
                 e.global_position
             )
         };
@@ -469,7 +469,12 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
                         "priority": i64::from(spec.priority.get()),
                         "enqueue_position": w.enqueue_positions.get(id).copied().unwrap_or(0),
                         "enqueued_ms": at.timestamp_millis(),
-                        "deadline_ms": (timeout > 0).then(|| at.timestamp_millis() + timeout as i64 * 1000),
+                        // A deadline while the timeout is positive and within a
+                        // thousand years (longer ones never expire).
+                        "deadline_ms": i64::try_from(timeout)
+                            .ok()
+                            .filter(|t| *t > 0 && *t <= 31_536_000_000)
+                            .map(|t| at.timestamp_millis().saturating_add(t.saturating_mul(1000))),
                     }),
                 );
             }

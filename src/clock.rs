@@ -5,6 +5,15 @@
 use chrono::{DateTime, Duration, Utc};
 use std::sync::{Arc, Mutex};
 
+/// The instant `d` from now, for bounded waits (a duration too large for the clock
+/// is a wait of about a century: never a panic).
+pub fn deadline_in(d: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(3_153_600_000)))
+        .unwrap_or(now)
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now.
@@ -34,7 +43,9 @@ impl ManualClock {
     /// Moves time forward by `by`.
     pub fn advance(&self, by: Duration) {
         if let Ok(mut t) = self.0.lock() {
-            *t += by;
+            if let Some(later) = t.checked_add_signed(by) {
+                *t = later;
+            }
         }
     }
 

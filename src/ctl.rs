@@ -651,7 +651,10 @@ async fn events_command(store: &EventStore, cmd: EventsCommand) -> Result<(), Ct
                     continue;
                 }
                 let e: projections::RecordedEvent = serde_json::from_str(&line).map_err(|e| {
-                    CtlError::Other(format!("line {}: not an exported event: {e}", n + 1))
+                    CtlError::Other(format!(
+                        "line {}: not an exported event: {e}",
+                        n.saturating_add(1)
+                    ))
                 })?;
                 events.push(e);
                 bar.inc(1);

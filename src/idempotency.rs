@@ -158,7 +158,7 @@ pub async fn inspect(
         });
     }
     let stale = chrono::DateTime::parse_from_rfc3339(&created_at)
-        .map(|t| Utc::now() - t.with_timezone(&Utc) > stale_after)
+        .map(|t| Utc::now().signed_duration_since(t.with_timezone(&Utc)) > stale_after)
         .unwrap_or(false);
     if stale {
         let request_id = uuid::Uuid::new_v4().to_string();
@@ -265,7 +265,7 @@ pub async fn begin(
     hash: &str,
     wait: std::time::Duration,
 ) -> Result<Begin, sqlx::Error> {
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = crate::clock::deadline_in(wait);
     let mut outcome = claim(db, scope, key, hash, STALE_AFTER).await?;
     loop {
         match outcome {

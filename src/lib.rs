@@ -19,11 +19,13 @@
 //! - [`ctl`]: `sessionctl`, operator tooling on the store (projections status/rebuild/reset).
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod auth;
+#[allow(clippy::arithmetic_side_effects)] // figures of our own runs
 pub mod bench;
 pub mod cli;
 pub mod clock;

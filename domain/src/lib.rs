@@ -21,6 +21,7 @@
 //!
 //! Every aggregate implements [`Decider`] (our pure interface) and
 //! [`cqrs_es::Aggregate`] (a thin adapter, so the cqrs-es framework can drive it too).
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod agent;
 pub mod bounds;

@@ -276,8 +276,10 @@ pub fn parse_binary_size(s: &str) -> Option<Decimal> {
 pub fn format_binary_size(bytes: Decimal) -> String {
     for (suffix, exp) in [("p", 5u32), ("t", 4), ("g", 3), ("m", 2), ("k", 1)] {
         let unit = Decimal::from(1024u64.pow(exp));
-        if bytes >= unit && (bytes % unit).is_zero() {
-            return format!("{}{suffix}", bytes / unit);
+        if bytes >= unit && bytes.checked_rem(unit).is_some_and(|r| r.is_zero()) {
+            if let Some(n) = bytes.checked_div(unit) {
+                return format!("{n}{suffix}");
+            }
         }
     }
     bytes.to_string()

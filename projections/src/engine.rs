@@ -465,7 +465,9 @@ impl Engine {
         global_position: i64,
         timeout: Duration,
     ) -> Result<bool, ProjectionError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(tokio::time::Instant::now);
         let Some(target) = self.db.position_of(global_position).await? else {
             return Ok(false);
         };
@@ -508,7 +510,7 @@ pub async fn status_of(db: &Db, name: &str) -> Result<ProjectionStatus, Projecti
         })
         .await?;
     let lag_seconds = oldest
-        .map(|t| ((Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0))
+        .map(|t| (Utc::now().signed_duration_since(t).num_milliseconds() as f64 / 1000.0).max(0.0))
         .unwrap_or(0.0);
     Ok(ProjectionStatus {
         name: name.to_string(),
@@ -561,7 +563,7 @@ pub async fn rebuild(
 ) -> Result<u64, ProjectionError> {
     let name = projection.name();
     let live = read_checkpoint(db, name).await?.generation;
-    let shadow = live + 1;
+    let shadow = live.saturating_add(1);
     // Leftovers of an interrupted rebuild.
     delete_generations_except(db, projection, live).await?;
     let mut cursor = LogPosition::START;

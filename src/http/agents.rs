@@ -237,7 +237,7 @@ async fn assignments(
         return Ok(axum::Json(current(&state, &id).await?));
     }
     let _permit = state.streams.acquire(&caller.0.key_id)?;
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = crate::clock::deadline_in(wait);
     let follower = &state.app.follower;
     let start = follower.position();
     let mut events = follower.subscribe(start);

@@ -389,14 +389,16 @@ fn conflict(events: &[NewEvent]) -> StoreError {
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
+            let host_start = scheme_end.saturating_add(3);
+            let (Some(scheme), Some(userinfo), Some(rest)) = (
+                url.get(..host_start),
+                url.get(host_start..at),
+                url.get(at..),
+            ) else {
+                return url.to_string();
+            };
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}{user}:***{rest}"),
                 None => url.to_string(),
             }
         }

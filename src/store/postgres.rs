@@ -219,7 +219,7 @@ async fn group_commit(pool: PgPool, mut requests: mpsc::UnboundedReceiver<Append
         while events < MAX_BATCH_EVENTS {
             match requests.try_recv() {
                 Ok(r) => {
-                    events += r.events.len();
+                    events = events.saturating_add(r.events.len());
                     batch.push(r);
                 }
                 Err(_) => break,

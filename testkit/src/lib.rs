@@ -11,6 +11,7 @@
 //! - the macros [`conformance!`] (each test on a fresh store of each backend) and
 //!   [`both_backends!`] (each test given a backend).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::arithmetic_side_effects)]
 
 pub mod db;
 pub mod fixtures;

@@ -1,6 +1,7 @@
 //! The HTTP API end to end: the real application on port 0 against fresh PostgreSQL and
 //! SQLite databases (SPEC §4).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 mod helpers;
 

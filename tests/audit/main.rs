@@ -3,6 +3,7 @@
 //! with by raw SQL, `events export` / `events import` across backends, `history`,
 //! `replay` as of a sequence or a time, `events tail`, and one-line errors on bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 // The projection suite's mixed workload; this suite uses part of it.
 #[allow(dead_code)]

@@ -1,6 +1,7 @@
 //! Drives the real binaries: `sessionctl projections ...`, and a `sessiond serve`
 //! killed with SIGKILL in the middle of a projection catch-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 use domain::session::{Session, SessionEvent};
 use domain::Decider;

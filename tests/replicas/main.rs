@@ -10,6 +10,7 @@
 //!
 //! `REPLICAS_SEEDS=7,8` replays chosen seeds of the racing tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 mod servers;
 mod workload;

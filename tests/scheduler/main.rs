@@ -2,6 +2,7 @@
 //! models out, on both backends. Time is a [`ManualClock`]: "ten minutes of scheduler
 //! ticks" are ticks at clock times ten minutes apart, with no real sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 use chrono::{DateTime, Duration, Utc};
 use domain::agent::{Agent, AgentCommand};

@@ -1,6 +1,7 @@
 //! Drives the real `sessiond` binary: start-up on each backend (migrations applied,
 //! readiness, the `listening on` line), graceful shutdown, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

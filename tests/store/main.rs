@@ -1,6 +1,7 @@
 //! The storage conformance suite: every test here runs against PostgreSQL and SQLite
 //! (the `conformance!` macro generates one test per backend).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::arithmetic_side_effects)]
 
 #[macro_use]
 mod late_commit;

@@ -9,7 +9,6 @@ use domain::session::Session;
 use domain::Decider;
 use std::collections::HashMap;
 
-use super::pending_queue::{PendingEntry, PendingQueue};
 use super::{live_generation, SqlValue, CHUNK};
 use crate::db::{Db, Tx};
 use crate::log::RecordedEvent;
@@ -242,7 +241,11 @@ where
                             let int = values
                                 .iter()
                                 .any(|v| matches!(v.3.get(i), Some(SqlValue::Int(_))));
-                            format!("${}::{}[]", i + 6, if int { "bigint" } else { "text" })
+                            format!(
+                                "${}::{}[]",
+                                i.saturating_add(6),
+                                if int { "bigint" } else { "text" }
+                            )
                         })
                         .collect();
                     let sql = format!(
@@ -475,76 +478,6 @@ impl<A: Decider> DocProjection<A> {
             })
             .collect()
     }
-}
-
-/// A session as the read API shows it (SPEC §1.2, Backend.AI's names): the spec's fields,
-/// `status`, `status_changed`, `status_info`, `status_history` (status -> last time
-/// entered) and, while PENDING, `status_data.scheduler` with the last recorded predicate
-/// results plus the scheduler's `retries` / `last_try` from the pending queue.
-pub fn session_view(session: &Session, queue: Option<&PendingEntry>) -> serde_json::Value {
-    use serde_json::json;
-    let Some(spec) = &session.spec else {
-        return serde_json::Value::Null;
-    };
-    let pending = session.status == Some(domain::session::SessionStatus::Pending);
-    let status_data = if pending {
-        json!({"scheduler": {
-            "failed_predicates": session.failed_predicates,
-            "passed_predicates": session.passed_predicates,
-            "retries": queue.map(|q| q.retries).unwrap_or(0),
-            "last_try": queue.and_then(|q| q.last_try.clone()),
-        }})
-    } else {
-        json!({})
-    };
-    json!({
-        "session_id": spec.session_id,
-        "name": spec.name,
-        "owner": spec.owner,
-        "type": spec.session_type,
-        "image": spec.image,
-        "scaling_group": spec.scaling_group,
-        "resources": spec.resources,
-        "cluster_size": spec.cluster_size,
-        "priority": spec.priority,
-        "starts_at": spec.starts_at,
-        "batch_timeout": spec.batch_timeout,
-        "startup_command": spec.startup_command,
-        "dependencies": spec.dependencies,
-        "labels": spec.labels,
-        "status": session.status,
-        "status_changed": session.status_changed,
-        "status_info": session.status_info,
-        "status_history": session.status_history,
-        "status_data": status_data,
-        "created_at": session.enqueued_at,
-        "agents": session.allocations,
-        "exit_code": session.exit_code,
-    })
-}
-
-/// [`session_view`] of one session, read from the `sessions` and `pending_queue` read
-/// models. `None` when the session is unknown.
-pub async fn get_session_view(
-    db: &Db,
-    id: &str,
-) -> Result<Option<serde_json::Value>, ProjectionError> {
-    let Some(session) = sessions().get(db, id).await? else {
-        return Ok(None);
-    };
-    let queue = PendingQueue.get(db, id).await?;
-    Ok(Some(session_view(&session, queue.as_ref())))
-}
-
-/// Whether `owner` has a non-terminal session named `name` (enqueue's `name_conflict`).
-pub async fn session_name_taken(db: &Db, owner: &str, name: &str) -> Result<bool, ProjectionError> {
-    let sql = format!(
-        "SELECT COUNT(*) FROM rm_sessions WHERE generation = {} AND owner = $2 AND name = $3 \
-         AND status NOT IN ('TERMINATED', 'CANCELLED')",
-        live_generation(1)
-    );
-    let n: i64 = on_pool!(db, p => sqlx::query_scalar(&sql).bind("sessions").bind(owner).bind(name).fetch_one(p).await)?;
-    Ok(n > 0)
 }
 
 /// `owner`'s sessions that count against their limits: neither PENDING nor terminal.

@@ -48,6 +48,10 @@ const COLUMNS: &str = "session_id, scaling_group, owner, session_type, priority,
 
 const DEADLINE: &str = "CASE WHEN $1 > 0 THEN enqueued_ms + $1 * 1000 ELSE NULL END";
 
+/// The longest timeout that gets a deadline (a thousand years; validated timeouts are at
+/// most ten): `enqueued_ms + timeout * 1000` stays far inside a 64-bit integer.
+const MAX_DEADLINE_SECS: i64 = 31_536_000_000;
+
 async fn set_group_timeout(
     tx: &mut Tx,
     generation: i64,
@@ -91,7 +95,11 @@ impl Projection for PendingQueue {
                     SessionEvent::SessionEnqueued { spec, occurred_at } => {
                         let timeout = buffer.timeout(tx, generation, &spec.scaling_group).await?;
                         let enqueued_ms = occurred_at.timestamp_millis();
-                        let deadline = timeout.filter(|t| *t > 0).map(|t| enqueued_ms + t * 1000);
+                        // Checked: a timeout too large for the clock means no deadline.
+                        let deadline = timeout
+                            .filter(|t| *t > 0)
+                            .and_then(|t| t.checked_mul(1000))
+                            .and_then(|ms| enqueued_ms.checked_add(ms));
                         buffer.insert(NewEntry {
                             session_id: e.aggregate_id.clone(),
                             scaling_group: spec.scaling_group.to_string(),
@@ -122,7 +130,12 @@ impl Projection for PendingQueue {
                         }
                         ScalingGroupEvent::ScalingGroupUpdated { .. } => continue,
                     };
-                    let t = i64::try_from(timeout).unwrap_or(i64::MAX);
+                    // A timeout beyond any clock (stored before the bound existed) never
+                    // expires: no deadline, rather than an overflow in the statement.
+                    let t = i64::try_from(timeout)
+                        .ok()
+                        .filter(|t| *t <= MAX_DEADLINE_SECS)
+                        .unwrap_or(0);
                     buffer.flush(tx, generation).await?;
                     set_group_timeout(tx, generation, &group, t).await?;
                     buffer.timeouts.insert(group, Some(t));

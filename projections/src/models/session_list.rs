@@ -53,12 +53,15 @@ pub async fn list_sessions(
     ] {
         if let Some(v) = value {
             binds.push(v);
-            sql.push_str(&format!(" AND {column} = ${}", binds.len() + 2));
+            sql.push_str(&format!(
+                " AND {column} = ${}",
+                binds.len().saturating_add(2)
+            ));
         }
     }
     sql.push_str(&format!(
         " ORDER BY first_position LIMIT ${}",
-        binds.len() + 3
+        binds.len().saturating_add(3)
     ));
     let rows: Vec<(String, i64)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql).bind("sessions").bind(after);
