@@ -161,7 +161,18 @@ pub struct Assignment {
 /// `agent_occupancy` and `sessions` read models.
 pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, AgentCommandError> {
     let Some(agent) = docs::agent_occupancy().get(app.db(), agent_id).await? else {
-        return Err(AgentCommandError::NotFound);
+        // Registered but not projected yet (the read model lags the store): nothing
+        // can have been placed on it that the read model does not show, so no work.
+        let registered = app
+            .db()
+            .read_first(<Agent as cqrs_es::Aggregate>::TYPE, agent_id)
+            .await?
+            .is_some();
+        return if registered {
+            Ok(vec![])
+        } else {
+            Err(AgentCommandError::NotFound)
+        };
     };
     let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
     let sessions: Vec<Session> = docs::sessions().get_many(app.db(), &ids).await?;

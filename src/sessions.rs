@@ -251,14 +251,23 @@ async fn enqueue_once(
             None => PendingQuota::default(),
         };
         let db = app.db();
-        let pending_in_read_model = PendingQueue
-            .count_for_owner_up_to(db, owner, i64::from(limit))
+        // The count and the checkpoint it reflects come from one snapshot; a session
+        // of `unprojected` is in the count (or has left PENDING) exactly when its
+        // `SessionEnqueued` is at or before that checkpoint.
+        let (pending_in_read_model, checkpoint) = PendingQueue
+            .count_for_owner_with_checkpoint(db, owner, i64::from(limit))
             .await
             .map_err(|e| CommandError::Rejected(e.into()))?;
-        let projected = docs::sessions()
-            .existing_ids(db, &quota.unprojected)
-            .await
-            .map_err(|e| CommandError::Rejected(e.into()))?;
+        let mut projected = Vec::new();
+        for id in &quota.unprojected {
+            let first = db
+                .read_first(<Session as cqrs_es::Aggregate>::TYPE, &id.to_string())
+                .await
+                .map_err(|e| CommandError::Rejected(e.into()))?;
+            if first.is_some_and(|e| e.log_position() <= checkpoint) {
+                projected.push(*id);
+            }
+        }
         let quota_events = quota
             .decide(TakePendingSlot {
                 session_id,

@@ -2,8 +2,8 @@
 //! `cuda.device`. Amounts are exact decimals, serialised as strings (as Backend.AI does).
 //!
 //! Input is bounded at the edge ([`ResourceSlots::parse`]): every amount at most
-//! [`MAX_SLOT_AMOUNT`] with at most [`MAX_SLOT_SCALE`] decimal places, `mem` in whole
-//! bytes, at most [`MAX_SLOTS`] slots. Arithmetic is checked everywhere
+//! [`MAX_SLOT_AMOUNT`], strings per [`DECIMAL_PATTERN`] (`mem`: [`SIZE_PATTERN`]), `mem`
+//! in whole bytes, at most [`MAX_SLOTS`] slots. Arithmetic is checked everywhere
 //! ([`ResourceSlots::checked_add`], …): a sum that would overflow is a typed
 //! [`SlotOverflow`], never a panic, so a poisoned stored value cannot stop a worker.
 
@@ -17,8 +17,6 @@ use crate::error::ValidationError;
 
 /// The largest amount of any one slot: 2^60 (1 EiB of `mem`).
 pub const MAX_SLOT_AMOUNT: u64 = 1 << 60;
-/// Most decimal places of an amount (`cpu: 0.000001`).
-pub const MAX_SLOT_SCALE: u32 = 6;
 /// Most slots in one map.
 pub const MAX_SLOTS: usize = 32;
 /// The rule of slot names, as a regular expression.
@@ -179,20 +177,90 @@ impl ResourceSlots {
     }
 }
 
-/// One amount: a JSON number or a decimal string (`mem`: also a binary size), within
+/// The rule of a decimal amount given as a string: up to 18 integer digits and up to
+/// 10 decimal places.
+pub const DECIMAL_PATTERN: &str = "^[0-9]{1,18}(\\.[0-9]{1,10})?$";
+/// The rule of `mem` given as a string: bytes, or a whole number of a binary unit
+/// (`4g`, `512M`, `2GiB`; at most 999999t or 999p, so never above 2^60).
+pub const SIZE_PATTERN: &str =
+    "^([0-9]{1,18}|[0-9]{1,6}[kKmMgGtT]([iI]?[bB])?|[0-9]{1,3}[pP]([iI]?[bB])?)$";
+
+fn digits(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `s` matches [`DECIMAL_PATTERN`].
+fn is_decimal_text(s: &str) -> bool {
+    match s.split_once('.') {
+        Some((int, frac)) => digits(int, 1, 18) && digits(frac, 1, 10),
+        None => digits(s, 1, 18),
+    }
+}
+
+/// Whether `s` matches [`SIZE_PATTERN`].
+fn is_size_text(s: &str) -> bool {
+    if digits(s, 1, 18) {
+        return true;
+    }
+    let lower = s.to_ascii_lowercase();
+    let unit_end = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let Some(unit) = unit_end.chars().last() else {
+        return false;
+    };
+    let Some(number) = unit_end.strip_suffix(unit) else {
+        return false;
+    };
+    // The unit's suffix is `b` or `ib` only after a unit letter.
+    match unit {
+        'k' | 'm' | 'g' | 't' => digits(number, 1, 6),
+        'p' => digits(number, 1, 3),
+        _ => false,
+    }
+}
+
+/// One amount: a JSON number or a string (`mem`: bytes or a whole binary size), within
 /// the bounds. The error is the message after the field name.
 fn parse_amount(name: &str, amount: &serde_json::Value) -> Result<Decimal, String> {
+    use rust_decimal::prelude::FromPrimitive;
+    let mem = name == "mem";
     let parsed = match amount {
         serde_json::Value::Number(n) => {
-            let text = n.to_string();
-            Decimal::from_str(&text)
-                .or_else(|_| Decimal::from_scientific(&text))
-                .map_err(|_| "is not a valid number".to_string())?
+            let exact = n
+                .as_u64()
+                .map(Decimal::from)
+                .or_else(|| n.as_i64().map(Decimal::from));
+            match (exact, n.as_f64()) {
+                (Some(d), _) => d,
+                (None, Some(f)) if f < 0.0 => return Err("must not be negative".to_string()),
+                (None, Some(f)) if f > MAX_SLOT_AMOUNT as f64 => {
+                    return Err(format!("must be at most {MAX_SLOT_AMOUNT}"))
+                }
+                (None, Some(f)) if mem && f.fract() != 0.0 => {
+                    return Err("must be a whole number of bytes".to_string())
+                }
+                // A float too small for a decimal rounds to zero.
+                (None, Some(f)) => Decimal::from_f64(f).unwrap_or(Decimal::ZERO),
+                (None, None) => return Err("is not a valid number".to_string()),
+            }
         }
-        serde_json::Value::String(s) if name == "mem" => parse_binary_size(s)
-            .ok_or_else(|| "must be a byte count or a size like '4g'".to_string())?,
+        serde_json::Value::String(s) if mem => {
+            if !is_size_text(s) {
+                return Err(
+                    "must be a byte count or a whole size like '4g', '512m' or '2GiB'".to_string(),
+                );
+            }
+            parse_binary_size(s).ok_or_else(|| "is not a valid size".to_string())?
+        }
         serde_json::Value::String(s) => {
-            Decimal::from_str(s.trim()).map_err(|_| "is not a valid decimal amount".to_string())?
+            if !is_decimal_text(s) {
+                return Err(
+                    "must be a decimal amount (up to 18 digits and 10 decimal places)".to_string(),
+                );
+            }
+            Decimal::from_str(s).map_err(|_| "is not a valid decimal amount".to_string())?
         }
         _ => return Err("must be a number or a string".to_string()),
     };
@@ -203,10 +271,7 @@ fn parse_amount(name: &str, amount: &serde_json::Value) -> Result<Decimal, Strin
     if parsed > Decimal::from(MAX_SLOT_AMOUNT) {
         return Err(format!("must be at most {MAX_SLOT_AMOUNT}"));
     }
-    if parsed.scale() > MAX_SLOT_SCALE {
-        return Err(format!("must have at most {MAX_SLOT_SCALE} decimal places"));
-    }
-    if name == "mem" && !parsed.fract().is_zero() {
+    if mem && !parsed.fract().is_zero() {
         return Err("must be a whole number of bytes".to_string());
     }
     // `-0` normalises to 0.
@@ -370,25 +435,69 @@ mod tests {
                 "{v}"
             );
         }
-        let max = MAX_SLOT_AMOUNT.to_string();
         assert!(
-            ResourceSlots::parse(&json!({ "cpu": max }), "resources", SlotUse::Request).is_ok()
+            ResourceSlots::parse(&json!({ "cpu": MAX_SLOT_AMOUNT }), "r", SlotUse::Request).is_ok()
         );
+        assert!(ResourceSlots::parse(
+            &json!({ "cpu": MAX_SLOT_AMOUNT + 1 }),
+            "r",
+            SlotUse::Request
+        )
+        .is_err());
     }
 
     #[test]
-    fn fractional_bytes_and_too_many_decimal_places_are_rejected() {
+    fn fractional_bytes_and_ill_formed_amounts_are_rejected() {
         for v in [
             json!({"mem": 0.5}),
             json!({"mem": "1.3g"}),
-            json!({"cpu": "0.0000001"}),
+            json!({"mem": "1.5g"}),
+            json!({"mem": "9999999t"}),
+            json!({"cpu": "0.12345678901"}),
+            json!({"cpu": "1e3"}),
+            json!({"cpu": " 1"}),
+            json!({"cpu": "4g"}),
         ] {
             assert!(
                 ResourceSlots::parse(&v, "resources", SlotUse::Request).is_err(),
                 "{v}"
             );
         }
-        assert!(ResourceSlots::parse(&json!({"mem": "1.5g"}), "r", SlotUse::Request).is_ok());
+        for v in [
+            json!({"mem": "4g"}),
+            json!({"mem": "2GiB"}),
+            json!({"mem": "512MB"}),
+            json!({"mem": 2.0}),
+            json!({"cpu": 0.5000000000000001}),
+            json!({"cpu": "0.0000000001"}),
+            json!({"mem": "999p"}),
+        ] {
+            assert!(
+                ResourceSlots::parse(&v, "resources", SlotUse::Request).is_ok(),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_capacity_of_a_tiny_float_is_zero_not_an_error() {
+        let s = ResourceSlots::parse(
+            &json!({"cpu": 5e-324}),
+            "available_slots",
+            SlotUse::Capacity,
+        )
+        .unwrap();
+        assert_eq!(s.get("cpu"), Decimal::ZERO);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_string_rules_are_exactly_their_patterns(s in "[0-9.kKmMgGtTpPiIbB ]{0,24}") {
+            let decimal = regex_lite::Regex::new(DECIMAL_PATTERN).unwrap();
+            let size = regex_lite::Regex::new(SIZE_PATTERN).unwrap();
+            proptest::prop_assert_eq!(decimal.is_match(&s), is_decimal_text(&s), "{:?}", s);
+            proptest::prop_assert_eq!(size.is_match(&s), is_size_text(&s), "{:?}", s);
+        }
     }
 
     #[test]

@@ -310,7 +310,13 @@ impl MinPosition {
         let Some(position) = self.min_position else {
             return Ok(());
         };
-        if position <= 0 {
+        if position < 0 {
+            return Err(ApiError::validation(
+                "min_position",
+                "must be a position >= 0",
+            ));
+        }
+        if position == 0 {
             return Ok(());
         }
         if state.app.db().position_of(position).await?.is_none() {

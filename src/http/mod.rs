@@ -24,6 +24,7 @@ pub mod extract;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod scaling_groups;
 pub mod schema;
 pub mod serve;
@@ -123,7 +124,7 @@ impl AppState {
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(error::ErrorBody, error::ErrorDetail))
+    components(schemas(error::ErrorBody, error::ErrorDetail, events::SessionEventData))
 )]
 struct ApiDoc;
 
@@ -152,9 +153,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(health::router())
 }
 
-/// The OpenAPI 3 document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+/// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    let generated = serde_json::to_value(api().split_for_parts().1).unwrap_or_default();
+    openapi::complete(generated)
 }
 
 /// Routes that stream or long-poll: exempt from the request timeout.
@@ -164,8 +166,8 @@ pub const STREAMING_ROUTES: [&str; 2] = ["/v1/events/sessions", "/v1/agents/{id}
 /// timeout, tracing spans with request ids, and metrics.
 pub fn router(state: AppState) -> Router {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-    let (routes, doc) = api().split_for_parts();
-    let doc = Arc::new(doc);
+    let (routes, _) = api().split_for_parts();
+    let doc = Arc::new(openapi());
     let timeout = state.config.request_timeout;
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     routes

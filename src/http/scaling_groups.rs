@@ -38,6 +38,14 @@ fn scheduler_schema() -> ObjectBuilder {
         .enum_values(Some(SchedulerKind::ALL.iter().map(|k| k.as_str())))
 }
 
+fn scheduler_or_null() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    schema::nullable(scheduler_schema())
+}
+
+fn opts_or_null() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    schema::nullable(opts_schema())
+}
+
 /// `scheduler_opts` (SPEC §1.3): every key optional on create (defaults apply), the
 /// given keys replaced on PATCH.
 pub fn opts_schema() -> ObjectBuilder {
@@ -104,11 +112,11 @@ pub struct CreateScalingGroup {
     pub owners: Vec<String>,
     /// `fifo` (default) | `lifo` | `drf`.
     #[serde(default)]
-    #[schema(schema_with = scheduler_schema)]
+    #[schema(schema_with = scheduler_or_null)]
     pub scheduler: Option<SchedulerKind>,
     /// Strictly validated options (SPEC §1.3); missing keys get their defaults.
     #[serde(default)]
-    #[schema(schema_with = opts_schema)]
+    #[schema(schema_with = opts_or_null)]
     pub scheduler_opts: Option<Map<String, Value>>,
 }
 
@@ -123,20 +131,20 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct PatchScalingGroup {
     /// New description.
-    #[schema(schema_with = schema::description)]
+    #[schema(schema_with = schema::description_or_null)]
     pub description: Option<String>,
     /// New active flag.
     pub is_active: Option<bool>,
     /// New public flag.
     pub public: Option<bool>,
     /// New owner set.
-    #[schema(schema_with = schema::owners)]
+    #[schema(schema_with = schema::owners_or_null)]
     pub owners: Option<Vec<String>>,
     /// New scheduler.
-    #[schema(schema_with = scheduler_schema)]
+    #[schema(schema_with = scheduler_or_null)]
     pub scheduler: Option<SchedulerKind>,
     /// Keys of `scheduler_opts` to replace.
-    #[schema(schema_with = opts_schema)]
+    #[schema(schema_with = opts_or_null)]
     pub scheduler_opts: Option<Map<String, Value>>,
 }
 

@@ -10,7 +10,9 @@ use domain::ids::{
     AgentAddr, AgentId, GroupName, ImageRef, LabelKey, Owner, Reason, SessionName,
     MULTILINE_TEXT_PATTERN, TEXT_PATTERN,
 };
-use domain::resources::{MAX_SLOTS, MAX_SLOT_AMOUNT, SLOT_NAME_PATTERN};
+use domain::resources::{
+    DECIMAL_PATTERN, MAX_SLOTS, MAX_SLOT_AMOUNT, SIZE_PATTERN, SLOT_NAME_PATTERN,
+};
 use utoipa::openapi::schema::{
     AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
     Type,
@@ -161,44 +163,47 @@ pub fn owners() -> ArrayBuilder {
         .max_items(Some(MAX_GROUP_OWNERS))
 }
 
-fn slot_amount(allow_zero: bool) -> RefOr<Schema> {
-    let number = ObjectBuilder::new()
-        .schema_type(Type::Number)
-        .maximum(Some(MAX_SLOT_AMOUNT));
-    let number = if allow_zero {
-        number.minimum(Some(0))
-    } else {
-        number.exclusive_minimum(Some(0))
+fn slots(request: bool) -> ObjectBuilder {
+    let number = |integer: bool| {
+        let n = ObjectBuilder::new()
+            .schema_type(if integer { Type::Integer } else { Type::Number })
+            .maximum(Some(MAX_SLOT_AMOUNT));
+        if request {
+            n.exclusive_minimum(Some(0))
+        } else {
+            n.minimum(Some(0))
+        }
     };
-    OneOfBuilder::new()
-        .item(number)
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[0-9]+(\\.[0-9]{1,6})?[kKmMgGtTpP]?([iI]?[bB])?$"))
-                .max_length(Some(40)),
-        )
+    let text = |pattern: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+    };
+    let mem = OneOfBuilder::new()
+        .item(number(true))
+        .item(text(SIZE_PATTERN))
         .description(Some(
-            "a decimal amount (at most 6 decimal places, at most 2^60); mem also as a binary size like '4g', in whole bytes",
-        ))
-        .into()
-}
-
-/// Resource slots: `request` (a session's: at least one, each positive) or a capacity /
-/// limit (zero allowed, may be empty).
-pub fn slots(request: bool) -> ObjectBuilder {
+            "bytes: a whole number, or a whole number of a binary unit like '4g', '512m', '2GiB'",
+        ));
+    let amount = OneOfBuilder::new()
+        .item(number(false))
+        .item(text(DECIMAL_PATTERN))
+        .description(Some("a decimal amount, at most 2^60"));
     let o = ObjectBuilder::new()
         .schema_type(Type::Object)
+        .property("mem", mem)
         .property_names(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .pattern(Some(SLOT_NAME_PATTERN)),
         ))
-        .additional_properties(Some(slot_amount(!request)))
+        .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
+            amount.into(),
+        )))
         .max_properties(Some(MAX_SLOTS));
     if request {
         o.min_properties(Some(1)).description(Some(
-            "slots per kernel: cpu (cores), mem (bytes or '4g'), accelerators such as cuda.device",
+            "slots per kernel: cpu (cores), mem (bytes or '4g'), accelerators such as cuda.device; at least one positive",
         ))
     } else {
         o.description(Some("slot amounts, e.g. {\"cpu\": 8, \"mem\": \"32g\"}"))
@@ -216,7 +221,7 @@ pub fn capacity_slots() -> ObjectBuilder {
 }
 
 /// Optional (`null` allowed) form of a schema.
-pub fn nullable(inner: ObjectBuilder) -> RefOr<Schema> {
+pub fn nullable(inner: impl Into<RefOr<Schema>>) -> RefOr<Schema> {
     OneOfBuilder::new()
         .item(inner)
         .item(ObjectBuilder::new().schema_type(Type::Null))
@@ -228,5 +233,40 @@ pub fn described(inner: RefOr<Schema>, description: &str) -> RefOr<Schema> {
     AllOfBuilder::new()
         .item(inner)
         .description(Some(description))
+        .into()
+}
+
+/// `or_null` variants of the schemas of optional fields: a JSON `null` means "not given".
+macro_rules! or_null {
+    ($($name:ident => $inner:expr),* $(,)?) => {
+        $(
+            #[doc = concat!("`", stringify!($inner), "` or `null`.")]
+            pub fn $name() -> RefOr<Schema> {
+                nullable($inner)
+            }
+        )*
+    };
+}
+
+or_null! {
+    group_name_or_null => group_name(),
+    owner_or_null => owner(),
+    cluster_size_or_null => cluster_size(),
+    priority_or_null => priority(),
+    batch_timeout_or_null => batch_timeout(),
+    startup_command_or_null => startup_command(),
+    date_time_or_null => date_time(),
+    reason_or_null => reason(),
+    description_or_null => description(),
+    policy_count_or_null => policy_count(),
+    capacity_slots_or_null => capacity_slots(),
+    exit_code_or_null => integer(i64::from(i32::MIN), u64::try_from(i32::MAX).unwrap_or(0), "the kernel's exit code"),
+}
+
+/// `owners`, or `null`.
+pub fn owners_or_null() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(owners())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
         .into()
 }

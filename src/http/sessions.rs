@@ -595,25 +595,25 @@ pub struct EnqueueSession {
     pub image: String,
     /// The scaling group; omitted: the first active group (by name) available to you
     /// that accepts the type.
-    #[schema(schema_with = schema::group_name)]
+    #[schema(schema_with = schema::group_name_or_null)]
     pub scaling_group: Option<String>,
     /// Slots per kernel: `cpu` (cores, decimal), `mem` (bytes or `"4g"`), accelerators.
     #[schema(schema_with = schema::request_slots)]
     pub resources: serde_json::Value,
     /// Kernels (default 1).
-    #[schema(schema_with = schema::cluster_size)]
+    #[schema(schema_with = schema::cluster_size_or_null)]
     pub cluster_size: Option<serde_json::Number>,
     /// 0..=100 (default 10).
-    #[schema(schema_with = schema::priority)]
+    #[schema(schema_with = schema::priority_or_null)]
     pub priority: Option<serde_json::Number>,
     /// Batch only: not scheduled before this time.
-    #[schema(schema_with = schema::date_time)]
+    #[schema(schema_with = schema::date_time_or_null)]
     pub starts_at: Option<DateTime<Utc>>,
     /// Batch only: seconds it may run.
-    #[schema(schema_with = schema::batch_timeout)]
+    #[schema(schema_with = schema::batch_timeout_or_null)]
     pub batch_timeout: Option<serde_json::Number>,
     /// Batch only: the command to run.
-    #[schema(schema_with = schema::startup_command)]
+    #[schema(schema_with = schema::startup_command_or_null)]
     pub startup_command: Option<String>,
     /// Your own sessions that must have TERMINATED successfully first.
     #[serde(default)]
@@ -624,7 +624,7 @@ pub struct EnqueueSession {
     #[schema(schema_with = schema::labels)]
     pub labels: BTreeMap<String, String>,
     /// The owner: admins must name one; a user key may only name its own.
-    #[schema(schema_with = schema::owner)]
+    #[schema(schema_with = schema::owner_or_null)]
     pub owner: Option<String>,
 }
 
@@ -935,10 +935,10 @@ pub struct KernelEventBody {
     #[schema(schema_with = event_schema)]
     pub event: String,
     /// With `terminated`: the kernel's exit code (non-zero without a stop request: ERROR).
-    #[schema(minimum = -2147483648, maximum = 2147483647)]
-    pub exit_code: Option<i32>,
+    #[schema(schema_with = schema::exit_code_or_null)]
+    pub exit_code: Option<serde_json::Number>,
     /// Short machine-readable reason, e.g. `image-pull-failed`.
-    #[schema(schema_with = schema::reason)]
+    #[schema(schema_with = schema::reason_or_null)]
     pub reason: Option<String>,
 }
 
@@ -974,7 +974,18 @@ async fn kernel_event(
         .as_deref()
         .map(|r| Reason::parse("reason", r))
         .transpose()?;
-    let event = KernelEvent::parse(&body.event, body.exit_code, reason).ok_or_else(|| {
+    let exit_code = body
+        .exit_code
+        .as_ref()
+        .map(|n| {
+            integer("exit_code", n).and_then(|c| {
+                i32::try_from(c).map_err(|_| {
+                    ApiError::validation("exit_code", "must be a 32-bit signed whole number")
+                })
+            })
+        })
+        .transpose()?;
+    let event = KernelEvent::parse(&body.event, exit_code, reason).ok_or_else(|| {
         ApiError::validation(
             "event",
             format!("must be one of {}", KERNEL_EVENTS.join(", ")),

@@ -27,14 +27,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct PutResourcePolicy {
     /// Max sessions that are neither PENDING nor terminal.
-    #[schema(schema_with = schema::policy_count)]
+    #[schema(schema_with = schema::policy_count_or_null)]
     pub max_concurrent_sessions: Option<serde_json::Number>,
     /// Max PENDING sessions (more are 429 `pending_limit_exceeded`).
-    #[schema(schema_with = pending_limit_schema)]
+    #[schema(schema_with = pending_limit_or_null)]
     pub max_pending_sessions: Option<serde_json::Number>,
     /// Limit of summed allocated slots, e.g. `{"cpu": 8, "mem": "32g"}`.
-    #[schema(schema_with = schema::capacity_slots)]
+    #[schema(schema_with = schema::capacity_slots_or_null)]
     pub total_resource_slots: Option<Value>,
+}
+
+fn pending_limit_or_null() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    schema::nullable(pending_limit_schema())
 }
 
 fn pending_limit_schema() -> utoipa::openapi::schema::ObjectBuilder {

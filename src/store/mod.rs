@@ -212,15 +212,29 @@ impl EventStore {
     /// Appends events (of one or more streams) atomically in one statement and
     /// returns their global positions, in order. A sequence already taken gives
     /// [`StoreError::Conflict`] and appends nothing.
-    #[tracing::instrument(skip_all, fields(events = events.len()), err)]
+    ///
+    /// A conflict is the expected outcome of a race (the command is retried or
+    /// refused), so it is logged at debug; any other failure at error.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub async fn append(&self, events: &[NewEvent]) -> Result<Vec<LogPosition>, StoreError> {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        let positions = match self {
+        let result = match self {
             EventStore::Postgres(s) => s.append(events).await,
             EventStore::Sqlite(s) => s.append(events).await,
-        }?;
+        };
+        let positions = match result {
+            Ok(p) => p,
+            Err(e) if e.is_conflict() => {
+                tracing::debug!(error = %e, "append conflict");
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::error_chain(&e), "append failed");
+                return Err(e);
+            }
+        };
         self.appended().notify_waiters();
         Ok(positions)
     }

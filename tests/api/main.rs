@@ -5,9 +5,11 @@
 
 mod helpers;
 
+mod hardening;
 mod idempotency;
 mod lifecycle;
 mod negative;
 mod reads;
 mod sse;
+mod streams;
 mod walkthrough;

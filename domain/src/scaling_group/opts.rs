@@ -131,6 +131,19 @@ impl Default for SchedulerOpts {
 
 const FIELD: &str = "scheduler_opts";
 
+/// A whole, non-negative number: an integer, or a float without a fraction (`30.0`;
+/// JSON Schema's `integer` includes it).
+fn whole(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f <= 9.0e15)
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    }
+}
+
 impl SchedulerOpts {
     /// Validates a JSON object (or `null` = all defaults) for a group using `scheduler`.
     pub fn parse(value: &Value, scheduler: SchedulerKind) -> Result<Self, ValidationError> {
@@ -170,9 +183,7 @@ impl SchedulerOpts {
                 }
                 "pending_timeout" => {
                     opts.pending_timeout = match v {
-                        Value::Number(n) if n.as_u64().is_some_and(|t| t <= MAX_TIMEOUT_SECS) => {
-                            n.as_u64().unwrap_or(0)
-                        }
+                        v if whole(v).is_some_and(|t| t <= MAX_TIMEOUT_SECS) => whole(v).unwrap_or(0),
                         Value::Number(n) if n.as_f64().is_some_and(|f| f < 0.0) => {
                             return Err(ValidationError::new(&field, "must be >= 0 (seconds)"))
                         }
@@ -289,8 +300,7 @@ fn parse_config(v: &Value, scheduler: SchedulerKind) -> Result<SchedulerConfig, 
         let field = format!("{field}.{key}");
         match (scheduler, key.as_str()) {
             (SchedulerKind::Fifo | SchedulerKind::Lifo, "num_retries_to_skip") => {
-                config.num_retries_to_skip = v
-                    .as_u64()
+                config.num_retries_to_skip = whole(v)
                     .filter(|n| *n <= u64::from(MAX_POLICY_COUNT))
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| {

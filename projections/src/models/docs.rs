@@ -370,47 +370,6 @@ impl<A: Decider> DocProjection<A> {
         docs.iter().map(|d| self.decode(d)).collect()
     }
 
-    /// Which of these ids have a row in the live generation (in no particular order).
-    pub async fn existing_ids(
-        &self,
-        db: &Db,
-        ids: &[uuid::Uuid],
-    ) -> Result<Vec<uuid::Uuid>, ProjectionError> {
-        if ids.is_empty() {
-            return Ok(vec![]);
-        }
-        let ids: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
-        let found: Vec<String> = match db {
-            Db::Postgres(p) => {
-                sqlx::query_scalar(&format!(
-                    "SELECT id FROM {} WHERE generation = {} AND id = ANY($2)",
-                    self.table,
-                    live_generation(1)
-                ))
-                .bind(self.name)
-                .bind(&ids)
-                .fetch_all(p)
-                .await?
-            }
-            Db::Sqlite { readers, .. } => {
-                sqlx::query_scalar(&format!(
-                    "SELECT id FROM {} WHERE generation = {} \
-                     AND id IN (SELECT value FROM json_each($2))",
-                    self.table,
-                    live_generation(1)
-                ))
-                .bind(self.name)
-                .bind(serde_json::Value::from(ids).to_string())
-                .fetch_all(readers)
-                .await?
-            }
-        };
-        Ok(found
-            .iter()
-            .filter_map(|s| uuid::Uuid::parse_str(s).ok())
-            .collect())
-    }
-
     /// The rows of the live generation whose indexed column `column` (one of this read
     /// model's extra columns) equals `value`, in first-position order.
     pub async fn find_by(

@@ -10,7 +10,7 @@ use domain::session::SessionEvent;
 
 use super::live_generation;
 use crate::db::{Db, Tx};
-use crate::log::RecordedEvent;
+use crate::log::{LogPosition, RecordedEvent};
 use crate::{exec_tx, on_pool, on_tx, Projection, ProjectionError};
 
 /// The pending-queue projection.
@@ -324,21 +324,33 @@ impl PendingQueue {
     }
 
     /// How many sessions `owner` has waiting, counting at most `cap` of them (through
-    /// the owner index: the cost is bounded by `cap`, not by the owner's queue).
-    pub async fn count_for_owner_up_to(
+    /// the owner index: the cost is bounded by `cap`, not by the owner's queue),
+    /// together with this projection's checkpoint, read by **one statement** (one
+    /// snapshot): the count
+    /// reflects exactly the events at or before the returned position. The pending
+    /// limit relies on this pairing to tell which of its sessions the count includes.
+    pub async fn count_for_owner_with_checkpoint(
         &self,
         db: &Db,
         owner: &str,
         cap: i64,
-    ) -> Result<i64, ProjectionError> {
+    ) -> Result<(i64, LogPosition), ProjectionError> {
         let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM rm_pending_queue \
-             WHERE generation = {} AND owner = $2 LIMIT $3) AS capped",
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM rm_pending_queue \
+             WHERE generation = {} AND owner = $2 LIMIT $3) AS capped), \
+             COALESCE((SELECT transaction_id FROM projection_checkpoints WHERE name = $1), 0), \
+             COALESCE((SELECT position FROM projection_checkpoints WHERE name = $1), 0)",
             live_generation(1)
         );
-        Ok(
-            on_pool!(db, p => sqlx::query_scalar(&sql).bind("pending_queue").bind(owner).bind(cap).fetch_one(p).await)?,
-        )
+        let (count, transaction_id, global_position): (i64, i64, i64) = on_pool!(db, p => sqlx::query_as(&sql)
+            .bind("pending_queue").bind(owner).bind(cap).fetch_one(p).await)?;
+        Ok((
+            count,
+            LogPosition {
+                transaction_id,
+                global_position,
+            },
+        ))
     }
 
     /// Sessions of `scaling_group` whose deadline is at or before `now_ms`, through the

@@ -1,0 +1,190 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`: generated from the handlers'
+//! `#[utoipa::path]` annotations and the validated types' schemas ([`super::schema`]),
+//! then completed with what holds for every operation alike, so the document states
+//! every status the server can answer:
+//!
+//! - `401` and `403` on every operation that needs a key;
+//! - `400`, `413`, `415` and `422` on every operation that takes a body;
+//! - `404` on every operation with a path parameter, `422` on every one with parameters;
+//! - `429` on the streams and long-polls (their caps), `503` on everything that reads the
+//!   store (`store_unavailable`, `pool_exhausted`, `not_caught_up`, `not_ready`,
+//!   `timeout`);
+//! - header parameters are never `null` (a header is either sent or not);
+//! - the Server-Sent Events response describes the event envelope (`id`, `event`,
+//!   `data` as JSON of `SessionEventData`), not the data alone.
+//!
+//! `tests/api` checks that every documented path is served; the schemathesis run of
+//! `scripts/test` checks that the server keeps to this document.
+
+use serde_json::{json, Map, Value};
+
+use super::STREAMING_ROUTES;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    })
+}
+
+fn add(responses: &mut Map<String, Value>, code: &str, description: &str) {
+    responses
+        .entry(code.to_string())
+        .or_insert_with(|| error_response(description));
+}
+
+/// The envelope of one Server-Sent Event of `GET /v1/events/sessions`.
+fn sse_envelope() -> Value {
+    json!({
+        "type": "object",
+        "description": "One Server-Sent Event: `id` is the event's global position (resume with Last-Event-ID), `event` its event type, `data` the JSON of SessionEventData.",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": "#/components/schemas/SessionEventData"}
+            },
+            "retry": {"type": "integer", "minimum": 0}
+        },
+        "required": ["data"]
+    })
+}
+
+/// drf has no `config` keys: a body that sets `scheduler: drf` may not give any.
+fn drf_has_no_config() -> Value {
+    json!({
+        "if": {"properties": {"scheduler": {"const": "drf"}}, "required": ["scheduler"]},
+        "then": {"properties": {"scheduler_opts": {"oneOf": [
+            {"type": "null"},
+            {"type": "object", "properties": {"config": {"type": "object", "maxProperties": 0}}}
+        ]}}}
+    })
+}
+
+/// Completes `doc` (the generated document as JSON); see the module documentation.
+pub fn complete(mut doc: Value) -> Value {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for name in ["CreateScalingGroup", "PatchScalingGroup"] {
+            if let (Some(schema), Value::Object(rule)) = (
+                schemas.get_mut(name).and_then(Value::as_object_mut),
+                drf_has_no_config(),
+            ) {
+                schema.extend(rule);
+            }
+        }
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for method in METHODS {
+            let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let public = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(Map::is_empty)));
+            let has_body = op.contains_key("requestBody");
+            let params: Vec<Value> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has_path_param = params.iter().any(|p| p["in"] == "path");
+            // A header is sent or not: never `null`.
+            if let Some(list) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                for p in list.iter_mut() {
+                    if p["in"] == "header" {
+                        if let Some(types) = p["schema"]["type"].as_array().cloned() {
+                            let kept: Vec<Value> =
+                                types.into_iter().filter(|t| t != "null").collect();
+                            if kept.len() == 1 {
+                                p["schema"]["type"] = kept[0].clone();
+                            }
+                        }
+                    }
+                }
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if !public {
+                add(responses, "401", "no valid API key (unauthorized)");
+                add(
+                    responses,
+                    "403",
+                    "the key's role may not do this (forbidden)",
+                );
+            }
+            if has_body {
+                add(
+                    responses,
+                    "400",
+                    "the body is not one JSON object (malformed_json)",
+                );
+                add(
+                    responses,
+                    "413",
+                    "the body is over 1 MiB (payload_too_large)",
+                );
+                add(
+                    responses,
+                    "415",
+                    "the body is not declared application/json (unsupported_media_type)",
+                );
+            }
+            if has_body || !params.is_empty() {
+                add(
+                    responses,
+                    "422",
+                    "a field or parameter is invalid (validation_error)",
+                );
+            }
+            if has_path_param {
+                add(
+                    responses,
+                    "404",
+                    "no such resource, or one the caller may not see",
+                );
+            }
+            if STREAMING_ROUTES.contains(&path.as_str()) {
+                add(
+                    responses,
+                    "429",
+                    "too many streams and long-polls open for this key (too_many_streams)",
+                );
+            }
+            if path != "/healthz" {
+                add(
+                    responses,
+                    "503",
+                    "the store is unavailable or busy, or the read models are behind",
+                );
+            }
+            if path == "/v1/events/sessions" {
+                if let Some(content) = responses
+                    .get_mut("200")
+                    .and_then(|r| r.get_mut("content"))
+                    .and_then(Value::as_object_mut)
+                {
+                    content.insert(
+                        "text/event-stream".into(),
+                        json!({"schema": sse_envelope()}),
+                    );
+                }
+            }
+        }
+    }
+    doc
+}
