@@ -124,7 +124,7 @@ pub struct HeartbeatAck {
 
 /// Liveness: records the agent's last-seen time (not an event).
 #[utoipa::path(post, path = "/v1/agents/{id}/heartbeat", tag = "agents",
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description = "Agent id")),
+    params(("id" = String, Path, description = "Agent id")),
     responses((status = 200, body = HeartbeatAck),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
@@ -214,7 +214,7 @@ const ASSIGNMENT_MODELS: [&str; 2] = [AGENT_OCCUPANCY, SESSIONS];
 /// the shared log follower and recomputes only when an event of this agent, or of a
 /// session assigned to it, has reached the read models.
 #[utoipa::path(get, path = "/v1/agents/{id}/assignments", tag = "agents",
-    params(("id" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description = "Agent id"), AssignmentParams),
+    params(("id" = String, Path, description = "Agent id"), AssignmentParams),
     responses((status = 200, body = Assignments),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),

@@ -9,6 +9,8 @@
 //! - `429` on the streams and long-polls (their caps), `503` on everything that reads the
 //!   store (`store_unavailable`, `pool_exhausted`, `not_caught_up`, `not_ready`,
 //!   `timeout`);
+//! - path parameters get their identifier's schema ([`path_parameter_schema`]), built
+//!   from the same constants the server parses them with;
 //! - header parameters are never `null` (a header is either sent or not);
 //! - the Server-Sent Events response describes the event envelope (`id`, `event`,
 //!   `data` as JSON of `SessionEventData`), not the data alone.
@@ -65,6 +67,21 @@ fn drf_has_no_config() -> Value {
     })
 }
 
+/// The schema of path parameter `name` of `path`: the identifier the handler parses it
+/// as (an invalid one names nothing, so it is 404 like an unknown one; session ids are
+/// 422 when not a UUID).
+pub fn path_parameter_schema(path: &str, name: &str) -> Option<Value> {
+    use super::schema;
+    let builder = match (path.split('/').nth(2), name) {
+        (Some("sessions"), "id") => schema::uuid(),
+        (Some("agents"), "id") => schema::agent_id(),
+        (Some("users"), "owner") => schema::owner(),
+        (Some("scaling-groups"), "name") => schema::group_name(),
+        _ => return None,
+    };
+    serde_json::to_value(builder.build()).ok()
+}
+
 /// Completes `doc` (the generated document as JSON); see the module documentation.
 pub fn complete(mut doc: Value) -> Value {
     if let Some(schemas) = doc
@@ -105,6 +122,14 @@ pub fn complete(mut doc: Value) -> Value {
             // A header is sent or not: never `null`.
             if let Some(list) = op.get_mut("parameters").and_then(Value::as_array_mut) {
                 for p in list.iter_mut() {
+                    if p["in"] == "path" {
+                        if let Some(schema) = p["name"]
+                            .as_str()
+                            .and_then(|n| path_parameter_schema(path, n))
+                        {
+                            p["schema"] = schema;
+                        }
+                    }
                     if p["in"] == "header" {
                         if let Some(types) = p["schema"]["type"].as_array().cloned() {
                             let kept: Vec<Value> =
@@ -187,4 +212,35 @@ pub fn complete(mut doc: Value) -> Value {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_parameter_has_the_schema_of_the_identifier_it_is_parsed_as() {
+        let doc = crate::http::openapi();
+        let mut seen = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in METHODS {
+                let Some(params) = item[method]["parameters"].as_array() else {
+                    continue;
+                };
+                for p in params.iter().filter(|p| p["in"] == "path") {
+                    let name = p["name"].as_str().unwrap();
+                    let expected = path_parameter_schema(path, name)
+                        .unwrap_or_else(|| panic!("{method} {path}: no rule for {{{name}}}"));
+                    assert_eq!(p["schema"], expected, "{method} {path} {{{name}}}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 10, "path parameters checked: {seen}");
+        let agent = path_parameter_schema("/v1/agents/{id}", "id").unwrap();
+        assert_eq!(agent["pattern"], domain::ids::AgentId::PATTERN);
+        let group = path_parameter_schema("/v1/scaling-groups/{name}", "name").unwrap();
+        assert_eq!(group["pattern"], domain::ids::GroupName::PATTERN);
+        assert_eq!(group["maxLength"], domain::ids::GroupName::MAX_LEN);
+    }
 }

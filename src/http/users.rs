@@ -97,7 +97,7 @@ fn view(owner: &Owner, limits: &ResourceLimits, position: i64) -> ResourcePolicy
 
 /// Set an owner's resource policy (admin).
 #[utoipa::path(put, path = "/v1/users/{owner}/resource-policy", tag = "users",
-    params(("owner" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$", description = "Owner")),
+    params(("owner" = String, Path, description = "Owner")),
     request_body = PutResourcePolicy,
     responses((status = 200, body = ResourcePolicyView),
                (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -149,7 +149,7 @@ async fn put_policy(
 
 /// An owner's resource policy (admin, or the owner).
 #[utoipa::path(get, path = "/v1/users/{owner}/resource-policy", tag = "users",
-    params(("owner" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$", description = "Owner")),
+    params(("owner" = String, Path, description = "Owner")),
     responses((status = 200, body = ResourcePolicyView),
                (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
                (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]

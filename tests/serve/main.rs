@@ -27,7 +27,13 @@ impl Drop for Server {
 // The child is owned by `Server`, whose Drop kills and reaps it.
 #[allow(clippy::zombie_processes)]
 fn start(args: &[&str], cwd: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+    start_with(Command::new(env!("CARGO_BIN_EXE_sessiond")), args, cwd)
+}
+
+// The child is owned by `Server`, whose Drop kills and reaps it.
+#[allow(clippy::zombie_processes)]
+fn start_with(mut command: Command, args: &[&str], cwd: &std::path::Path) -> Server {
+    let mut child = command
         .args(args)
         .current_dir(cwd)
         .env_remove("SESSIOND_DATABASE_URL")
@@ -172,4 +178,80 @@ fn an_unsupported_database_url_is_a_one_line_error_and_a_non_zero_exit() {
         "the password is never printed: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Issue #11: a burst of enqueues with one name is one 201 and 409s, and the expected
+/// optimistic conflicts behind it are not logged as errors (debug, plus a counter).
+async fn same_name_burst_logs_no_errors(backend: Backend) {
+    let url = fresh_url(backend).await;
+    let admin = format!("serve-admin-key-{}", uuid::Uuid::new_v4().simple());
+    let dir = temp_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    child.env("SESSIOND_BOOTSTRAP_ADMIN_KEY", &admin);
+    let server = start_with(
+        child,
+        &["serve", "--database-url", &url, "--listen", "127.0.0.1:0"],
+        &dir,
+    );
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{base}/v1/scaling-groups"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "default"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let body = serde_json::json!({
+        "name": "burst", "owner": "alice", "type": "interactive", "image": "python:3.12",
+        "resources": {"cpu": 1, "mem": "1g"}, "scaling_group": "default"
+    });
+    let posts = (0..50).map(|_| {
+        let http = http.clone();
+        let (url, key, body) = (format!("{base}/v1/sessions"), admin.clone(), body.clone());
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    });
+    let mut statuses = futures::future::join_all(posts).await;
+    statuses.sort_unstable();
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    let conflicts = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!((created, conflicts), (1, 49), "{statuses:?}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = terminate(server);
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    assert!(errors.is_empty(), "no errors or warnings: {errors:#?}");
+    assert!(
+        metrics.contains("sessiond_http_errors_total{code=\"name_conflict\"} 49"),
+        "the refusals are counted: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_same_name_burst_on_postgres_is_one_201_and_logs_no_errors() {
+    same_name_burst_logs_no_errors(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_same_name_burst_on_sqlite_is_one_201_and_logs_no_errors() {
+    same_name_burst_logs_no_errors(Backend::Sqlite).await;
 }

@@ -6,8 +6,11 @@
 //! version it decided on; concurrent enqueues of one owner therefore serialise (the
 //! losers reload and decide again), and an owner can never pass the limit by racing.
 //!
-//! The count is the owner's PENDING sessions in the read model plus the ones the quota
-//! stream has recorded that the read model does not show yet (`unprojected`). A session
+//! The count is the owner's PENDING sessions in the `pending_queue` read model plus the
+//! ones the quota stream has recorded that the read model does not reflect yet
+//! (`unprojected`). The caller reads the count together with the checkpoint it reflects
+//! (one snapshot) and tells which recorded sessions it includes by comparing their
+//! `SessionEnqueued` positions with that checkpoint (`projected`). A session
 //! that has left PENDING but whose read model still says PENDING is counted a moment too
 //! long: the limit errs on the strict side, never the loose one. Each event names the
 //! whole state, so a quota stream is loaded by reading its last row.
