@@ -7,11 +7,13 @@
 //! - `workload`: two racing schedulers under a seeded random workload, and the
 //!   invariants checked against the event streams.
 //! - `servers`: real `sessiond serve` processes (stderr lines, SIGKILL).
+//! - `revocation`: a key revoked by `sessionctl` loses its streams on every replica.
 //!
 //! `REPLICAS_SEEDS=7,8` replays chosen seeds of the racing tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::arithmetic_side_effects)]
 
+mod revocation;
 mod servers;
 mod workload;
 

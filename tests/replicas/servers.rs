@@ -76,6 +76,16 @@ impl Replica {
         replica
     }
 
+    /// The address from its `listening on` line.
+    pub fn addr(&self) -> String {
+        self.log
+            .iter()
+            .find_map(|l| l.split("listening on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("a 'listening on' line")
+            .to_string()
+    }
+
     /// Reads the lines logged since the last call (without waiting).
     pub fn drain(&mut self) {
         while let Ok(line) = self.lines.try_recv() {
