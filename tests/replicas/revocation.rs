@@ -49,6 +49,8 @@ async fn open_stream(
     })
 }
 
+// The measured delays are printed for the record (`--nocapture`).
+#[allow(clippy::print_stdout)]
 async fn revoked_key_loses_streams_on_every_replica(backend: Backend) {
     let url = fresh_url(backend).await;
     let a = Replica::start("replica-a", &url);
