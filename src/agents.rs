@@ -7,7 +7,7 @@ use domain::ids::{AgentAddr, AgentId, GroupName};
 use domain::scaling_group::ScalingGroup;
 use domain::session::{Session, SessionStatus};
 use domain::{ResourceSlots, ValidationError};
-use projections::models::docs;
+use projections::models::documents;
 use projections::ProjectionError;
 use serde::Serialize;
 use uuid::Uuid;
@@ -160,12 +160,12 @@ pub struct Assignment {
 /// TERMINATING (and CANCELLED ones still holding slots here) to stop. Read from the
 /// `agent_occupancy` and `sessions` read models.
 pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, AgentCommandError> {
-    let Some(agent) = docs::agent_occupancy().get(app.db(), agent_id).await? else {
+    let Some(agent) = documents::agent_occupancy().get(app.db(), agent_id).await? else {
         // Registered but not projected yet (the read model lags the store): nothing
         // can have been placed on it that the read model does not show, so no work.
         let registered = app
-            .db()
-            .read_first(<Agent as cqrs_es::Aggregate>::TYPE, agent_id)
+            .store
+            .read_first(<Agent as domain::Decider>::TYPE, agent_id)
             .await?
             .is_some();
         return if registered {
@@ -175,7 +175,7 @@ pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, A
         };
     };
     let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
-    let sessions: Vec<Session> = docs::sessions().get_many(app.db(), &ids).await?;
+    let sessions: Vec<Session> = documents::sessions().get_many(app.db(), &ids).await?;
     let mut out: Vec<Assignment> = sessions
         .into_iter()
         .filter_map(|s| {

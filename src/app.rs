@@ -84,7 +84,7 @@ impl App {
     }
 
     /// The read-model database.
-    pub fn db(&self) -> &projections::db::Db {
+    pub fn db(&self) -> &store::Db {
         self.engine.db()
     }
 

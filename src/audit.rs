@@ -20,7 +20,7 @@ use domain::session::{Session, SessionEvent, SessionStatus, SESSION_EVENT_VERSIO
 use domain::Decider;
 use projections::engine::read_checkpoint;
 use projections::models::audit_log::{occurred_at, AuditLog};
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 use projections::models::slot_releases::SlotReleases;
 use projections::{LogPosition, RecordedEvent};
@@ -63,6 +63,12 @@ pub enum AuditError {
     /// Reading failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Reading failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A stored event does not decode.
+    #[error(transparent)]
+    Decode(#[from] crate::store::DecodeError),
 }
 
 /// Every aggregate's state, folded from the log.
@@ -514,9 +520,9 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
 async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Value)>, AuditError> {
     let db = store.db();
     Ok(match model {
-        "sessions" => docs::sessions().all_docs(&db).await?,
-        "scaling_groups" => docs::scaling_groups().all_docs(&db).await?,
-        "agent_occupancy" => docs::agent_occupancy().all_docs(&db).await?,
+        "sessions" => documents::sessions().all_docs(&db).await?,
+        "scaling_groups" => documents::scaling_groups().all_docs(&db).await?,
+        "agent_occupancy" => documents::agent_occupancy().all_docs(&db).await?,
         "pending_queue" => PendingQueue
             .all(&db)
             .await?

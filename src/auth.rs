@@ -14,8 +14,6 @@
 //! key ([`bootstrap_admin_key`]); `sessionctl keys create|list|revoke` manages the rest.
 
 use chrono::{SecondsFormat, Utc};
-use projections::db::Db;
-use projections::on_pool;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -23,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
+use store::db::Db;
 use tokio::sync::watch;
 
 use domain::ids::{AgentId, Owner};
@@ -191,29 +190,6 @@ fn role_of(role: &str, owner: Option<String>, agent_id: Option<String>) -> Optio
     }
 }
 
-/// Runs the statement `$body` with `$pool` bound to the pool that writes (PostgreSQL's
-/// pool; SQLite's single writer connection); yields `Result<u64, sqlx::Error>` (rows
-/// affected) for either backend.
-macro_rules! exec_writer {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            projections::db::Db::Postgres(p) => {
-                let $pool = p;
-                ($body).map(|r| r.rows_affected())
-            }
-            projections::db::Db::Sqlite { writer, .. } => {
-                let $pool = writer;
-                ($body).map(|r| r.rows_affected())
-            }
-        }
-    };
-}
-pub(crate) use exec_writer;
-
-const INSERT: &str =
-    "INSERT INTO api_keys (id, key_hash, role, owner, agent_id, description, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
 /// Creates a key with `role`; returns its stored form and the key itself (shown once).
 pub async fn create_key(
     db: &Db,
@@ -230,16 +206,19 @@ pub async fn create_key(
         revoked_at: None,
     };
     let (owner, agent_id) = columns(&info.role);
-    exec_writer!(db, pool => sqlx::query(INSERT)
-        .bind(&info.id)
-        .bind(hash_key(secret.expose()))
-        .bind(info.role.name())
-        .bind(owner)
-        .bind(agent_id)
-        .bind(&info.description)
-        .bind(&info.created_at)
-        .execute(pool)
-        .await)?;
+    store::keys::insert(
+        db,
+        &store::keys::NewKey {
+            id: &info.id,
+            key_hash: &hash_key(secret.expose()),
+            role: info.role.name(),
+            owner,
+            agent_id,
+            description: &info.description,
+            created_at: &info.created_at,
+        },
+    )
+    .await?;
     Ok((info, secret))
 }
 
@@ -259,9 +238,7 @@ pub async fn bootstrap_admin_key(
             )));
         }
     }
-    let done: Option<String> = on_pool!(db, p => sqlx::query_scalar(
-        "SELECT key_id FROM api_bootstrap WHERE singleton = 1").fetch_optional(p).await)?;
-    if done.is_some() {
+    if store::keys::bootstrapped(db).await? {
         return Ok(None);
     }
     let secret = provided.unwrap_or_else(|| Secret(format!("sdk_{}", random_hex(32))));
@@ -272,48 +249,28 @@ pub async fn bootstrap_admin_key(
         created_at: now(),
         revoked_at: None,
     };
-    let claim = "INSERT INTO api_bootstrap (singleton, key_id, created_at) VALUES (1, $1, $2) \
-                 ON CONFLICT (singleton) DO NOTHING";
-    macro_rules! run {
-        ($tx:expr) => {{
-            let mut tx = $tx;
-            let claimed = sqlx::query(claim)
-                .bind(&info.id)
-                .bind(&info.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if claimed == 0 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            sqlx::query(INSERT)
-                .bind(&info.id)
-                .bind(hash_key(secret.expose()))
-                .bind("admin")
-                .bind(None::<String>)
-                .bind(None::<String>)
-                .bind(&info.description)
-                .bind(&info.created_at)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }};
-    }
-    match db {
-        Db::Postgres(p) => run!(p.begin().await?),
-        Db::Sqlite { writer, .. } => run!(writer.begin_with("BEGIN IMMEDIATE").await?),
+    let stored = store::keys::bootstrap(
+        db,
+        &store::keys::NewKey {
+            id: &info.id,
+            key_hash: &hash_key(secret.expose()),
+            role: Role::Admin.name(),
+            owner: None,
+            agent_id: None,
+            description: &info.description,
+            created_at: &info.created_at,
+        },
+    )
+    .await?;
+    if !stored {
+        return Ok(None);
     }
     Ok(Some((info, secret)))
 }
 
 /// The principal of a presented key, if it is known and not revoked.
 pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<Principal>, KeyError> {
-    let row: Option<(String, String, Option<String>, Option<String>)> = on_pool!(db, p => sqlx::query_as(
-        "SELECT id, role, owner, agent_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-        .bind(hash_key(presented))
-        .fetch_optional(p)
-        .await)?;
+    let row = store::keys::find_active(db, &hash_key(presented)).await?;
     Ok(row.and_then(|(key_id, role, owner, agent_id)| {
         role_of(&role, owner, agent_id).map(|role| Principal { key_id, role })
     }))
@@ -321,20 +278,7 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<Principal>,
 
 /// Every key (revoked ones too), oldest first.
 pub async fn list_keys(db: &Db) -> Result<Vec<ApiKeyInfo>, KeyError> {
-    type KeyRow = (
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        Option<String>,
-    );
-    let rows: Vec<KeyRow> = on_pool!(db, p => sqlx::query_as(
-        "SELECT id, role, owner, agent_id, description, created_at, revoked_at \
-         FROM api_keys ORDER BY created_at, id")
-        .fetch_all(p)
-        .await)?;
+    let rows = store::keys::list(db).await?;
     Ok(rows
         .into_iter()
         .filter_map(
@@ -354,30 +298,11 @@ pub async fn list_keys(db: &Db) -> Result<Vec<ApiKeyInfo>, KeyError> {
 /// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time)
 /// and bumps the revision every replica watches ([`Keys::watch`]), in one transaction.
 pub async fn revoke_key(db: &Db, id: &str) -> Result<(), KeyError> {
-    const REVOKE: &str = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
-    const BUMP: &str = "UPDATE api_key_revision SET revision = revision + 1 WHERE singleton = 1";
-    macro_rules! run {
-        ($tx:expr) => {{
-            let mut tx = $tx;
-            let affected = sqlx::query(REVOKE)
-                .bind(id)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if affected == 0 {
-                tx.rollback().await?;
-                return Err(KeyError::NotFound(id.to_string()));
-            }
-            sqlx::query(BUMP).execute(&mut *tx).await?;
-            tx.commit().await?;
-        }};
+    if store::keys::revoke(db, id, &now()).await? {
+        Ok(())
+    } else {
+        Err(KeyError::NotFound(id.to_string()))
     }
-    match db {
-        Db::Postgres(p) => run!(p.begin().await?),
-        Db::Sqlite { writer, .. } => run!(writer.begin_with("BEGIN IMMEDIATE").await?),
-    }
-    Ok(())
 }
 
 /// How long a looked-up key is trusted before it is read again (revocations are pushed
@@ -471,13 +396,11 @@ impl Keys {
 
     /// Reloads the revoked keys if the revision moved; returns whether it did.
     pub async fn refresh(&self) -> Result<bool, KeyError> {
-        let revision: i64 = on_pool!(&self.db, p => sqlx::query_scalar(
-            "SELECT revision FROM api_key_revision WHERE singleton = 1").fetch_one(p).await)?;
+        let revision = store::keys::revision(&self.db).await?;
         if revision == *self.revision.borrow() {
             return Ok(false);
         }
-        let ids: Vec<String> = on_pool!(&self.db, p => sqlx::query_scalar(
-            "SELECT id FROM api_keys WHERE revoked_at IS NOT NULL").fetch_all(p).await)?;
+        let ids = store::keys::revoked_ids(&self.db).await?;
         let revoked: HashSet<String> = ids.into_iter().collect();
         if let Ok(mut h) = self.hits.lock() {
             h.retain(|_, (p, _)| !revoked.contains(&p.key_id));

@@ -277,8 +277,8 @@ pub fn new_events<A: Decider>(
                 sequence: version
                     .saturating_add(i64::try_from(i).unwrap_or(i64::MAX))
                     .saturating_add(1),
-                event_type: cqrs_es::DomainEvent::event_type(e),
-                event_version: cqrs_es::DomainEvent::event_version(e),
+                event_type: domain::DomainEvent::event_type(e).to_string(),
+                event_version: domain::DomainEvent::event_version(e).to_string(),
                 payload: serde_json::to_value(e).map_err(StoreError::Encode)?,
                 metadata: meta.clone(),
             })

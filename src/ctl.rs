@@ -10,9 +10,9 @@ use projections::{Engine, EngineConfig, Projection};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::error_chain;
 use crate::config::DEFAULT_DATABASE_URL;
 use crate::store::{EventStore, StoreOptions};
+use crate::telemetry::error_chain;
 
 /// sessionctl: replay, audit and maintenance tooling for sessiond.
 #[derive(Debug, Parser)]
@@ -201,6 +201,10 @@ enum CtlError {
     Other(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Decode(#[from] crate::store::DecodeError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]

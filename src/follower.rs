@@ -142,7 +142,7 @@ impl LogFollower {
 
     /// The facts of an event's session (`None` for other aggregates).
     async fn facts_of(&self, e: &RecordedEvent) -> Option<SessionFacts> {
-        if e.aggregate_type != <Session as cqrs_es::Aggregate>::TYPE {
+        if e.aggregate_type != <Session as domain::Decider>::TYPE {
             return None;
         }
         if e.sequence == 1 {

@@ -14,12 +14,9 @@
 //! key up after a transient failure so a retry runs afresh).
 
 use chrono::{Duration, SecondsFormat, Utc};
-use projections::db::Db;
-use projections::on_pool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-use crate::auth::exec_writer;
+use store::db::Db;
 
 /// The session id an idempotent enqueue creates: derived from the key's scope and the
 /// key (SHA-256, shaped as a version-8 UUID), so every attempt of one request targets
@@ -112,17 +109,7 @@ pub async fn claim(
     stale_after: Duration,
 ) -> Result<Claim, sqlx::Error> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let inserted = exec_writer!(db, pool => sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, request_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING")
-        .bind(scope)
-        .bind(key)
-        .bind(hash)
-        .bind(&request_id)
-        .bind(now())
-        .execute(pool)
-        .await)?;
-    if inserted == 1 {
+    if store::idempotency::claim(db, scope, key, hash, &request_id, &now()).await? {
         return Ok(Claim::Run { request_id });
     }
     inspect(db, scope, key, hash, stale_after).await
@@ -137,14 +124,7 @@ pub async fn inspect(
     hash: &str,
     stale_after: Duration,
 ) -> Result<Claim, sqlx::Error> {
-    type Row = (String, String, Option<i64>, Option<String>, String);
-    let row: Option<Row> = on_pool!(db, p => sqlx::query_as(
-        "SELECT request_hash, request_id, status_code, response, created_at \
-         FROM idempotency_keys WHERE scope = $1 AND key = $2")
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(p)
-        .await)?;
+    let row = store::idempotency::get(db, scope, key).await?;
     let Some((stored_hash, holder, status, response, created_at)) = row else {
         return Ok(Claim::Vacant);
     };
@@ -162,17 +142,7 @@ pub async fn inspect(
         .unwrap_or(false);
     if stale {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let taken = exec_writer!(db, pool => sqlx::query(
-            "UPDATE idempotency_keys SET request_id = $4, created_at = $5 \
-             WHERE scope = $1 AND key = $2 AND request_id = $3 AND status_code IS NULL")
-            .bind(scope)
-            .bind(key)
-            .bind(&holder)
-            .bind(&request_id)
-            .bind(now())
-            .execute(pool)
-            .await)?;
-        if taken == 1 {
+        if store::idempotency::take_over(db, scope, key, &holder, &request_id, &now()).await? {
             tracing::warn!(scope, key, "took over an idempotency key left in flight");
             return Ok(Claim::Run { request_id });
         }
@@ -189,32 +159,13 @@ pub async fn complete(
     status: u16,
     body: &str,
 ) -> Result<(), sqlx::Error> {
-    exec_writer!(db, pool => sqlx::query(
-        "UPDATE idempotency_keys SET status_code = $4, response = $5, completed_at = $6 \
-         WHERE scope = $1 AND key = $2 AND request_id = $3")
-        .bind(scope)
-        .bind(key)
-        .bind(request_id)
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(now())
-        .execute(pool)
-        .await)?;
-    Ok(())
+    store::idempotency::complete(db, scope, key, request_id, i64::from(status), body, &now()).await
 }
 
 /// Gives the key up without a response (the command failed in a way a retry may not
 /// repeat, e.g. the store was unavailable): the next request with it runs afresh.
 pub async fn release(db: &Db, scope: &str, key: &str, request_id: &str) -> Result<(), sqlx::Error> {
-    exec_writer!(db, pool => sqlx::query(
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND request_id = $3 \
-         AND status_code IS NULL")
-        .bind(scope)
-        .bind(key)
-        .bind(request_id)
-        .execute(pool)
-        .await)?;
-    Ok(())
+    store::idempotency::release(db, scope, key, request_id).await
 }
 
 /// Longest time a record may stay in flight before its holder is presumed dead.

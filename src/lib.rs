@@ -14,7 +14,6 @@
 //! - [`auth`]: API keys (stored hashed) and roles.
 //! - [`idempotency`]: `Idempotency-Key` records of POST /v1/sessions.
 //! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
-//! - [`bench`]: `sessiond bench`, the benchmark harness (ratios against same-run baselines).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
 //! - [`ctl`]: `sessionctl`, operator tooling on the store (projections status/rebuild/reset).
 //!
@@ -25,8 +24,6 @@ pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod auth;
-#[allow(clippy::arithmetic_side_effects)] // figures of our own runs
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod command;
@@ -38,6 +35,8 @@ pub mod idempotency;
 pub mod scheduler;
 pub mod server;
 pub mod sessions;
-pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+
+/// The event store crate (`store/`), re-exported: `sessiond::store::EventStore`.
+pub use ::store;

@@ -35,7 +35,7 @@ use domain::session::{
 };
 use domain::ValidationError;
 use projections::models::pending_queue::PendingQueue;
-use projections::models::{docs, SCALING_GROUPS};
+use projections::models::{documents, SCALING_GROUPS};
 use projections::ProjectionError;
 use uuid::Uuid;
 
@@ -116,7 +116,7 @@ async fn resolve(
     session_type: SessionType,
     requested: Option<&GroupName>,
 ) -> Result<Result<GroupName, ResolveError>, ProjectionError> {
-    let groups: Vec<ScalingGroup> = docs::scaling_groups().all(app.db()).await?;
+    let groups: Vec<ScalingGroup> = documents::scaling_groups().all(app.db()).await?;
     Ok(resolve_scaling_group(
         &groups,
         owner,
@@ -260,10 +260,10 @@ async fn enqueue_once(
             .map_err(|e| CommandError::Rejected(e.into()))?;
         let mut projected = Vec::new();
         for id in &quota.unprojected {
-            let first = db
-                .read_first(<Session as cqrs_es::Aggregate>::TYPE, &id.to_string())
-                .await
-                .map_err(|e| CommandError::Rejected(e.into()))?;
+            let first = app
+                .store
+                .read_first(<Session as domain::Decider>::TYPE, &id.to_string())
+                .await?;
             if first.is_some_and(|e| e.log_position() <= checkpoint) {
                 projected.push(*id);
             }

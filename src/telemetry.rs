@@ -28,17 +28,8 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// `outer: inner: root` for an error and its sources.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// `outer: inner: root` for an error and its sources (the store's, shared).
+pub use store::error_chain;
 
 /// The default field formatter with every control character escaped.
 #[derive(Debug, Default)]

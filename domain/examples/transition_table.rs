@@ -3,5 +3,5 @@
 #![allow(clippy::print_stdout)]
 
 fn main() {
-    print!("{}", domain::session::state::transition_table_markdown());
+    print!("{}", domain::session::status::transition_table_markdown());
 }

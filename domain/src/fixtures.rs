@@ -1,7 +1,7 @@
 //! Test fixtures shared by this crate's tests and the workspace's integration tests
 //! (feature `fixtures`): valid identifiers and a valid session spec, so each test
 //! changes only the field it is about.
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::arithmetic_side_effects)]
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -90,4 +90,66 @@ pub fn spec_in(id: Uuid, group_name: &str, owner_name: &str) -> SessionSpec {
 /// A valid interactive session of `alice` in group `default` asking for 1 cpu.
 pub fn spec(id: Uuid) -> SessionSpec {
     spec_in(id, "default", "alice")
+}
+
+/// The spec of a generated batch session (benchmarks and bulk test data): owner one of
+/// 97, one cpu, group `default`.
+pub fn batch_spec(id: Uuid) -> SessionSpec {
+    SessionSpec {
+        session_id: id,
+        name: SessionName::from_stored(format!("bench-{}", id.simple())),
+        owner: Owner::from_stored(format!("user{}", id.as_u128() % 97)),
+        session_type: SessionType::Batch,
+        image: ImageRef::from_stored("python:3.12"),
+        scaling_group: GroupName::from_stored("default"),
+        resources: ResourceSlots::new().with("cpu", 1.into()),
+        cluster_size: ClusterSize::default(),
+        priority: Priority::default(),
+        starts_at: None,
+        batch_timeout: None,
+        startup_command: Some("true".into()),
+        dependencies: vec![],
+        labels: Labels::default(),
+    }
+}
+
+/// The seven-event lifecycle of one batch session (enqueued at `t0`, one second per
+/// step, ending TERMINATED), decided by the real domain.
+pub fn batch_lifecycle(id: Uuid, t0: DateTime<Utc>) -> Vec<crate::session::SessionEvent> {
+    use crate::agent::AgentAllocation;
+    use crate::session::{reasons, Session, SessionCommand};
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let commands = vec![
+        SessionCommand::Enqueue {
+            spec: batch_spec(id),
+            now: at(0),
+        },
+        SessionCommand::Schedule {
+            scaling_group: GroupName::from_stored("default"),
+            agents: vec![AgentAllocation {
+                agent_id: AgentId::from_stored("a1"),
+                slots: ResourceSlots::new().with("cpu", 1.into()),
+            }],
+            now: at(1),
+        },
+        SessionCommand::MarkPreparing { now: at(2) },
+        SessionCommand::MarkPrepared { now: at(3) },
+        SessionCommand::MarkCreating { now: at(4) },
+        SessionCommand::Start { now: at(5) },
+        SessionCommand::MarkTerminated {
+            reason: Reason::from_static(reasons::SELF_TERMINATED),
+            exit_code: Some(0),
+            now: at(6),
+        },
+    ];
+    let mut state = Session::default();
+    let mut out = Vec::new();
+    for c in commands {
+        let events = state.decide(c).expect("the batch lifecycle is legal");
+        for e in &events {
+            state.apply(e);
+        }
+        out.extend(events);
+    }
+    out
 }

@@ -3,7 +3,7 @@
 //! (state, command with `now` in it) returning events or a typed rejection.
 //!
 //! # Layout
-//! - [`session`]: the Session aggregate; `state.rs` holds the transition table
+//! - [`session`]: the Session aggregate; `status.rs` holds the statuses and the transition table
 //!   ([`session::TRANSITIONS`]), `commands.rs`, `events.rs`, `error.rs`.
 //! - [`scaling_group`]: the ScalingGroup aggregate and its strictly validated
 //!   [`scaling_group::SchedulerOpts`].
@@ -19,8 +19,9 @@
 //! - [`bounds`]: bounded numbers from outside (priority, cluster size, timeouts, counts).
 //! - [`error`]: errors shared by every aggregate.
 //!
-//! Every aggregate implements [`Decider`] (our pure interface) and
-//! [`cqrs_es::Aggregate`] (a thin adapter, so the cqrs-es framework can drive it too).
+//! Every aggregate implements [`Decider`] and its events [`DomainEvent`] (through
+//! [`aggregate!`]); nothing here depends on a framework. The event store adapts
+//! [`Decider`] to cqrs-es where it uses that crate (loading streams).
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod agent;
@@ -40,9 +41,45 @@ pub mod session;
 pub use error::ValidationError;
 pub use resources::ResourceSlots;
 
+/// An event of an aggregate as it is stored: an explicit, never-renamed type string
+/// and the schema version of its body.
+pub trait DomainEvent:
+    serde::Serialize
+    + serde::de::DeserializeOwned
+    + Clone
+    + PartialEq
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The stored `event_type` (e.g. `SessionEnqueued`).
+    fn event_type(&self) -> &'static str;
+    /// The stored `event_version` of the body.
+    fn event_version(&self) -> &'static str;
+}
+
 /// The pure decide/evolve pair every aggregate exposes; the application's command
-/// handler is generic over it.
-pub trait Decider: cqrs_es::Aggregate + Clone {
+/// handler and the store are generic over it. No framework trait is involved: the
+/// event store's adapter to cqrs-es (`store::adapter`) is built on this one.
+pub trait Decider:
+    Default
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The aggregate type, stored with each of its events (e.g. `Session`).
+    const TYPE: &'static str;
+    /// What it decides on.
+    type Command: Send + Sync;
+    /// What it records.
+    type Event: DomainEvent;
+    /// Why it refuses a command.
+    type Error: std::error::Error + Send + Sync + 'static;
     /// State + command -> new events, or a typed rejection. Never mutates.
     fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
     /// Folds one event into the state.
@@ -77,51 +114,27 @@ pub fn fold_until<A: Decider>(events: &[A::Event], until: Until) -> A {
     state
 }
 
-/// The cqrs-es adapter of an aggregate: `DomainEvent` for its event (explicit type and
-/// version) and `Aggregate` whose `handle` runs the pure `decide` and whose `apply` is
-/// `evolve`. One definition for every aggregate.
+/// Implements [`Decider`] for an aggregate (over its inherent `decide`, `apply` and
+/// its event's `occurred_at`) and [`DomainEvent`] for its event (explicit type and
+/// version). One definition for every aggregate.
 #[macro_export]
-macro_rules! cqrs_adapter {
+macro_rules! aggregate {
     ($agg:ty, $type_name:expr, $cmd:ty, $event:ty, $error:ty, $version:expr, $event_type:expr) => {
-        impl cqrs_es::DomainEvent for $event {
-            fn event_type(&self) -> String {
-                let f: fn(&$event) -> String = $event_type;
+        impl $crate::DomainEvent for $event {
+            fn event_type(&self) -> &'static str {
+                let f: fn(&$event) -> &'static str = $event_type;
                 f(self)
             }
-            fn event_version(&self) -> String {
-                $version.to_string()
+            fn event_version(&self) -> &'static str {
+                $version
             }
         }
 
-        impl cqrs_es::Aggregate for $agg {
+        impl $crate::Decider for $agg {
             const TYPE: &'static str = $type_name;
             type Command = $cmd;
             type Event = $event;
             type Error = $error;
-            type Services = ();
-
-            async fn handle(
-                &mut self,
-                command: Self::Command,
-                _services: &Self::Services,
-                sink: &cqrs_es::event_sink::EventSink<Self>,
-            ) -> Result<(), Self::Error> {
-                for event in <$agg>::decide(self, command)? {
-                    sink.write(event, self).await;
-                }
-                Ok(())
-            }
-
-            fn apply(&mut self, event: Self::Event) {
-                <$agg>::apply(self, &event);
-            }
-        }
-    };
-}
-
-macro_rules! decider {
-    ($agg:ty) => {
-        impl Decider for $agg {
             fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
                 <$agg>::decide(self, command)
             }
@@ -134,10 +147,3 @@ macro_rules! decider {
         }
     };
 }
-
-decider!(session::Session);
-decider!(scaling_group::ScalingGroup);
-decider!(agent::Agent);
-decider!(policy::ResourcePolicy);
-decider!(name_claim::NameClaim);
-decider!(pending_quota::PendingQuota);

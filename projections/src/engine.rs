@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-use crate::db::{Db, Tx};
-use crate::lease::Lease;
-use crate::log::{LogPosition, RecordedEvent};
-use crate::{exec_tx, on_pool, on_tx, ProjectionError};
+use store::db::{Db, Tx};
+use store::lease::Lease;
+use store::{args, sql, LogPosition, RecordedEvent};
+
+use crate::ProjectionError;
 
 /// A read model fed from the global log.
 #[async_trait]
@@ -117,23 +118,17 @@ impl std::fmt::Debug for Engine {
 /// Creates the checkpoint row if missing (data, not schema).
 async fn ensure_checkpoint(tx: &mut Tx, name: &str) -> Result<(), ProjectionError> {
     let now = Utc::now().to_rfc3339();
-    exec_tx!(tx, c => sqlx::query(
-        "INSERT INTO projection_checkpoints (name, transaction_id, position, generation, updated_at, failures) \
-         VALUES ($1, 0, 0, 1, $2, 0) ON CONFLICT (name) DO NOTHING")
-        .bind(name).bind(&now).execute(c).await)?;
+    tx.execute(&sql!(common "engine/ensure_checkpoint"), args![name, now])
+        .await?;
     Ok(())
 }
 
 /// Reads a checkpoint; inside `tx` it also locks the row (PostgreSQL `FOR UPDATE`;
 /// SQLite's single writer already serialises).
 async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, ProjectionError> {
-    let sql = if tx.is_postgres() {
-        "SELECT transaction_id, position, generation FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
-    } else {
-        "SELECT transaction_id, position, generation FROM projection_checkpoints WHERE name = $1"
-    };
-    let row: Option<(i64, i64, i64)> =
-        on_tx!(tx, c => sqlx::query_as(sql).bind(name).fetch_optional(c).await)?;
+    let row: Option<(i64, i64, i64)> = tx
+        .fetch_optional(&sql!("engine/lock_checkpoint"), args![name])
+        .await?;
     let (transaction_id, global_position, generation) = match row {
         Some(r) => r,
         None => {
@@ -156,17 +151,16 @@ async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, Projecti
 /// (measured: 70 ms per 300-key lookup at 40k rows). Projection transactions therefore
 /// forbid sequential scans; every read-model query they run has an index.
 async fn prefer_index_lookups(tx: &mut Tx) -> Result<(), ProjectionError> {
-    if tx.is_postgres() {
-        exec_tx!(tx, c => sqlx::query("SET LOCAL enable_seqscan = off").execute(c).await)?;
-    }
+    tx.execute(&sql!(postgres "engine/prefer_index_lookups"), args![])
+        .await?;
     Ok(())
 }
 
 /// Reads a checkpoint without locking (missing = start).
 pub async fn read_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, ProjectionError> {
-    let row: Option<(i64, i64, i64)> = on_pool!(db, p => sqlx::query_as(
-        "SELECT transaction_id, position, generation FROM projection_checkpoints WHERE name = $1")
-        .bind(name).fetch_optional(p).await)?;
+    let row: Option<(i64, i64, i64)> = db
+        .fetch_optional(&sql!(common "engine/read_checkpoint"), args![name])
+        .await?;
     let (transaction_id, global_position, generation) = row.unwrap_or((0, 0, 1));
     Ok(Checkpoint {
         position: LogPosition {
@@ -184,20 +178,25 @@ async fn write_checkpoint(
     generation: i64,
 ) -> Result<(), ProjectionError> {
     let now = Utc::now().to_rfc3339();
-    exec_tx!(tx, c => sqlx::query(
-        "UPDATE projection_checkpoints SET transaction_id = $1, position = $2, generation = $3, \
-         updated_at = $4, last_error = NULL, failures = 0 WHERE name = $5")
-        .bind(position.transaction_id).bind(position.global_position).bind(generation)
-        .bind(&now).bind(name).execute(c).await)?;
+    tx.execute(
+        &sql!(common "engine/write_checkpoint"),
+        args![
+            position.transaction_id,
+            position.global_position,
+            generation,
+            now,
+            name
+        ],
+    )
+    .await?;
     Ok(())
 }
 
 async fn record_failure(db: &Db, name: &str, error: &str) -> Result<(), ProjectionError> {
     let mut tx = db.begin().await?;
     ensure_checkpoint(&mut tx, name).await?;
-    exec_tx!(&mut tx, c => sqlx::query(
-        "UPDATE projection_checkpoints SET last_error = $1, failures = failures + 1 WHERE name = $2")
-        .bind(error).bind(name).execute(c).await)?;
+    tx.execute(&sql!(common "engine/record_failure"), args![error, name])
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -276,7 +275,9 @@ impl Engine {
     /// `shutdown` turns true; on SQLite there is nothing to relay and it just waits.
     pub async fn listen(&self, shutdown: watch::Receiver<bool>) {
         match &self.db {
-            Db::Postgres(pool) => listen(pool.clone(), self.wake.clone(), shutdown).await,
+            Db::Postgres(pool) => {
+                store::notify::relay(pool.clone(), self.wake.clone(), shutdown).await
+            }
             Db::Sqlite { .. } => {
                 let mut shutdown = shutdown;
                 let _ = shutdown.wait_for(|stop| *stop).await;
@@ -497,10 +498,9 @@ impl Engine {
 
 /// Status of one projection.
 pub async fn status_of(db: &Db, name: &str) -> Result<ProjectionStatus, ProjectionError> {
-    let row: Option<(i64, i64, i64, String, Option<String>, i64)> = on_pool!(db, p => sqlx::query_as(
-        "SELECT transaction_id, position, generation, updated_at, last_error, failures \
-         FROM projection_checkpoints WHERE name = $1")
-        .bind(name).fetch_optional(p).await)?;
+    let row: Option<(i64, i64, i64, String, Option<String>, i64)> = db
+        .fetch_optional(&sql!(common "engine/status"), args![name])
+        .await?;
     let (tx, pos, generation, updated_at, last_error, failures) =
         row.unwrap_or((0, 0, 1, String::new(), None, 0));
     let (lag_events, oldest) = db
@@ -530,7 +530,8 @@ pub async fn reset(db: &Db, projection: &dyn Projection) -> Result<(), Projectio
     let mut tx = db.begin().await?;
     let cp = lock_checkpoint(&mut tx, projection.name()).await?;
     for table in projection.tables() {
-        exec_tx!(&mut tx, c => sqlx::query(&format!("DELETE FROM {table}")).execute(c).await)?;
+        let delete = sql!(common "engine/delete_all").for_table(table, projection.tables())?;
+        tx.execute(&delete, args![]).await?;
     }
     write_checkpoint(
         &mut tx,
@@ -622,8 +623,9 @@ async fn delete_generations_except(
 ) -> Result<(), ProjectionError> {
     let mut tx = db.begin().await?;
     for table in projection.tables() {
-        exec_tx!(&mut tx, c => sqlx::query(&format!("DELETE FROM {table} WHERE generation <> $1"))
-            .bind(keep).execute(c).await)?;
+        let delete =
+            sql!(common "engine/delete_other_generations").for_table(table, projection.tables())?;
+        tx.execute(&delete, args![keep]).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -636,37 +638,4 @@ fn jitter(d: Duration) -> Duration {
         return d;
     }
     Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
-}
-
-/// Relays `sessiond_events` notifications (from any replica) to the runners.
-async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    while !*shutdown.borrow() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen("sessiond_events").await {
-            tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
-            continue;
-        }
-        loop {
-            tokio::select! {
-                n = listener.recv() => match n {
-                    Ok(_) => wake.notify_waiters(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
-                        break;
-                    }
-                },
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
 }

@@ -6,11 +6,8 @@
 //! once even though delivery is at-least-once.
 //!
 //! # Layout
-//! - [`log`]: recorded events and log cursors.
-//! - [`db`]: the two backends behind one enum; the global-log reader.
 //! - [`engine`]: checkpoints, catch-up and follow loops, failure isolation with backoff,
 //!   leases, consistency waits, status, reset and zero-downtime rebuilds.
-//! - [`lease`]: leases (advisory locks) so one replica does each job.
 //! - [`models`]: the read models (`sessions`, `pending_queue`, `agent_occupancy`,
 //!   `scaling_groups`, `audit_log`).
 //!
@@ -20,14 +17,11 @@
 //! the head, then swaps by updating the checkpoint row in one short transaction.
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
-pub mod db;
 pub mod engine;
-pub mod lease;
-pub mod log;
 pub mod models;
 
 pub use engine::{Engine, EngineConfig, Projection, ProjectionStatus};
-pub use log::{LogPosition, RecordedEvent};
+pub use store::{LogPosition, RecordedEvent};
 
 /// Why a projection step failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,4 +46,14 @@ pub enum ProjectionError {
     /// No projection of that name.
     #[error("unknown projection '{0}'")]
     Unknown(String),
+}
+
+impl From<store::DecodeError> for ProjectionError {
+    fn from(e: store::DecodeError) -> Self {
+        ProjectionError::Decode {
+            event_type: e.event_type,
+            global_position: e.global_position,
+            source: e.source,
+        }
+    }
 }

@@ -286,7 +286,6 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => {
                 ApiError::conflict("the resource was changed concurrently; retry")
             }
-            StoreError::Log(p) => p.into(),
             other => ApiError::internal(other),
         }
     }
@@ -298,6 +297,18 @@ impl From<projections::ProjectionError> for ApiError {
             projections::ProjectionError::Database(db) => db.into(),
             other => ApiError::internal(other),
         }
+    }
+}
+
+impl From<crate::store::DecodeError> for ApiError {
+    fn from(e: crate::store::DecodeError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<domain::policy::ResourcePolicyError> for ApiError {
+    fn from(e: domain::policy::ResourcePolicyError) -> Self {
+        match e {}
     }
 }
 

@@ -158,7 +158,7 @@ async fn session_events(
             .ok_or_else(|| ApiError::validation("Last-Event-ID", format!("no event {p}")))?,
         (None, Some(id)) => {
             let first = db
-                .read_first(<domain::session::Session as cqrs_es::Aggregate>::TYPE, id)
+                .read_first(<domain::session::Session as domain::Decider>::TYPE, id)
                 .await?
                 .map(|e| e.log_position());
             match first {
@@ -199,7 +199,7 @@ struct Filter {
 impl Filter {
     fn matches(&self, f: &Followed) -> bool {
         let e = &f.event;
-        if e.aggregate_type != <domain::session::Session as cqrs_es::Aggregate>::TYPE {
+        if e.aggregate_type != <domain::session::Session as domain::Decider>::TYPE {
             return false;
         }
         if self

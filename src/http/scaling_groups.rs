@@ -12,7 +12,7 @@ use domain::scaling_group::{
     parse_description, parse_owners, GroupPatch, GroupSettings, ScalingGroup, ScalingGroupCommand,
     SchedulerKind, SchedulerOpts,
 };
-use projections::models::{docs, SCALING_GROUPS};
+use projections::models::{documents, SCALING_GROUPS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -334,7 +334,7 @@ async fn list_groups(
 ) -> Result<axum::Json<ScalingGroupList>, ApiError> {
     caller.require_user_or_admin()?;
     min.wait(&state, &[SCALING_GROUPS]).await?;
-    let mut groups = docs::scaling_groups().all(state.app.db()).await?;
+    let mut groups = documents::scaling_groups().all(state.app.db()).await?;
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(axum::Json(ScalingGroupList {
         items: groups

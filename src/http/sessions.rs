@@ -22,7 +22,7 @@ use domain::session::{
 
 use projections::models::pending_queue::{PendingEntry, PendingQueue};
 use projections::models::session_list::{self, SessionFilter};
-use projections::models::{docs, PENDING_QUEUE, SESSIONS};
+use projections::models::{documents, PENDING_QUEUE, SESSIONS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -403,7 +403,7 @@ async fn visible_stream(
     let events = state
         .app
         .store
-        .read_stream(<Session as cqrs_es::Aggregate>::TYPE, &text)
+        .read_stream(<Session as domain::Decider>::TYPE, &text)
         .await?;
     let owner = match events.first().map(|e| e.decode::<SessionEvent>()) {
         Some(Ok(SessionEvent::SessionEnqueued { spec, .. })) => spec.owner,
@@ -472,7 +472,7 @@ async fn get_session(
     .wait(&state, &READ_MODELS)
     .await?;
     let db = state.app.db();
-    let mut session = docs::sessions().get(db, &text).await?;
+    let mut session = documents::sessions().get(db, &text).await?;
     // Read-your-writes without a token: the stream's last sequence says whether the
     // read model has everything acknowledged for this session.
     let last = state.app.store.load_last::<Session>(&text).await?;
@@ -485,7 +485,7 @@ async fn get_session(
         let events = state
             .app
             .store
-            .read_stream(<Session as cqrs_es::Aggregate>::TYPE, &text)
+            .read_stream(<Session as domain::Decider>::TYPE, &text)
             .await?;
         session = Some(fold(&events)?);
     }

@@ -166,7 +166,7 @@ async fn get_policy(
     let events = state
         .app
         .store
-        .read_stream(<ResourcePolicy as cqrs_es::Aggregate>::TYPE, owner.as_str())
+        .read_stream(<ResourcePolicy as domain::Decider>::TYPE, owner.as_str())
         .await?;
     let mut policy = ResourcePolicy::default();
     for e in &events {

@@ -12,7 +12,7 @@ use domain::agent::{Agent, AgentCommand, AgentStatus};
 use domain::ids::Reason;
 use domain::session::reasons::AGENT_LOST;
 use domain::session::{Session, SessionCommand, SessionStatus};
-use projections::models::docs;
+use projections::models::documents;
 use uuid::Uuid;
 
 use super::{scheduler_metadata, SchedulerError};
@@ -40,7 +40,7 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
     let meta = scheduler_metadata();
     let mut report = LivenessReport::default();
     let mut lost: Vec<Agent> = Vec::new();
-    for agent in docs::agent_occupancy().all(app.db()).await? {
+    for agent in documents::agent_occupancy().all(app.db()).await? {
         match agent.status {
             AgentStatus::Alive => {
                 let Some(last) = heartbeats.get(&agent.agent_id).copied() else {
@@ -73,7 +73,7 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
     }
     for agent in lost {
         let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
-        for s in docs::sessions().get_many(app.db(), &ids).await? {
+        for s in documents::sessions().get_many(app.db(), &ids).await? {
             let (Some(spec), Some(status)) = (&s.spec, s.status) else {
                 continue;
             };

@@ -36,7 +36,7 @@ use domain::scheduler::predicates::{DependencyState, OwnerUsage};
 use domain::session::reasons::DEPENDENCY_FAILED;
 use domain::session::{FailedPredicate, Session, SessionCommand, SessionError, SessionStatus};
 
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 use projections::ProjectionError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -159,7 +159,7 @@ impl Scheduler {
     /// do on each tick when they hold every lease (tests and the benchmark call it
     /// directly).
     pub async fn tick(&self) -> Result<Vec<(String, PassReport)>, SchedulerError> {
-        let groups = docs::scaling_groups().all(self.app.db()).await?;
+        let groups = documents::scaling_groups().all(self.app.db()).await?;
         let mut out = Vec::new();
         for g in groups {
             out.push((g.name.clone(), self.run_group(&g).await?));
@@ -185,7 +185,9 @@ impl Scheduler {
 
     /// One scheduling pass over `group`'s queue (reads the group from its read model).
     pub async fn schedule_group(&self, group: &str) -> Result<PassReport, SchedulerError> {
-        let sg = docs::scaling_groups().get(self.app.db(), group).await?;
+        let sg = documents::scaling_groups()
+            .get(self.app.db(), group)
+            .await?;
         self.schedule(group, sg.as_ref()).await
     }
 
@@ -208,7 +210,7 @@ impl Scheduler {
         }
         let group_name = GroupName::from_stored(group);
         let ids: Vec<String> = queue.iter().map(|q| q.session_id.clone()).collect();
-        let sessions: HashMap<Uuid, Session> = docs::sessions()
+        let sessions: HashMap<Uuid, Session> = documents::sessions()
             .get_many(db, &ids)
             .await?
             .into_iter()
@@ -217,9 +219,7 @@ impl Scheduler {
             .collect();
 
         // Agents: the read model, or this scheduler's own newer copy.
-        let mut agents: Vec<Agent> = docs::agent_occupancy()
-            .find_by(db, "scaling_group", group)
-            .await?;
+        let mut agents: Vec<Agent> = documents::agents_of_group(db, group).await?;
         self.with_memory(group, |m| {
             for a in agents.iter_mut() {
                 if let Some(mine) = m.agents.get(&a.agent_id) {
@@ -245,7 +245,7 @@ impl Scheduler {
                 || kind == SchedulerKind::Drf;
             let mut u = OwnerUsage::default();
             if needs_usage {
-                for s in docs::live_sessions_of(db, owner).await? {
+                for s in documents::live_sessions_of(db, owner).await? {
                     u.concurrent = u.concurrent.saturating_add(1);
                     for a in &s.allocations {
                         u.allocated = u.allocated.saturating_add(&a.slots);
@@ -266,7 +266,7 @@ impl Scheduler {
             dep_ids.iter().map(|id| (*id, None)).collect();
         if !dep_ids.is_empty() {
             let list: Vec<String> = dep_ids.iter().map(Uuid::to_string).collect();
-            for d in docs::sessions().get_many(db, &list).await? {
+            for d in documents::sessions().get_many(db, &list).await? {
                 if let (Some(spec), Some(status)) = (&d.spec, d.status) {
                     deps.insert(
                         spec.session_id,

@@ -11,7 +11,7 @@
 
 use domain::scaling_group::ScalingGroup;
 use domain::session::{Session, SessionCommand};
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 
 use super::{scheduler_metadata, SchedulerError};
@@ -33,7 +33,7 @@ pub struct SweepReport {
 
 /// Sweeps `group` once (reads the group from its read model).
 pub async fn sweep_group(app: &App, group: &str) -> Result<SweepReport, SchedulerError> {
-    match docs::scaling_groups().get(app.db(), group).await? {
+    match documents::scaling_groups().get(app.db(), group).await? {
         Some(sg) => sweep(app, &sg).await,
         None => Ok(SweepReport::default()),
     }
@@ -63,7 +63,7 @@ pub async fn sweep(app: &App, sg: &ScalingGroup) -> Result<SweepReport, Schedule
     let meta = scheduler_metadata();
     let mut rows: Vec<NewEvent> = Vec::new();
     let mut decided: Vec<String> = Vec::new();
-    for s in docs::sessions().get_many(db, &ids).await? {
+    for s in documents::sessions().get_many(db, &ids).await? {
         let Some(spec) = &s.spec else { continue };
         let command = SessionCommand::ExpirePending {
             pending_timeout: timeout,

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use projections::lease::Lease;
-use projections::models::docs;
+use projections::models::documents;
+use store::lease::Lease;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -122,7 +122,7 @@ async fn tick(scheduler: &Scheduler, leases: &mut Leases) -> Result<(), Schedule
     let app = scheduler.app();
     let supervisor = &app.supervisor;
     supervisor.fault_point(SCHEDULER);
-    for group in docs::scaling_groups().all(app.db()).await? {
+    for group in documents::scaling_groups().all(app.db()).await? {
         if !leases
             .hold(app, &format!("sessiond.scheduler.{}", group.name))
             .await

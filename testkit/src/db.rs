@@ -102,3 +102,14 @@ pub async fn read_until(
     }
     out
 }
+
+/// The integer a test's own portable query returns (e.g. a `count(*)`), read through the
+/// store's backend abstraction. Test code only: the service's statements are files.
+pub async fn scalar(db: &store::Db, sql: &'static str) -> i64 {
+    let statement = store::db::Statement::new("test", sql, sql);
+    let (n,): (i64,) = db
+        .fetch_one(&statement, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    n
+}

@@ -9,15 +9,15 @@ use domain::session::{
     SessionStatus,
 };
 use domain::{Decider, ResourceSlots};
-use projections::db::Db;
 use projections::models::audit_log::{self, AuditLog};
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::pending_queue::{PendingEntry, PendingQueue};
 use projections::RecordedEvent;
 use serde_json::{json, Value};
 use sessiond::command::{CommandHandler, Committed};
 use sessiond::store::{EventStore, LogPosition};
 use std::collections::{BTreeMap, BTreeSet};
+use store::db::Db;
 use uuid::Uuid;
 
 use crate::fixtures::{agent_id, create_group, group, reason, register_agent, update_group};
@@ -443,11 +443,14 @@ pub async fn assert_sessions_match_fold(w: &World, ids: &[Uuid]) {
             stream.len() as u64,
             "the fold saw the whole stream"
         );
-        let typed = docs::sessions().get(&w.db, &id.to_string()).await.unwrap();
+        let typed = documents::sessions()
+            .get(&w.db, &id.to_string())
+            .await
+            .unwrap();
         assert_eq!(typed.as_ref(), Some(&fold), "sessions read model of {id}");
         expected.insert(id.to_string(), serde_json::to_value(&fold).unwrap());
     }
-    let actual: BTreeMap<String, Value> = docs::sessions()
+    let actual: BTreeMap<String, Value> = documents::sessions()
         .all_docs(&w.db)
         .await
         .unwrap()
@@ -469,7 +472,7 @@ pub async fn assert_groups_match_fold(w: &World) {
             serde_json::to_value(w.fold_group(name).await).unwrap(),
         );
     }
-    let actual: BTreeMap<String, Value> = docs::scaling_groups()
+    let actual: BTreeMap<String, Value> = documents::scaling_groups()
         .all_docs(&w.db)
         .await
         .unwrap()
@@ -483,7 +486,7 @@ pub async fn assert_agents_match_fold(w: &World) {
     for id in &w.agents {
         let fold = w.fold_agent(id).await;
         assert_eq!(
-            docs::agent_occupancy()
+            documents::agent_occupancy()
                 .get(&w.db, id)
                 .await
                 .unwrap()
@@ -492,7 +495,7 @@ pub async fn assert_agents_match_fold(w: &World) {
         );
         expected.insert(id.clone(), serde_json::to_value(fold).unwrap());
     }
-    let actual: BTreeMap<String, Value> = docs::agent_occupancy()
+    let actual: BTreeMap<String, Value> = documents::agent_occupancy()
         .all_docs(&w.db)
         .await
         .unwrap()
@@ -635,4 +638,48 @@ pub async fn assert_all_match_fold(w: &World) {
     assert_agents_match_fold(w).await;
     assert_pending_queue_matches_fold(w).await;
     assert_audit_log_matches(w).await;
+}
+
+/// Appends `sessions` seven-event batch lifecycles ([`domain::fixtures::batch_lifecycle`])
+/// in large batches, interleaved phase by phase (every session is enqueued, then every
+/// session is scheduled, ...), so a projection batch touches many sessions that already
+/// have a row; `progress` gets the events appended so far. Returns the event count.
+pub async fn generate(
+    store: &EventStore,
+    sessions: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, sessiond::store::StoreError> {
+    use domain::DomainEvent;
+    let metadata = crate::fixtures::meta("bench").to_json();
+    let t0 = chrono::Utc::now();
+    let lifecycles: Vec<(String, Vec<domain::session::SessionEvent>)> = (0..sessions)
+        .map(|_| {
+            let id = Uuid::new_v4();
+            (id.to_string(), domain::fixtures::batch_lifecycle(id, t0))
+        })
+        .collect();
+    let phases = lifecycles.first().map_or(0, |(_, l)| l.len());
+    let mut total = 0u64;
+    let mut batch = Vec::new();
+    for phase in 0..phases {
+        for (i, (id, events)) in lifecycles.iter().enumerate() {
+            let e = &events[phase];
+            batch.push(sessiond::store::NewEvent {
+                aggregate_type: Session::TYPE.into(),
+                aggregate_id: id.clone(),
+                sequence: phase as i64 + 1,
+                event_type: e.event_type().to_string(),
+                event_version: e.event_version().to_string(),
+                payload: serde_json::to_value(e).map_err(sessiond::store::StoreError::Encode)?,
+                metadata: metadata.clone(),
+            });
+            if batch.len() >= 3500 || i + 1 == sessions {
+                total += batch.len() as u64;
+                store.append(&batch).await?;
+                batch.clear();
+                progress(total);
+            }
+        }
+    }
+    Ok(total)
 }

@@ -187,8 +187,8 @@ impl TestApp {
     /// A fingerprint of everything the API may write: the events and its own tables.
     pub async fn store_fingerprint(&self) -> (i64, i64, i64) {
         let db = self.app.db();
-        let keys: i64 = projections::on_pool!(db, p => sqlx::query_scalar("SELECT count(*) FROM api_keys").fetch_one(p).await).expect("count keys");
-        let idem: i64 = projections::on_pool!(db, p => sqlx::query_scalar("SELECT count(*) FROM idempotency_keys").fetch_one(p).await).expect("count idempotency records");
+        let keys = testkit::db::scalar(db, "SELECT count(*) FROM api_keys").await;
+        let idem = testkit::db::scalar(db, "SELECT count(*) FROM idempotency_keys").await;
         (self.event_count().await, keys, idem)
     }
 

@@ -147,8 +147,8 @@ async fn a_retry_after_a_crash_between_append_and_record_finds_the_created_sessi
     let db = app.app.db();
     let delete = "DELETE FROM idempotency_keys";
     match db {
-        projections::db::Db::Postgres(p) => sqlx::query(delete).execute(p).await.map(|_| ()),
-        projections::db::Db::Sqlite { writer, .. } => {
+        store::db::Db::Postgres(p) => sqlx::query(delete).execute(p).await.map(|_| ()),
+        store::db::Db::Sqlite { writer, .. } => {
             sqlx::query(delete).execute(writer).await.map(|_| ())
         }
     }

@@ -13,7 +13,7 @@ use domain::scaling_group::ScalingGroup;
 use domain::session::{Session, SessionCommand, SessionEvent};
 use domain::Decider;
 use projections::engine::read_checkpoint;
-use projections::models::docs;
+use projections::models::documents;
 use projections::{Engine, EngineConfig, LogPosition, RecordedEvent};
 use serde_json::{json, Value};
 use sessiond::command::CommandHandler;
@@ -257,7 +257,7 @@ async fn audit_verify_finds_no_problem_after_a_mixed_workload_and_a_full_catch_u
         let streams = stream_count(&log);
 
         // The workload covers what the audit has to re-fold.
-        let statuses: BTreeSet<String> = docs::sessions()
+        let statuses: BTreeSet<String> = documents::sessions()
             .all_docs(&w.db)
             .await
             .unwrap()
@@ -440,7 +440,7 @@ async fn a_read_model_row_edited_by_hand_is_a_drift_finding_naming_the_fields_on
     for backend in BOTH {
         let (url, w, log, streams) = caught_up_workload(backend).await;
         let id = w.sessions[7].to_string(); // left RUNNING
-        let mut doc = docs::sessions()
+        let mut doc = documents::sessions()
             .all_docs(&w.db)
             .await
             .unwrap()

@@ -52,7 +52,7 @@ async fn fresh_fold(store: &EventStore) -> BTreeMap<String, serde_json::Value> {
 }
 
 async fn read_model(store: &EventStore) -> BTreeMap<String, serde_json::Value> {
-    projections::models::docs::sessions()
+    projections::models::documents::sessions()
         .all_docs(&store.db())
         .await
         .unwrap()
@@ -65,7 +65,9 @@ async fn store_with_sessions(backend: Backend, sessions: usize) -> (String, Even
     let store = EventStore::open(&url, &StoreOptions::default())
         .await
         .unwrap();
-    sessiond::bench::generate(&store, sessions).await.unwrap();
+    testkit::world::generate(&store, sessions, &|_| {})
+        .await
+        .unwrap();
     (url, store)
 }
 

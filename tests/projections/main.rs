@@ -10,10 +10,9 @@ mod second_process;
 mod wrappers;
 
 use domain::session::{Session, SessionEvent, SessionStatus};
-use projections::db::Db;
 use projections::engine::{read_checkpoint, rebuild, reset, status_of, RebuildProgress};
 use projections::models::audit_log::AuditLog;
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 use projections::{Engine, EngineConfig, LogPosition, Projection, RecordedEvent};
 use serde_json::json;
@@ -22,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::db::Db;
 use testkit::world::{at, enqueue_session, World};
 use testkit::Backend;
 use tokio::sync::watch;
@@ -172,7 +172,7 @@ fn fold_prefix(log: &[RecordedEvent], upto: LogPosition) -> BTreeMap<String, ser
 }
 
 async fn sessions_docs(db: &Db) -> BTreeMap<String, serde_json::Value> {
-    docs::sessions()
+    documents::sessions()
         .all_docs(db)
         .await
         .unwrap()
@@ -188,7 +188,7 @@ async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_i
     let log = w.full_log().await;
     let head = w.last;
 
-    let sessions = Arc::new(Failing::new(Arc::new(docs::sessions()), 3));
+    let sessions = Arc::new(Failing::new(Arc::new(documents::sessions()), 3));
     let audit = Arc::new(Failing::new(Arc::new(AuditLog), 5));
     let others = ["scaling_groups", "agent_occupancy", "pending_queue"];
     let engine = Arc::new(
@@ -196,8 +196,8 @@ async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_i
             db.clone(),
             vec![
                 sessions.clone(),
-                Arc::new(docs::scaling_groups()),
-                Arc::new(docs::agent_occupancy()),
+                Arc::new(documents::scaling_groups()),
+                Arc::new(documents::agent_occupancy()),
                 Arc::new(PendingQueue),
                 audit.clone(),
             ],
@@ -307,7 +307,7 @@ async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_i
             .read_stream("Session", &id.to_string())
             .await
             .unwrap();
-        let doc = docs::sessions()
+        let doc = documents::sessions()
             .get(&db, &id.to_string())
             .await
             .unwrap()
@@ -318,7 +318,7 @@ async fn a_failing_batch_stops_only_its_projection_and_after_the_retry_nothing_i
     // A model built from scratch by a second engine after a reset is identical.
     let live_sessions = sessions_docs(&db).await;
     let live_audit = AuditLog.entries(&db).await.unwrap();
-    reset(&db, &docs::sessions()).await.unwrap();
+    reset(&db, &documents::sessions()).await.unwrap();
     reset(&db, &AuditLog).await.unwrap();
     assert!(sessions_docs(&db).await.is_empty());
     assert!(AuditLog.entries(&db).await.unwrap().is_empty());
@@ -341,7 +341,7 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
     );
     catch_up_to(&engine, w.last).await;
     let gen0 = read_checkpoint(&db, "sessions").await.unwrap().generation;
-    let start = docs::sessions().all_docs(&db).await.unwrap().len();
+    let start = documents::sessions().all_docs(&db).await.unwrap().len();
     assert_eq!(start, w.sessions.len());
     let events_before = w.events() as u64;
 
@@ -356,7 +356,7 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
         tokio::spawn(async move {
             let (mut last, mut reads) = (start, 0u64);
             while !stop.load(Ordering::SeqCst) {
-                let n = docs::sessions().all_docs(&db).await.unwrap().len();
+                let n = documents::sessions().all_docs(&db).await.unwrap().len();
                 assert!(n > 0, "the live model never reads empty");
                 assert!(
                     n >= start,
@@ -406,7 +406,7 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
     // (d) the rebuild, while (c) the engine runs. After its first shadow batch it lets a
     // few appends land, so the tail really is caught up during the rebuild.
     let mut progress: Vec<RebuildProgress> = Vec::new();
-    let replayed = rebuild(&db, &docs::sessions(), 5, |p| {
+    let replayed = rebuild(&db, &documents::sessions(), 5, |p| {
         if progress.is_empty() {
             let target = written.load(Ordering::SeqCst) + 3;
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -549,7 +549,7 @@ async fn postgres_an_event_committed_after_a_higher_position_still_reaches_the_r
         Duration::from_secs(20),
         async || {
             engine.catch_up_all().await.unwrap();
-            docs::sessions()
+            documents::sessions()
                 .get(&db, &high_id.to_string())
                 .await
                 .unwrap()
@@ -557,7 +557,7 @@ async fn postgres_an_event_committed_after_a_higher_position_still_reaches_the_r
         },
     )
     .await;
-    assert!(docs::sessions()
+    assert!(documents::sessions()
         .get(&db, &low_id.to_string())
         .await
         .unwrap()
@@ -649,7 +649,7 @@ async fn a_session_cancelled_for_pending_timeout_shows_the_reason_and_leaves_the
     let cancelled_at = at(w.clock);
     catch_up_to(&engine, w.last).await;
 
-    let doc = docs::sessions()
+    let doc = documents::sessions()
         .get(&db, &id.to_string())
         .await
         .unwrap()
@@ -662,7 +662,7 @@ async fn a_session_cancelled_for_pending_timeout_shows_the_reason_and_leaves_the
         [SessionStatus::Pending, SessionStatus::Cancelled]
     );
     assert_eq!(doc.status_history[&SessionStatus::Cancelled], cancelled_at);
-    let raw = docs::sessions().all_docs(&db).await.unwrap();
+    let raw = documents::sessions().all_docs(&db).await.unwrap();
     let raw = &raw.iter().find(|(k, _)| *k == id.to_string()).unwrap().1;
     assert_eq!(raw["status"], "CANCELLED");
     assert_eq!(raw["status_info"], "pending_timeout");
@@ -830,7 +830,10 @@ async fn a_consistency_token_is_awaited_until_a_running_engine_applied_it(store:
         .wait_for("sessions", token, Duration::from_secs(5))
         .await
         .unwrap());
-    let doc = docs::sessions().get(&db, &id.to_string()).await.unwrap();
+    let doc = documents::sessions()
+        .get(&db, &id.to_string())
+        .await
+        .unwrap();
     assert_eq!(
         doc.unwrap().status,
         Some(SessionStatus::Pending),
@@ -847,7 +850,10 @@ async fn a_consistency_token_is_awaited_until_a_running_engine_applied_it(store:
         .wait_for("sessions", w.last.global_position, Duration::from_secs(5))
         .await
         .unwrap());
-    let doc = docs::sessions().get(&db, &id.to_string()).await.unwrap();
+    let doc = documents::sessions()
+        .get(&db, &id.to_string())
+        .await
+        .unwrap();
     assert_eq!(doc.unwrap().status, Some(SessionStatus::Cancelled));
 
     // Nobody projects: the wait gives up after its (short) timeout.
@@ -863,7 +869,7 @@ async fn a_consistency_token_is_awaited_until_a_running_engine_applied_it(store:
     assert!(!applied, "no engine running");
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
-    assert!(docs::sessions()
+    assert!(documents::sessions()
         .get(&db, &id2.to_string())
         .await
         .unwrap()
@@ -958,8 +964,8 @@ async fn postgres_one_replica_runs_a_projection_and_another_takes_over_when_it_s
     w.group("alpha", json!({})).await;
     w.enqueue("alpha", 10, "alice").await;
 
-    let (pa, applied_a) = Counting::new(Arc::new(docs::sessions()));
-    let (pb, applied_b) = Counting::new(Arc::new(docs::sessions()));
+    let (pa, applied_a) = Counting::new(Arc::new(documents::sessions()));
+    let (pb, applied_b) = Counting::new(Arc::new(documents::sessions()));
     let a = Arc::new(Engine::new(db.clone(), vec![pa.clone()], config(100)));
     let b = Arc::new(Engine::new(db.clone(), vec![pb.clone()], config(100)));
 
@@ -1048,7 +1054,7 @@ async fn postgres_one_replica_runs_a_projection_and_another_takes_over_when_it_s
 
 /// The API's view of a session, from the read models (`None`: unknown).
 async fn view_of(db: &Db, id: &str) -> Option<serde_json::Value> {
-    let session = docs::sessions().get(db, id).await.unwrap()?;
+    let session = documents::sessions().get(db, id).await.unwrap()?;
     let queue = PendingQueue.get(db, id).await.unwrap();
     Some(
         serde_json::to_value(sessiond::http::sessions::SessionView::of(

@@ -10,7 +10,7 @@
 //! "database is locked". `BEGIN IMMEDIATE` (or a retry) would fix it.
 
 use projections::engine::{read_checkpoint, rebuild};
-use projections::models::docs;
+use projections::models::documents;
 use projections::Engine;
 use sessiond::store::{EventStore, StoreOptions};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -73,7 +73,7 @@ async fn a_rebuild_from_another_process_completes_while_the_server_projects_and_
     let ctl = EventStore::open(&url, &StoreOptions::default())
         .await
         .unwrap();
-    let result = rebuild(&ctl.db(), &docs::sessions(), 5, |_| {}).await;
+    let result = rebuild(&ctl.db(), &documents::sessions(), 5, |_| {}).await;
 
     stop_writer.store(true, Ordering::SeqCst);
     let new = writer.await.unwrap();

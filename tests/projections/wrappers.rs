@@ -4,12 +4,12 @@
 //! The `Projection` trait is declared with `#[async_trait]`; this crate does not depend
 //! on `async-trait`, so the impls below spell out what the macro expands to.
 
-use projections::db::Tx;
 use projections::{LogPosition, Projection, ProjectionError, RecordedEvent};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use store::db::Tx;
 
 type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ProjectionError>> + Send + 'a>>;
 

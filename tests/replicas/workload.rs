@@ -9,7 +9,7 @@ use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
 use domain::session::{AgentAllocation, Session, SessionStatus};
 use domain::session::{KernelEvent, SessionSpec};
 use domain::ResourceSlots;
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::slot_releases::SlotReleases;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -476,7 +476,7 @@ pub async fn run(cfg: Run) -> usize {
         assert_eq!(agent, loaded, "{ctx}");
         // (b) the read model equals the fresh fold, on each application.
         for a in &apps {
-            let doc = docs::agent_occupancy().get(a.db(), id).await.unwrap();
+            let doc = documents::agent_occupancy().get(a.db(), id).await.unwrap();
             assert_eq!(
                 doc.as_ref(),
                 Some(&agent),

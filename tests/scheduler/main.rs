@@ -12,7 +12,7 @@ use domain::scaling_group::{
 use domain::scheduler::ResolveError;
 use domain::session::{Session, SessionSpec, SessionStatus, SessionType};
 use domain::ResourceSlots;
-use projections::models::docs;
+use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 use serde_json::{json, Value};
 use sessiond::agents::{register, RegisterAgent};
@@ -147,7 +147,7 @@ impl World {
     async fn view(&self, id: Uuid) -> Value {
         self.app.catch_up().await.unwrap();
         let db = self.app.db();
-        let session = docs::sessions()
+        let session = documents::sessions()
             .get(db, &id.to_string())
             .await
             .unwrap()

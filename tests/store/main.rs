@@ -146,35 +146,20 @@ enum CounterEvent {
 #[error("never")]
 struct Never;
 
-impl cqrs_es::DomainEvent for CounterEvent {
-    fn event_type(&self) -> String {
-        "Incremented".into()
+impl domain::DomainEvent for CounterEvent {
+    fn event_type(&self) -> &'static str {
+        "Incremented"
     }
-    fn event_version(&self) -> String {
-        "1".into()
-    }
-}
-
-impl cqrs_es::Aggregate for Counter {
-    const TYPE: &'static str = "Counter";
-    type Command = Increment;
-    type Event = CounterEvent;
-    type Error = Never;
-    type Services = ();
-    async fn handle(
-        &mut self,
-        _: Increment,
-        _: &(),
-        _: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), Never> {
-        Ok(())
-    }
-    fn apply(&mut self, e: CounterEvent) {
-        self.evolve(&e)
+    fn event_version(&self) -> &'static str {
+        "1"
     }
 }
 
 impl Decider for Counter {
+    const TYPE: &'static str = "Counter";
+    type Command = Increment;
+    type Event = CounterEvent;
+    type Error = Never;
     fn decide(&self, c: Increment) -> Result<Vec<CounterEvent>, Never> {
         // Only the first decision of each writer waits; retries go straight through.
         if c.gate.calls.fetch_add(1, Ordering::SeqCst) < 2 {

@@ -194,12 +194,12 @@ impl Agent {
     }
 }
 
-crate::cqrs_adapter!(
+crate::aggregate!(
     Agent,
     "Agent",
     AgentCommand,
     AgentEvent,
     AgentError,
     super::events::AGENT_EVENT_VERSION,
-    |e| AgentEvent::event_type(e).to_string()
+    |e| AgentEvent::event_type(e)
 );

@@ -54,14 +54,14 @@ impl NameClaim {
     }
 }
 
-crate::cqrs_adapter!(
+crate::aggregate!(
     NameClaim,
     "NameClaim",
     ClaimName,
     NameClaimEvent,
     NameClaimError,
     super::events::NAME_CLAIM_EVENT_VERSION,
-    |e| NameClaimEvent::event_type(e).to_string()
+    |e| NameClaimEvent::event_type(e)
 );
 
 #[cfg(test)]

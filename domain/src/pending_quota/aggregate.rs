@@ -64,14 +64,14 @@ impl PendingQuota {
     }
 }
 
-crate::cqrs_adapter!(
+crate::aggregate!(
     PendingQuota,
     "PendingQuota",
     TakePendingSlot,
     PendingQuotaEvent,
     PendingQuotaError,
     super::events::PENDING_QUOTA_EVENT_VERSION,
-    |e| PendingQuotaEvent::event_type(e).to_string()
+    |e| PendingQuotaEvent::event_type(e)
 );
 
 #[cfg(test)]

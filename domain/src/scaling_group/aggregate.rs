@@ -196,14 +196,14 @@ impl ScalingGroup {
     }
 }
 
-crate::cqrs_adapter!(
+crate::aggregate!(
     ScalingGroup,
     "ScalingGroup",
     ScalingGroupCommand,
     ScalingGroupEvent,
     ScalingGroupError,
     super::events::SCALING_GROUP_EVENT_VERSION,
-    |e| ScalingGroupEvent::event_type(e).to_string()
+    |e| ScalingGroupEvent::event_type(e)
 );
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+use super::outcome::{FailedPredicate, PassedPredicate};
 use super::resolve::available_to;
 use crate::policy::ResourceLimits;
 use crate::resources::{ResourceSlots, SlotOverflow};
 use crate::scaling_group::ScalingGroup;
-use crate::session::{FailedPredicate, PassedPredicate, SessionSpec, SessionStatus, SessionType};
+use crate::session::{SessionSpec, SessionStatus, SessionType};
 
 /// Name of the batch start-time predicate.
 pub const RESERVED_TIME: &str = "reserved_time";

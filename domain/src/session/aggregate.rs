@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 
 use super::commands::SessionCommand;
 use super::error::SessionError;
-use super::events::{AgentAllocation, FailedPredicate, PassedPredicate, SessionEvent};
+use super::events::SessionEvent;
 use super::reasons::PENDING_TIMEOUT;
 use super::spec::{validate_spec, SessionSpec};
-use super::state::SessionStatus;
+use super::status::SessionStatus;
+use crate::agent::AgentAllocation;
 use crate::error::ValidationError;
 use crate::resources::ResourceSlots;
+use crate::scheduler::outcome::{FailedPredicate, PassedPredicate};
 
 /// Folded state of one session. `Default` is "does not exist yet".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -246,12 +248,12 @@ impl Session {
     }
 }
 
-crate::cqrs_adapter!(
+crate::aggregate!(
     Session,
     "Session",
     SessionCommand,
     SessionEvent,
     SessionError,
     super::events::SESSION_EVENT_VERSION,
-    |e| SessionEvent::event_type(e).to_string()
+    |e| SessionEvent::event_type(e)
 );

@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::events::{AgentAllocation, FailedPredicate, PassedPredicate};
 use super::spec::SessionSpec;
+use crate::agent::AgentAllocation;
 use crate::ids::{GroupName, Reason};
+use crate::scheduler::outcome::{FailedPredicate, PassedPredicate};
 
 /// A command on the Session aggregate.
 #[derive(Debug, Clone, PartialEq)]

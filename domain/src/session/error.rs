@@ -1,6 +1,6 @@
 //! Why the Session aggregate rejects a command.
 
-use super::state::SessionStatus;
+use super::status::SessionStatus;
 use crate::error::ValidationError;
 
 /// A rejected session command. Nothing is appended when one of these is returned.

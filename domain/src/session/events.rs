@@ -11,25 +11,10 @@ use super::spec::SessionSpec;
 pub use crate::agent::AgentAllocation;
 use crate::ids::GroupName;
 use crate::resources::ResourceSlots;
+pub use crate::scheduler::outcome::{FailedPredicate, PassedPredicate};
 
 /// The current version of every session event.
 pub const SESSION_EVENT_VERSION: &str = "1";
-
-/// A predicate that failed, with its human message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailedPredicate {
-    /// Predicate name, e.g. `concurrency`.
-    pub name: String,
-    /// Why it failed.
-    pub msg: String,
-}
-
-/// A predicate that passed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PassedPredicate {
-    /// Predicate name.
-    pub name: String,
-}
 
 /// Something that happened to a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::commands::SessionCommand;
 use super::reasons::{FORCE_TERMINATED, KERNEL_FAILED, SELF_TERMINATED, USER_REQUESTED};
-use super::state::SessionStatus;
+use super::status::SessionStatus;
 use crate::ids::Reason;
 
 /// The command DELETE issues for a session in `status` (SPEC §4): PENDING..CREATING are

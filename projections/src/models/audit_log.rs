@@ -1,12 +1,14 @@
 //! `audit_log`: a flat timeline of every event (position, aggregate, event type, actor,
-//! time), one multi-row insert per batch.
+//! time), one insert statement per batch.
 
 use async_trait::async_trait;
 
-use super::{live_generation, CHUNK};
-use crate::db::{Db, Tx};
-use crate::log::RecordedEvent;
-use crate::{exec_tx, on_pool, Projection, ProjectionError};
+use serde_json::{json, Value};
+use store::db::{Db, Tx};
+use store::{args, sql, RecordedEvent};
+
+use super::AUDIT_LOG;
+use crate::{Projection, ProjectionError};
 
 /// The audit-log projection.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +49,7 @@ pub fn occurred_at(payload: &serde_json::Value) -> Option<String> {
 #[async_trait]
 impl Projection for AuditLog {
     fn name(&self) -> &'static str {
-        "audit_log"
+        AUDIT_LOG
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -60,27 +62,27 @@ impl Projection for AuditLog {
         generation: i64,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        for chunk in events.chunks(CHUNK) {
-            exec_tx!(tx, c => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO rm_audit_log (generation, global_position, transaction_id, \
-                     aggregate_type, aggregate_id, sequence, event_type, actor, occurred_at, recorded_at) ",
-                );
-                qb.push_values(chunk, |mut sep, e| {
-                    sep.push_bind(generation)
-                        .push_bind(e.global_position)
-                        .push_bind(e.transaction_id)
-                        .push_bind(e.aggregate_type.clone())
-                        .push_bind(e.aggregate_id.clone())
-                        .push_bind(e.sequence)
-                        .push_bind(e.event_type.clone())
-                        .push_bind(e.actor().to_string())
-                        .push_bind(occurred_at(&e.payload))
-                        .push_bind(e.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-                });
-                qb.build().execute(c).await
-            })?;
-        }
+        let rows: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                json!({
+                    "global_position": e.global_position,
+                    "transaction_id": e.transaction_id,
+                    "aggregate_type": e.aggregate_type,
+                    "aggregate_id": e.aggregate_id,
+                    "sequence": e.sequence,
+                    "event_type": e.event_type,
+                    "actor": e.actor(),
+                    "occurred_at": occurred_at(&e.payload),
+                    "recorded_at": e.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                })
+            })
+            .collect();
+        tx.execute(
+            &sql!("audit_log/insert"),
+            args![generation, Value::Array(rows)],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -88,12 +90,8 @@ impl Projection for AuditLog {
 impl AuditLog {
     /// The whole live timeline in log order.
     pub async fn entries(&self, db: &Db) -> Result<Vec<AuditEntry>, ProjectionError> {
-        let sql = format!(
-            "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type, actor, \
-             occurred_at, recorded_at FROM rm_audit_log WHERE generation = {} \
-             ORDER BY transaction_id, global_position",
-            live_generation(1)
-        );
-        Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("audit_log").fetch_all(p).await)?)
+        Ok(db
+            .fetch_all(&sql!(common "audit_log/entries"), args![AUDIT_LOG])
+            .await?)
     }
 }

@@ -8,10 +8,15 @@ use async_trait::async_trait;
 use domain::scaling_group::ScalingGroupEvent;
 use domain::session::SessionEvent;
 
-use super::live_generation;
-use crate::db::{Db, Tx};
-use crate::log::{LogPosition, RecordedEvent};
-use crate::{exec_tx, on_pool, on_tx, Projection, ProjectionError};
+use domain::scaling_group::ScalingGroup;
+use domain::session::Session;
+use domain::Decider;
+use serde_json::{json, Value};
+use store::db::{Db, Tx};
+use store::{args, sql, LogPosition, RecordedEvent};
+
+use super::PENDING_QUEUE;
+use crate::{Projection, ProjectionError};
 
 /// The pending-queue projection.
 #[derive(Debug, Clone, Copy)]
@@ -42,12 +47,6 @@ pub struct PendingEntry {
     pub last_try: Option<String>,
 }
 
-/// The columns of a [`PendingEntry`].
-const COLUMNS: &str = "session_id, scaling_group, owner, session_type, priority, \
-    enqueue_position, enqueued_at, deadline_ms, retries, last_try";
-
-const DEADLINE: &str = "CASE WHEN $1 > 0 THEN enqueued_ms + $1 * 1000 ELSE NULL END";
-
 /// The longest timeout that gets a deadline (a thousand years; validated timeouts are at
 /// most ten): `enqueued_ms + timeout * 1000` stays far inside a 64-bit integer.
 const MAX_DEADLINE_SECS: i64 = 31_536_000_000;
@@ -58,22 +57,23 @@ async fn set_group_timeout(
     group: &str,
     timeout: i64,
 ) -> Result<(), ProjectionError> {
-    exec_tx!(tx, c => sqlx::query(
-        "INSERT INTO rm_pending_group_timeouts (generation, scaling_group, pending_timeout) \
-         VALUES ($1, $2, $3) ON CONFLICT (generation, scaling_group) \
-         DO UPDATE SET pending_timeout = excluded.pending_timeout")
-        .bind(generation).bind(group).bind(timeout).execute(c).await)?;
-    exec_tx!(tx, c => sqlx::query(&format!(
-        "UPDATE rm_pending_queue SET deadline_ms = {DEADLINE} \
-         WHERE generation = $2 AND scaling_group = $3"))
-        .bind(timeout).bind(generation).bind(group).execute(c).await)?;
+    tx.execute(
+        &sql!(common "pending_queue/set_group_timeout"),
+        args![generation, group, timeout],
+    )
+    .await?;
+    tx.execute(
+        &sql!(common "pending_queue/recompute_deadlines"),
+        args![timeout, generation, group],
+    )
+    .await?;
     Ok(())
 }
 
 #[async_trait]
 impl Projection for PendingQueue {
     fn name(&self) -> &'static str {
-        "pending_queue"
+        PENDING_QUEUE
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -91,7 +91,7 @@ impl Projection for PendingQueue {
         let mut buffer = Buffer::default();
         for e in events {
             match e.aggregate_type.as_str() {
-                "Session" => match e.decode::<SessionEvent>()? {
+                Session::TYPE => match e.decode::<SessionEvent>()? {
                     SessionEvent::SessionEnqueued { spec, occurred_at } => {
                         let timeout = buffer.timeout(tx, generation, &spec.scaling_group).await?;
                         let enqueued_ms = occurred_at.timestamp_millis();
@@ -118,7 +118,7 @@ impl Projection for PendingQueue {
                         buffer.depart(&e.aggregate_id);
                     }
                 },
-                "ScalingGroup" => {
+                ScalingGroup::TYPE => {
                     let (group, timeout) = match e.decode::<ScalingGroupEvent>()? {
                         ScalingGroupEvent::ScalingGroupCreated {
                             name,
@@ -200,10 +200,13 @@ impl Buffer {
         if let Some(t) = self.timeouts.get(group) {
             return Ok(*t);
         }
-        let t: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
-            "SELECT pending_timeout FROM rm_pending_group_timeouts \
-             WHERE generation = $1 AND scaling_group = $2")
-            .bind(generation).bind(group).fetch_optional(c).await)?;
+        let t: Option<(i64,)> = tx
+            .fetch_optional(
+                &sql!(common "pending_queue/group_timeout"),
+                args![generation, group],
+            )
+            .await?;
+        let t = t.map(|(t,)| t);
         self.timeouts.insert(group.to_string(), t);
         Ok(t)
     }
@@ -211,69 +214,39 @@ impl Buffer {
     /// Inserts, then deletes (a row inserted and deleted in the same batch never
     /// reaches the table: the departure removed it from `inserts`).
     async fn flush(&mut self, tx: &mut Tx, generation: i64) -> Result<(), ProjectionError> {
-        // One multi-row INSERT per chunk; the builder is typed by backend.
-        macro_rules! insert_chunk {
-            ($db:ty, $conn:expr, $chunk:expr) => {{
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO rm_pending_queue (generation, session_id, scaling_group, owner, \
-                     session_type, priority, enqueue_position, enqueued_at, enqueued_ms, deadline_ms) ",
-                );
-                qb.push_values($chunk, |mut row, n| {
-                    row.push_bind(generation)
-                        .push_bind(n.session_id.clone())
-                        .push_bind(n.scaling_group.clone())
-                        .push_bind(n.owner.clone())
-                        .push_bind(n.session_type)
-                        .push_bind(n.priority)
-                        .push_bind(n.enqueue_position)
-                        .push_bind(n.enqueued_at.clone())
-                        .push_bind(n.enqueued_ms)
-                        .push_bind(n.deadline_ms);
-                });
-                qb.push(" ON CONFLICT (generation, session_id) DO NOTHING");
-                qb.build().execute($conn).await?;
-            }};
-        }
         let departed = std::mem::take(&mut self.departed);
-        let live: Vec<&NewEntry> = self
+        let live: Vec<Value> = self
             .inserts
             .iter()
             .enumerate()
             .filter(|(i, _)| !departed.contains(i))
-            .map(|(_, n)| n)
+            .map(|(_, n)| {
+                json!({
+                    "session_id": n.session_id,
+                    "scaling_group": n.scaling_group,
+                    "owner": n.owner,
+                    "session_type": n.session_type,
+                    "priority": n.priority,
+                    "enqueue_position": n.enqueue_position,
+                    "enqueued_at": n.enqueued_at,
+                    "enqueued_ms": n.enqueued_ms,
+                    "deadline_ms": n.deadline_ms,
+                })
+            })
             .collect();
-        for chunk in live.chunks(super::CHUNK) {
-            match &mut *tx {
-                Tx::Postgres(t) => insert_chunk!(sqlx::Postgres, &mut **t, chunk),
-                Tx::Sqlite(t) => insert_chunk!(sqlx::Sqlite, &mut **t, chunk),
-            }
+        if !live.is_empty() {
+            tx.execute(
+                &sql!("pending_queue/insert"),
+                args![generation, Value::Array(live)],
+            )
+            .await?;
         }
         self.inserts.clear();
         self.inserted.clear();
         if !self.deletes.is_empty() {
-            match &mut *tx {
-                Tx::Postgres(t) => {
-                    sqlx::query(
-                        "DELETE FROM rm_pending_queue WHERE generation = $1 AND session_id = ANY($2)",
-                    )
-                    .bind(generation)
-                    .bind(&self.deletes)
-                    .execute(&mut **t)
-                    .await?;
-                }
-                Tx::Sqlite(t) => {
-                    let list = serde_json::Value::from(self.deletes.clone()).to_string();
-                    sqlx::query(
-                        "DELETE FROM rm_pending_queue WHERE generation = $1 \
-                         AND session_id IN (SELECT value FROM json_each($2))",
-                    )
-                    .bind(generation)
-                    .bind(list)
-                    .execute(&mut **t)
-                    .await?;
-                }
-            }
-            self.deletes.clear();
+            let deletes = std::mem::take(&mut self.deletes);
+            tx.execute(&sql!("pending_queue/delete"), args![generation, deletes])
+                .await?;
         }
         Ok(())
     }
@@ -286,15 +259,12 @@ impl PendingQueue {
         db: &Db,
         scaling_group: &str,
     ) -> Result<Vec<PendingEntry>, ProjectionError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM rm_pending_queue \
-             WHERE generation = {} AND scaling_group = $2 \
-             ORDER BY priority DESC, enqueue_position",
-            live_generation(1)
-        );
-        Ok(
-            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(scaling_group).fetch_all(p).await)?,
-        )
+        Ok(db
+            .fetch_all(
+                &sql!(common "pending_queue/queue"),
+                args![PENDING_QUEUE, scaling_group],
+            )
+            .await?)
     }
 
     /// One queued session.
@@ -303,24 +273,19 @@ impl PendingQueue {
         db: &Db,
         session_id: &str,
     ) -> Result<Option<PendingEntry>, ProjectionError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM rm_pending_queue \
-             WHERE generation = {} AND session_id = $2",
-            live_generation(1)
-        );
-        Ok(
-            on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").bind(session_id).fetch_optional(p).await)?,
-        )
+        Ok(db
+            .fetch_optional(
+                &sql!(common "pending_queue/get"),
+                args![PENDING_QUEUE, session_id],
+            )
+            .await?)
     }
 
     /// Every queued session (ordered by session id, for comparisons).
     pub async fn all(&self, db: &Db) -> Result<Vec<PendingEntry>, ProjectionError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM rm_pending_queue \
-             WHERE generation = {} ORDER BY session_id",
-            live_generation(1)
-        );
-        Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("pending_queue").fetch_all(p).await)?)
+        Ok(db
+            .fetch_all(&sql!(common "pending_queue/all"), args![PENDING_QUEUE])
+            .await?)
     }
 
     /// How many sessions `owner` has waiting, counting at most `cap` of them (through
@@ -335,15 +300,12 @@ impl PendingQueue {
         owner: &str,
         cap: i64,
     ) -> Result<(i64, LogPosition), ProjectionError> {
-        let sql = format!(
-            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM rm_pending_queue \
-             WHERE generation = {} AND owner = $2 LIMIT $3) AS capped), \
-             COALESCE((SELECT transaction_id FROM projection_checkpoints WHERE name = $1), 0), \
-             COALESCE((SELECT position FROM projection_checkpoints WHERE name = $1), 0)",
-            live_generation(1)
-        );
-        let (count, transaction_id, global_position): (i64, i64, i64) = on_pool!(db, p => sqlx::query_as(&sql)
-            .bind("pending_queue").bind(owner).bind(cap).fetch_one(p).await)?;
+        let (count, transaction_id, global_position): (i64, i64, i64) = db
+            .fetch_one(
+                &sql!(common "pending_queue/count_for_owner_with_checkpoint"),
+                args![PENDING_QUEUE, owner, cap],
+            )
+            .await?;
         Ok((
             count,
             LogPosition {
@@ -374,24 +336,22 @@ impl PendingQueue {
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<PendingEntry>, ProjectionError> {
-        let group = if scaling_group.is_some() {
-            "AND scaling_group = $4"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM rm_pending_queue \
-             WHERE generation = {} AND deadline_ms IS NOT NULL AND deadline_ms <= $2 {group} \
-             ORDER BY deadline_ms LIMIT $3",
-            live_generation(1)
-        );
-        Ok(on_pool!(db, p => {
-            let q = sqlx::query_as(&sql).bind("pending_queue").bind(now_ms).bind(limit);
-            match scaling_group {
-                Some(g) => q.bind(g).fetch_all(p).await,
-                None => q.fetch_all(p).await,
+        Ok(match scaling_group {
+            Some(group) => {
+                db.fetch_all(
+                    &sql!(common "pending_queue/expired_in_group"),
+                    args![PENDING_QUEUE, now_ms, limit, group],
+                )
+                .await?
             }
-        })?)
+            None => {
+                db.fetch_all(
+                    &sql!(common "pending_queue/expired"),
+                    args![PENDING_QUEUE, now_ms, limit],
+                )
+                .await?
+            }
+        })
     }
 
     /// Records a failed scheduling attempt of these sessions (`retries + 1`, `last_try`).
@@ -405,33 +365,11 @@ impl PendingQueue {
         if session_ids.is_empty() {
             return Ok(());
         }
-        match db {
-            Db::Postgres(p) => {
-                sqlx::query(&format!(
-                    "UPDATE rm_pending_queue SET retries = retries + 1, last_try = $2 \
-                     WHERE generation = {} AND session_id = ANY($3)",
-                    live_generation(1)
-                ))
-                .bind("pending_queue")
-                .bind(at)
-                .bind(session_ids)
-                .execute(p)
-                .await?;
-            }
-            Db::Sqlite { writer, .. } => {
-                let list = serde_json::Value::from(session_ids.to_vec()).to_string();
-                sqlx::query(&format!(
-                    "UPDATE rm_pending_queue SET retries = retries + 1, last_try = $2 \
-                     WHERE generation = {} AND session_id IN (SELECT value FROM json_each($3))",
-                    live_generation(1)
-                ))
-                .bind("pending_queue")
-                .bind(at)
-                .bind(list)
-                .execute(writer)
-                .await?;
-            }
-        }
+        db.execute(
+            &sql!("pending_queue/record_attempts"),
+            args![PENDING_QUEUE, at, session_ids.to_vec()],
+        )
+        .await?;
         Ok(())
     }
 

@@ -4,10 +4,12 @@
 
 use domain::session::Session;
 
-use super::live_generation;
+use store::db::Db;
+use store::{args, sql};
+
 use super::pending_queue::PendingEntry;
-use crate::db::Db;
-use crate::{on_pool, ProjectionError};
+use super::{PENDING_QUEUE, SESSIONS};
+use crate::ProjectionError;
 
 /// Filters of a session list; `None` = any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,36 +42,22 @@ pub async fn list_sessions(
     after: i64,
     limit: i64,
 ) -> Result<SessionPage, ProjectionError> {
-    let mut sql = format!(
-        "SELECT doc, first_position FROM rm_sessions WHERE generation = {} AND first_position > $2",
-        live_generation(1)
-    );
-    let mut binds: Vec<&str> = Vec::new();
-    for (column, value) in [
-        ("owner", &filter.owner),
-        ("status", &filter.status),
-        ("scaling_group", &filter.scaling_group),
-        ("session_type", &filter.session_type),
-    ] {
-        if let Some(v) = value {
-            binds.push(v);
-            sql.push_str(&format!(
-                " AND {column} = ${}",
-                binds.len().saturating_add(2)
-            ));
+    let mut args = args![
+        SESSIONS,
+        after,
+        filter.status.clone(),
+        filter.scaling_group.clone(),
+        filter.session_type.clone(),
+        limit.saturating_add(1)
+    ];
+    let rows: Vec<(String, i64)> = match &filter.owner {
+        Some(owner) => {
+            args.push(owner.into());
+            db.fetch_all(&sql!("session_list/page_of_owner"), args)
+                .await?
         }
-    }
-    sql.push_str(&format!(
-        " ORDER BY first_position LIMIT ${}",
-        binds.len().saturating_add(3)
-    ));
-    let rows: Vec<(String, i64)> = on_pool!(db, p => {
-        let mut q = sqlx::query_as(&sql).bind("sessions").bind(after);
-        for b in &binds {
-            q = q.bind(*b);
-        }
-        q.bind(limit.saturating_add(1)).fetch_all(p).await
-    })?;
+        None => db.fetch_all(&sql!("session_list/page"), args).await?,
+    };
     let more = rows.len() as i64 > limit;
     let mut items = Vec::with_capacity(rows.len());
     let mut last = None;
@@ -91,11 +79,12 @@ pub async fn list_sessions(
 
 /// Number of sessions per status (wire names), from the live generation.
 pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, ProjectionError> {
-    let sql = format!(
-        "SELECT status, count(*) FROM rm_sessions WHERE generation = {} GROUP BY status ORDER BY status",
-        live_generation(1)
-    );
-    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("sessions").fetch_all(p).await)?)
+    Ok(db
+        .fetch_all(
+            &sql!(common "session_list/count_by_status"),
+            args![SESSIONS],
+        )
+        .await?)
 }
 
 /// The pending-queue entries of these sessions (unknown or no longer pending ids are
@@ -107,29 +96,10 @@ pub async fn pending_entries(
     if session_ids.is_empty() {
         return Ok(vec![]);
     }
-    const COLUMNS: &str = "session_id, scaling_group, owner, session_type, priority, \
-        enqueue_position, enqueued_at, deadline_ms, retries, last_try";
-    Ok(match db {
-        Db::Postgres(p) => {
-            sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM rm_pending_queue WHERE generation = {} AND session_id = ANY($2)",
-            live_generation(1)
-        ))
-            .bind("pending_queue")
-            .bind(session_ids)
-            .fetch_all(p)
-            .await?
-        }
-        Db::Sqlite { readers, .. } => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM rm_pending_queue WHERE generation = {} \
-                 AND session_id IN (SELECT value FROM json_each($2))",
-                live_generation(1)
-            ))
-            .bind("pending_queue")
-            .bind(serde_json::Value::from(session_ids.to_vec()).to_string())
-            .fetch_all(readers)
-            .await?
-        }
-    })
+    Ok(db
+        .fetch_all(
+            &sql!("session_list/pending_entries"),
+            args![PENDING_QUEUE, session_ids.to_vec()],
+        )
+        .await?)
 }

@@ -16,10 +16,14 @@ use async_trait::async_trait;
 use domain::agent::AgentEvent;
 use domain::session::SessionEvent;
 
-use super::live_generation;
-use crate::db::{Db, Tx};
-use crate::log::RecordedEvent;
-use crate::{exec_tx, on_pool, Projection, ProjectionError};
+use domain::agent::Agent;
+use domain::session::Session;
+use domain::Decider;
+use store::db::{Db, Tx};
+use store::{args, sql, RecordedEvent};
+
+use super::SLOT_RELEASES;
+use crate::{Projection, ProjectionError};
 
 /// The slot-release process manager's projection.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +41,7 @@ pub struct DueRelease {
 #[async_trait]
 impl Projection for SlotReleases {
     fn name(&self) -> &'static str {
-        "slot_releases"
+        SLOT_RELEASES
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -52,28 +56,31 @@ impl Projection for SlotReleases {
     ) -> Result<(), ProjectionError> {
         for e in events {
             match e.aggregate_type.as_str() {
-                "Agent" => match e.decode::<AgentEvent>()? {
+                Agent::TYPE => match e.decode::<AgentEvent>()? {
                     AgentEvent::SlotsAllocated { session_id, .. } => {
-                        exec_tx!(tx, c => sqlx::query(
-                            "INSERT INTO rm_slot_holds (generation, agent_id, session_id, due) \
-                             VALUES ($1, $2, $3, 0) ON CONFLICT (generation, agent_id, session_id) DO NOTHING")
-                            .bind(generation).bind(&e.aggregate_id).bind(session_id.to_string())
-                            .execute(c).await)?;
+                        tx.execute(
+                            &sql!(common "slot_releases/hold"),
+                            args![generation, &e.aggregate_id, session_id.to_string()],
+                        )
+                        .await?;
                     }
                     AgentEvent::SlotsReleased { session_id, .. } => {
-                        exec_tx!(tx, c => sqlx::query(
-                            "DELETE FROM rm_slot_holds WHERE generation = $1 AND agent_id = $2 AND session_id = $3")
-                            .bind(generation).bind(&e.aggregate_id).bind(session_id.to_string())
-                            .execute(c).await)?;
+                        tx.execute(
+                            &sql!(common "slot_releases/released"),
+                            args![generation, &e.aggregate_id, session_id.to_string()],
+                        )
+                        .await?;
                     }
                     _ => {}
                 },
-                "Session" => {
+                Session::TYPE => {
                     let event = e.decode::<SessionEvent>()?;
                     if event.target_status().is_some_and(|s| s.is_terminal()) {
-                        exec_tx!(tx, c => sqlx::query(
-                            "UPDATE rm_slot_holds SET due = 1 WHERE generation = $1 AND session_id = $2")
-                            .bind(generation).bind(&e.aggregate_id).execute(c).await)?;
+                        tx.execute(
+                            &sql!(common "slot_releases/ended"),
+                            args![generation, &e.aggregate_id],
+                        )
+                        .await?;
                     }
                 }
                 _ => {}
@@ -86,23 +93,18 @@ impl Projection for SlotReleases {
 impl SlotReleases {
     /// Up to `limit` releases to do, through the `due` index.
     pub async fn due(&self, db: &Db, limit: i64) -> Result<Vec<DueRelease>, ProjectionError> {
-        let sql = format!(
-            "SELECT agent_id, session_id FROM rm_slot_holds \
-             WHERE generation = {} AND due = 1 ORDER BY agent_id, session_id LIMIT $2",
-            live_generation(1)
-        );
-        Ok(
-            on_pool!(db, p => sqlx::query_as(&sql).bind("slot_releases").bind(limit).fetch_all(p).await)?,
-        )
+        Ok(db
+            .fetch_all(
+                &sql!(common "slot_releases/due"),
+                args![SLOT_RELEASES, limit],
+            )
+            .await?)
     }
 
     /// Every ledger entry this projection knows of, as `(agent, session, due)`.
     pub async fn holds(&self, db: &Db) -> Result<Vec<(String, String, i64)>, ProjectionError> {
-        let sql = format!(
-            "SELECT agent_id, session_id, due FROM rm_slot_holds \
-             WHERE generation = {} ORDER BY agent_id, session_id",
-            live_generation(1)
-        );
-        Ok(on_pool!(db, p => sqlx::query_as(&sql).bind("slot_releases").fetch_all(p).await)?)
+        Ok(db
+            .fetch_all(&sql!(common "slot_releases/holds"), args![SLOT_RELEASES])
+            .await?)
     }
 }

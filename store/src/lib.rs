@@ -1,0 +1,189 @@
+//! The event store of sessiond and everything else it keeps that is not a read model:
+//! PostgreSQL (production) and an SQLite file (embedded default) behind one interface.
+//!
+//! Both backends keep postgres-es / sqlite-es's table layout (their repositories load
+//! streams) plus our columns: a global position, `recorded_at` and, on PostgreSQL, the
+//! writing transaction's id, so [`EventStore::read_log`] delivers the global log in
+//! commit order and never skips a row that committed late (docs/adr/0001-event-store.md).
+//!
+//! Appends are one statement (an implicit, short transaction); no transaction is ever
+//! held open across anything but the database. Optimistic concurrency comes from the
+//! primary key `(aggregate_type, aggregate_id, sequence)`: a second writer of the same
+//! stream version gets [`StoreError::Conflict`].
+//!
+//! Every SQL statement lives in a `.sql` file under `store/sql/` (`common/` when both
+//! backends run the same text, else `postgres/` and `sqlite/`), loaded at compile time
+//! with [`sql!`] and run through the one backend abstraction in [`db`].
+//!
+//! # Layout
+//! - [`db`]: [`Db`] / [`Tx`] over either backend, [`Statement`](db::Statement)s,
+//!   [`Arg`](db::Arg)s, rows as [`Record`](db::Record)s.
+//! - [`log`]: [`NewEvent`], [`RecordedEvent`], [`LogPosition`], [`EventMetadata`], and
+//!   the readers of the global log.
+//! - [`event_store`]: [`EventStore`]: open (with migrations), load, append, import.
+//! - [`postgres`], [`sqlite`]: each backend's connection set-up and append path (the
+//!   PostgreSQL group commit).
+//! - [`adapter`]: the cqrs-es adapter over [`domain::Decider`] (postgres-es / sqlite-es
+//!   load streams through it).
+//! - [`lease`]: leases, so one replica does each job; [`notify`]: wake-ups across
+//!   replicas (PostgreSQL LISTEN/NOTIFY).
+//! - [`heartbeats`], [`keys`], [`idempotency`]: agent heartbeats, API keys and
+//!   idempotency records: tables that are state, not events.
+
+pub mod adapter;
+pub mod db;
+pub mod event_store;
+pub mod heartbeats;
+pub mod idempotency;
+pub mod keys;
+pub mod lease;
+pub mod log;
+pub mod notify;
+pub mod postgres;
+pub mod sqlite;
+
+use std::time::Duration;
+
+pub use db::{Arg, Db, Tx};
+pub use event_store::EventStore;
+pub use log::{DecodeError, EventMetadata, LogPosition, NewEvent, RecordedEvent};
+
+/// What went wrong talking to the store. Domain rejections are not here.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the stream first (optimistic concurrency).
+    #[error("conflict: {aggregate_type} {aggregate_id} was changed concurrently")]
+    Conflict {
+        /// Aggregate type.
+        aggregate_type: String,
+        /// Stream id.
+        aggregate_id: String,
+    },
+    /// A group-commit statement shared with other appends failed (the first caller in
+    /// the batch gets the original error; the others get its message).
+    #[error("the shared append failed: {0}")]
+    Batch(String),
+    /// The database URL is not one we can open.
+    #[error("unsupported database URL '{0}': expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// A database error (connection, query).
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Loading through the cqrs-es repository failed.
+    #[error("event repository error")]
+    Repository(#[from] cqrs_es::persist::PersistenceError),
+    /// A stored payload does not match the event type.
+    #[error("cannot decode {event_type} v{event_version} at sequence {sequence}")]
+    Decode {
+        /// Event type.
+        event_type: String,
+        /// Version.
+        event_version: String,
+        /// Sequence.
+        sequence: i64,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Serialising an event failed.
+    #[error("cannot encode event")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl StoreError {
+    /// Whether this is an optimistic-concurrency conflict.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Max pooled connections (PostgreSQL; SQLite readers).
+    pub max_connections: u32,
+    /// How long to wait for a connection / a locked SQLite database.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite file.
+    Sqlite,
+}
+
+/// `outer: inner: root` for an error and its sources (for logs).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Hides the password of a database URL for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let host_start = scheme_end.saturating_add(3);
+            let (Some(scheme), Some(userinfo), Some(rest)) = (
+                url.get(..host_start),
+                url.get(host_start..at),
+                url.get(at..),
+            ) else {
+                return url.to_string();
+            };
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}{user}:***{rest}"),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_database_url_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://sessiond.db"), "sqlite://sessiond.db");
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+
+    #[test]
+    fn log_positions_order_by_transaction_then_position() {
+        let a = LogPosition {
+            transaction_id: 5,
+            global_position: 9,
+        };
+        let b = LogPosition {
+            transaction_id: 6,
+            global_position: 2,
+        };
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,48 @@
+//! Wake-ups across replicas: on PostgreSQL a statement trigger on `events` (migration
+//! 0002) notifies channel `sessiond_events` after every append, and [`relay`] turns
+//! those notifications into in-process wake-ups. SQLite has one writer process, whose
+//! own appends wake its runners directly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::{watch, Notify};
+
+/// The channel the `events` trigger notifies.
+pub const EVENTS_CHANNEL: &str = "sessiond_events";
+
+/// Relays notifications of [`EVENTS_CHANNEL`] (from any replica) to `wake` until
+/// `shutdown` turns true, reconnecting after a lost connection (callers poll
+/// meanwhile, so a lost notification costs latency, never an event).
+pub async fn relay(pool: PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(EVENTS_CHANNEL).await {
+            tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(_) => wake.notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
