@@ -10,10 +10,21 @@
 //! - `position`: within a stream, global positions increase with the sequence (the
 //!   global log's commit order agrees with every stream's order);
 //! - `drift`: each read model equals a fresh fold of the log up to its checkpoint (the
-//!   report lists the differing fields).
+//!   report lists the differing fields);
+//! - `unchecked_read_model`: a read model the engine runs that this audit has no check
+//!   for (so adding a projection without its check cannot pass unnoticed);
+//! - `duplicate_name`: two live sessions of one owner share a name (SPEC §1.2).
+//!
+//! The oracle of the document models (`sessions`, `scaling_groups`,
+//! `agent_occupancy`) is the domain's own fold, the same code the projection runs: for
+//! them the audit checks the engine (exactly once, batching, generations) and the
+//! stored rows, not the mapping. `pending_queue`, `audit_log` and `slot_releases` are
+//! recomputed independently here.
 
 use chrono::{DateTime, Utc};
 use domain::agent::{Agent, AgentEvent, AGENT_EVENT_VERSION};
+use domain::name_claim::NameClaim;
+use domain::pending_quota::PendingQuota;
 use domain::policy::{ResourcePolicy, ResourcePolicyEvent, RESOURCE_POLICY_EVENT_VERSION};
 use domain::scaling_group::{ScalingGroup, ScalingGroupEvent, SCALING_GROUP_EVENT_VERSION};
 use domain::session::{Session, SessionEvent, SessionStatus, SESSION_EVENT_VERSION};
@@ -23,6 +34,9 @@ use projections::models::audit_log::{occurred_at, AuditLog};
 use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 use projections::models::slot_releases::SlotReleases;
+use projections::models::{
+    AGENT_OCCUPANCY, AUDIT_LOG, PENDING_QUEUE, SCALING_GROUPS, SESSIONS, SLOT_RELEASES,
+};
 use projections::{LogPosition, RecordedEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -88,20 +102,44 @@ struct StreamCursor {
     position: i64,
 }
 
-/// Runs every check. `progress` is called with the number of events read so far.
+/// Runs every check over the read models the engine runs (`projections::models::all`).
+/// `progress` is called with the number of events read so far.
 pub async fn verify(
     store: &EventStore,
+    progress: impl FnMut(u64),
+) -> Result<AuditReport, AuditError> {
+    let names: Vec<&'static str> = projections::models::all()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    verify_models(store, &names, progress).await
+}
+
+/// [`verify`] over the read models named: each one is compared with a fresh fold of the
+/// log up to its checkpoint; a read model the audit has no independent check for is a
+/// finding (`unchecked_read_model`), never silently "verified".
+pub async fn verify_models(
+    store: &EventStore,
+    names: &[&'static str],
     mut progress: impl FnMut(u64),
 ) -> Result<AuditReport, AuditError> {
     let db = store.db();
-    let names = [
-        "sessions",
-        "scaling_groups",
-        "agent_occupancy",
-        "pending_queue",
-        "audit_log",
-        "slot_releases",
-    ];
+    let mut report = AuditReport::default();
+    let names: Vec<&'static str> = names
+        .iter()
+        .copied()
+        .filter(|n| {
+            let checked = CHECKED.contains(n);
+            if !checked {
+                report.findings.push(finding(
+                    "unchecked_read_model",
+                    (*n).to_string(),
+                    "the audit has no independent check for this read model".into(),
+                ));
+            }
+            checked
+        })
+        .collect();
     // Read each model together with its checkpoint: a batch moves both in one
     // transaction, so an unchanged checkpoint before and after the read means the rows
     // are exactly "the log up to the checkpoint" even while a server is running.
@@ -122,7 +160,6 @@ pub async fn verify(
         }
     }
     let mut snapshots: HashMap<&str, World> = HashMap::new();
-    let mut report = AuditReport::default();
     let mut world = World::default();
     let mut streams: HashMap<(String, String), StreamCursor> = HashMap::new();
     let mut cursor = LogPosition::START;
@@ -275,7 +312,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
         occurred_at(&e.payload).unwrap_or_default(),
     ));
     match e.aggregate_type.as_str() {
-        "Session" => {
+        Session::TYPE => {
             let Some(ev) = decode::<SessionEvent>(e, SESSION_EVENT_VERSION, findings) else {
                 return;
             };
@@ -324,7 +361,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
             state.evolve(&ev);
         }
-        "ScalingGroup" => {
+        ScalingGroup::TYPE => {
             if let Some(ev) = decode::<ScalingGroupEvent>(e, SCALING_GROUP_EVENT_VERSION, findings)
             {
                 world
@@ -334,7 +371,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                     .evolve(&ev);
             }
         }
-        "Agent" => {
+        Agent::TYPE => {
             if let Some(ev) = decode::<AgentEvent>(e, AGENT_EVENT_VERSION, findings) {
                 world
                     .agents
@@ -343,7 +380,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                     .evolve(&ev);
             }
         }
-        "ResourcePolicy" => {
+        ResourcePolicy::TYPE => {
             if let Some(ev) =
                 decode::<ResourcePolicyEvent>(e, RESOURCE_POLICY_EVENT_VERSION, findings)
             {
@@ -354,7 +391,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                     .evolve(&ev);
             }
         }
-        "NameClaim" => {
+        NameClaim::TYPE => {
             // Decoded for readability; uniqueness is checked over the sessions (below).
             let _ = decode::<domain::name_claim::NameClaimEvent>(
                 e,
@@ -362,7 +399,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                 findings,
             );
         }
-        "PendingQuota" => {
+        PendingQuota::TYPE => {
             let _ = decode::<domain::pending_quota::PendingQuotaEvent>(
                 e,
                 domain::pending_quota::PENDING_QUOTA_EVENT_VERSION,
@@ -448,12 +485,22 @@ fn to_values<T: Serialize>(m: &BTreeMap<String, T>) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The read models the audit checks; [`expected_rows`] and [`load_actual`] know each.
+const CHECKED: [&str; 6] = [
+    SESSIONS,
+    SCALING_GROUPS,
+    AGENT_OCCUPANCY,
+    PENDING_QUEUE,
+    AUDIT_LOG,
+    SLOT_RELEASES,
+];
+
 fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
     match model {
-        "sessions" => to_values(&w.sessions),
-        "scaling_groups" => to_values(&w.groups),
-        "agent_occupancy" => to_values(&w.agents),
-        "pending_queue" => {
+        SESSIONS => to_values(&w.sessions),
+        SCALING_GROUPS => to_values(&w.groups),
+        AGENT_OCCUPANCY => to_values(&w.agents),
+        PENDING_QUEUE => {
             let mut expected = BTreeMap::new();
             for (id, s) in &w.sessions {
                 let (Some(SessionStatus::Pending), Some(spec), Some(at)) =
@@ -486,7 +533,7 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
             }
             expected
         }
-        "audit_log" => w
+        AUDIT_LOG => w
             .audit
             .iter()
             .map(|(pos, ty, actor, at)| {
@@ -496,7 +543,7 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
                 )
             })
             .collect(),
-        "slot_releases" => {
+        SLOT_RELEASES => {
             let mut expected = BTreeMap::new();
             for (agent_id, agent) in &w.agents {
                 for session_id in agent.allocations.keys() {
@@ -520,10 +567,10 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
 async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Value)>, AuditError> {
     let db = store.db();
     Ok(match model {
-        "sessions" => documents::sessions().all_docs(&db).await?,
-        "scaling_groups" => documents::scaling_groups().all_docs(&db).await?,
-        "agent_occupancy" => documents::agent_occupancy().all_docs(&db).await?,
-        "pending_queue" => PendingQueue
+        SESSIONS => documents::sessions().all_docs(&db).await?,
+        SCALING_GROUPS => documents::scaling_groups().all_docs(&db).await?,
+        AGENT_OCCUPANCY => documents::agent_occupancy().all_docs(&db).await?,
+        PENDING_QUEUE => PendingQueue
             .all(&db)
             .await?
             .into_iter()
@@ -545,7 +592,7 @@ async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Val
                 )
             })
             .collect(),
-        "audit_log" => AuditLog
+        AUDIT_LOG => AuditLog
             .entries(&db)
             .await?
             .into_iter()
@@ -556,7 +603,7 @@ async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Val
                 )
             })
             .collect(),
-        "slot_releases" => SlotReleases
+        SLOT_RELEASES => SlotReleases
             .holds(&db)
             .await?
             .into_iter()

@@ -15,6 +15,7 @@
 
 use chrono::{SecondsFormat, Utc};
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -89,18 +90,19 @@ impl Principal {
     }
 }
 
-/// A new key's secret. Never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A new key's secret (a `secrecy::SecretString`: zeroed on drop, never printed by
+/// `Debug`).
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
+        Self(SecretString::from(key.into()))
     }
     /// The key itself, to show to its owner once.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
@@ -197,7 +199,7 @@ pub async fn create_key(
     description: &str,
 ) -> Result<(ApiKeyInfo, Secret), KeyError> {
     validate(&role)?;
-    let secret = Secret(format!("sdk_{}", random_hex(32)));
+    let secret = Secret::new(format!("sdk_{}", random_hex(32)));
     let info = ApiKeyInfo {
         id: format!("key_{}", random_hex(8)),
         role,
@@ -241,7 +243,7 @@ pub async fn bootstrap_admin_key(
     if store::keys::bootstrapped(db).await? {
         return Ok(None);
     }
-    let secret = provided.unwrap_or_else(|| Secret(format!("sdk_{}", random_hex(32))));
+    let secret = provided.unwrap_or_else(|| Secret::new(format!("sdk_{}", random_hex(32))));
     let info = ApiKeyInfo {
         id: format!("key_{}", random_hex(8)),
         role: Role::Admin,

@@ -4,35 +4,49 @@
 //! The database URL may carry a password, so it is wrapped in [`DatabaseUrl`], whose
 //! `Debug`/`Display` redact it.
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 
-/// A database URL that never prints its password.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// A database URL that never prints its password (a `secrecy::SecretString`, zeroed
+/// on drop; `Debug`/`Display` show it with the password redacted).
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct DatabaseUrl(String);
+pub struct DatabaseUrl(SecretString);
 
 impl DatabaseUrl {
     /// Wraps a URL.
     pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
+        Self(SecretString::from(url.into()))
     }
     /// The real URL, for connecting.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
+impl PartialEq for DatabaseUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for DatabaseUrl {}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({})", crate::store::redact_url(&self.0))
+        write!(
+            f,
+            "DatabaseUrl({})",
+            crate::store::redact_url(self.expose())
+        )
     }
 }
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::store::redact_url(&self.0))
+        f.write_str(&crate::store::redact_url(self.expose()))
     }
 }
 

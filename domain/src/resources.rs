@@ -360,7 +360,7 @@ mod tests {
     }
 
     fn field_of(r: Result<ResourceSlots, ValidationError>) -> String {
-        r.err().map(|e| e.field).unwrap_or_default()
+        r.expect_err("rejected").field
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct Engine {
     config: EngineConfig,
     wake: Arc<Notify>,
     applied: watch::Sender<u64>,
+    idle: watch::Sender<usize>,
+    lease_refusals: watch::Sender<u64>,
     failures: Mutex<HashMap<&'static str, u64>>,
     fault_point: Option<FaultPoint>,
 }
@@ -210,6 +212,8 @@ impl Engine {
             config,
             wake: Arc::new(Notify::new()),
             applied: watch::channel(0).0,
+            idle: watch::channel(0).0,
+            lease_refusals: watch::channel(0).0,
             failures: Mutex::new(HashMap::new()),
             fault_point: None,
         }
@@ -370,6 +374,8 @@ impl Engine {
             {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
+                    self.lease_refusals
+                        .send_modify(|n| *n = n.saturating_add(1));
                     tokio::select! {
                         _ = tokio::time::sleep(self.config.poll_interval) => {}
                         _ = shutdown.changed() => {}
@@ -445,12 +451,27 @@ impl Engine {
                     continue;
                 }
             };
+            // Caught up: asleep until an append wakes it or the poll interval passes.
+            self.idle.send_modify(|n| *n = n.saturating_add(1));
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
+            self.idle.send_modify(|n| *n = n.saturating_sub(1));
         }
+    }
+
+    /// How often this engine's runners asked for a projection's lease and another
+    /// replica held it (a standby's polls). Tests wait on it instead of sleeping.
+    pub fn lease_refusals(&self) -> watch::Receiver<u64> {
+        self.lease_refusals.subscribe()
+    }
+
+    /// How many of this engine's runners are caught up and asleep right now (waiting for
+    /// a wake-up or the poll interval). Tests wait on it instead of sleeping.
+    pub fn idle_runners(&self) -> watch::Receiver<usize> {
+        self.idle.subscribe()
     }
 
     /// Failures seen by this process's runners, per projection (for metrics).

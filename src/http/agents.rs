@@ -2,9 +2,11 @@
 //! An agent key acts for its own agent id only (403 otherwise); admins act for any.
 
 use axum::extract::{Path, State};
+use domain::agent::Agent;
 use domain::ids::{AgentAddr, AgentId, GroupName};
 use domain::resources::SlotUse;
-use domain::ResourceSlots;
+use domain::session::Session;
+use domain::{Decider, ResourceSlots};
 use projections::models::{AGENT_OCCUPANCY, SESSIONS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -257,10 +259,10 @@ async fn assignments(
                 let followed = next?;
                 let e = &followed.event;
                 let relevant = match e.aggregate_type.as_str() {
-                    "Agent" => e.aggregate_id == id,
+                    Agent::TYPE => e.aggregate_id == id,
                     // A new placement is an event of the agent (its ledger); a change to
                     // a session already assigned here is one of that session.
-                    "Session" => now.items.iter().any(|a| a.session_id == e.aggregate_id),
+                    Session::TYPE => now.items.iter().any(|a| a.session_id == e.aggregate_id),
                     _ => false,
                 };
                 if relevant {

@@ -40,7 +40,9 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        crate::migrator(sqlx::migrate!("../migrations/postgres"))
+            .run(&pool)
+            .await?;
         let (queue, requests) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(pool.clone(), requests));
         Ok(Self {

@@ -37,7 +37,9 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        crate::migrator(sqlx::migrate!("../migrations/sqlite"))
+            .run(&writer)
+            .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

@@ -308,6 +308,36 @@ async fn audit_verify_finds_no_problem_after_a_mixed_workload_and_a_full_catch_u
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_the_audit_cannot_check_is_a_finding_not_a_pass_on_both_backends() {
+    for backend in BOTH {
+        let (_, w) = workload(backend).await;
+        catch_up(&w.store, w.last).await;
+        let mut names: Vec<&'static str> = projections::models::all()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        names.push("a_new_read_model");
+        let report = sessiond::audit::verify_models(&w.store, &names, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            report.findings.len(),
+            1,
+            "{backend:?}: {:?}",
+            report.findings
+        );
+        let f = &report.findings[0];
+        assert_eq!(f.check, "unchecked_read_model");
+        assert_eq!(f.subject, "a_new_read_model");
+        assert!(
+            !report.read_models.contains(&"a_new_read_model".to_string()),
+            "{backend:?}: it is not reported as verified"
+        );
+        assert_eq!(report.read_models.len(), names.len() - 1);
+    }
+}
+
 // ---- 2. tampered stores ------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

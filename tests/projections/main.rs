@@ -377,10 +377,13 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
     // (b) a writer enqueuing new sessions
     let stop_writer = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicUsize::new(0));
+    // The same count as a watch, so the rebuild's callback can wait for appends.
+    let (count_tx, count_rx) = watch::channel(0usize);
     let writer = {
         let handler = w.handler.clone();
         let stop = stop_writer.clone();
         let written = written.clone();
+        let count_tx = count_tx.clone();
         let base = w.clock;
         tokio::spawn(async move {
             let mut out = Vec::new();
@@ -390,7 +393,8 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
                 let id = Uuid::new_v4();
                 let c = enqueue_session(&handler, id, "alpha", 30, "dave", at(base + i)).await;
                 out.push((id, c.positions[0]));
-                written.fetch_add(1, Ordering::SeqCst);
+                let n = written.fetch_add(1, Ordering::SeqCst) + 1;
+                count_tx.send_replace(n);
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             out
@@ -408,11 +412,18 @@ async fn a_rebuild_under_load_keeps_the_live_model_serving_and_swaps_in_an_ident
     let mut progress: Vec<RebuildProgress> = Vec::new();
     let replayed = rebuild(&db, &documents::sessions(), 5, |p| {
         if progress.is_empty() {
+            // The callback is synchronous: block this worker thread (telling the
+            // runtime) until three more appends have landed.
             let target = written.load(Ordering::SeqCst) + 3;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while written.load(Ordering::SeqCst) < target && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            let mut count = count_rx.clone();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    tokio::time::timeout(Duration::from_secs(10), count.wait_for(|n| *n >= target))
+                        .await
+                        .expect("the writer keeps writing")
+                        .expect("the writer is alive");
+                })
+            });
         }
         progress.push(p);
     })
@@ -915,8 +926,14 @@ async fn a_caught_up_runner_is_woken_by_an_append_without_waiting_for_the_poll_i
     let engine = Arc::new(engine);
     let (stop, rx) = watch::channel(false);
     let runners = engine.spawn_all(rx);
-    // Let the runners find nothing to do and go to sleep.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until every runner has found nothing to do and is asleep (a runner still
+    // mid-step would apply the next event without being woken).
+    let all = projections::models::all().len();
+    let mut idle = engine.idle_runners();
+    tokio::time::timeout(Duration::from_secs(20), idle.wait_for(|n| *n == all))
+        .await
+        .expect("every runner goes to sleep")
+        .expect("the engine is alive");
 
     // Each append is a new wake-up. On PostgreSQL a runner woken while any older
     // transaction in the cluster is still open (other tests run in parallel) finds the
@@ -993,7 +1010,14 @@ async fn postgres_one_replica_runs_a_projection_and_another_takes_over_when_it_s
         .wait_for("sessions", w.last.global_position, Duration::from_secs(10))
         .await
         .unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B asks for the lease again after A applied the events, is refused, and has
+    // applied nothing.
+    let mut refusals = b.lease_refusals();
+    let before = *refusals.borrow_and_update();
+    tokio::time::timeout(Duration::from_secs(20), refusals.wait_for(|n| *n > before))
+        .await
+        .expect("B polls for the lease")
+        .expect("B is alive");
     assert_eq!(applied_b.load(Ordering::SeqCst), 0, "B waits for the lease");
     assert_eq!(advisory_locks(&pool).await, 1);
 

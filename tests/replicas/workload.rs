@@ -22,7 +22,7 @@ use sessiond::command::CommandError;
 use sessiond::config::Settings;
 use sessiond::scheduler::{releases, Scheduler};
 use sessiond::sessions::{self, SessionCommandError};
-use sessiond::store::{EventMetadata, EventStore, StoreOptions};
+use sessiond::store::{EventStore, StoreOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,14 +34,7 @@ use testkit::db::{fresh_url, Backend};
 /// Seconds without a heartbeat after which the liveness check marks an agent LOST.
 const LOST_AFTER_SECS: u64 = 30;
 
-pub fn meta(actor: &str) -> EventMetadata {
-    let id = Uuid::new_v4().to_string();
-    EventMetadata {
-        actor: actor.to_string(),
-        correlation_id: id.clone(),
-        causation_id: id,
-    }
-}
+pub use testkit::fixtures::meta;
 
 pub fn slots(cpu: i32, mem: i32) -> ResourceSlots {
     ResourceSlots::new()
@@ -145,6 +138,7 @@ async fn scheduler_loop(
     stop: Arc<AtomicBool>,
     errors: Errors,
     label: &'static str,
+    passes: tokio::sync::watch::Sender<usize>,
 ) -> LoopStats {
     let mut stats = LoopStats::default();
     while !stop.load(Ordering::Relaxed) {
@@ -171,6 +165,7 @@ async fn scheduler_loop(
             Err(e) => errors.push(format!("{label}: pass {}: {e:?}", stats.passes)),
         }
         stats.passes += 1;
+        passes.send_replace(stats.passes);
         tokio::task::yield_now().await;
     }
     stats
@@ -292,16 +287,20 @@ pub async fn run(cfg: Run) -> usize {
     // Act: both schedulers race while the workload runs.
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Errors::default();
+    let mut passes = Vec::new();
     let loops: Vec<_> = apps
         .iter()
         .zip(["scheduler-A", "scheduler-B"])
         .map(|(a, label)| {
+            let (tx, rx) = tokio::sync::watch::channel(0usize);
+            passes.push(rx);
             tokio::spawn(scheduler_loop(
                 Arc::new(Scheduler::new(a.clone())),
                 group.to_string(),
                 stop.clone(),
                 errors.clone(),
                 label,
+                tx,
             ))
         })
         .collect();
@@ -424,7 +423,9 @@ pub async fn run(cfg: Run) -> usize {
             // Let the schedulers and the projections run for a moment.
             _ => {
                 a.catch_up().await.expect("catch up");
-                tokio::time::sleep(Duration::from_millis(rng.gen_range(1..10))).await;
+                for _ in 0..rng.gen_range(1..10) {
+                    tokio::task::yield_now().await;
+                }
             }
         }
         if step % 8 == 0 {
@@ -436,7 +437,15 @@ pub async fn run(cfg: Run) -> usize {
     for id in &agent_ids {
         register_agent(&app, id, group, &capacities[id]).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each scheduler runs a few more whole passes (one of them a full tick) on the
+    // revived agents before the race stops.
+    for rx in &mut passes {
+        let target = *rx.borrow_and_update() + 4;
+        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|n| *n >= target))
+            .await
+            .expect("the schedulers keep passing")
+            .expect("a scheduler loop is alive");
+    }
     stop.store(true, Ordering::Relaxed);
     let mut stats = Vec::new();
     for l in loops {

@@ -118,7 +118,11 @@ fn temp_dir() -> std::path::PathBuf {
 #[tokio::test]
 async fn serve_on_postgres_applies_migrations_reports_ready_and_stops_on_sigterm() {
     let url = fresh_url(Backend::Postgres).await;
-    let server = start(
+    let admin = format!("serve-admin-key-{}", uuid::Uuid::new_v4().simple());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    command.env("SESSIOND_BOOTSTRAP_ADMIN_KEY", &admin);
+    let server = start_with(
+        command,
         &["serve", "--database-url", &url, "--listen", "127.0.0.1:0"],
         &temp_dir(),
     );
@@ -130,17 +134,65 @@ async fn serve_on_postgres_applies_migrations_reports_ready_and_stops_on_sigterm
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert!(applied >= 1);
-    let (status, metrics) = get(&server.addr, "/metrics");
-    assert_eq!(status, 200);
-    for name in ["sessions", "pending_queue", "audit_log"] {
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64;
+    assert_eq!(applied, files, "every migration file is applied");
+
+    // A write, then a read that waits for it: every projection has applied it and the
+    // lag gauges say so (on a store that has events, not an empty one).
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let written: serde_json::Value = http
+        .post(format!("{base}/v1/scaling-groups"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "default"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let position = written["position"].as_i64().expect("a position");
+    assert!(position >= 1, "{written}");
+    let r = http
+        .get(format!(
+            "{base}/v1/scaling-groups/default?min_position={position}"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The read waited for the read model it reads; the gauges are the other runners'
+    // (each has applied the event by the time it shows 0 lag and that position).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (status, metrics) = get(&server.addr, "/metrics");
+        assert_eq!(status, 200);
+        let caught_up = ["sessions", "pending_queue", "audit_log", "scaling_groups"]
+            .iter()
+            .all(|name| {
+                metrics.contains(&format!(
+                    "sessiond_projection_lag_events{{projection=\"{name}\"}} 0"
+                )) && metrics.contains(&format!(
+                    "sessiond_projection_position{{projection=\"{name}\"}} {position}"
+                ))
+            });
+        if caught_up {
+            break metrics;
+        }
         assert!(
-            metrics.contains(&format!(
-                "sessiond_projection_lag_events{{projection=\"{name}\"}} 0"
-            )),
-            "{metrics}"
+            std::time::Instant::now() < deadline,
+            "projections did not reach position {position}: {metrics}"
         );
-    }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval of a bounded wait
+    };
+    assert!(metrics.contains("sessiond_http_request_duration_seconds"));
     let rest = terminate(server);
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:#?}");
 }

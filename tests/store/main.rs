@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod late_commit;
+mod migrations;
 
 use chrono::{DateTime, Utc};
 use domain::scaling_group::{ScalingGroup, ScalingGroupError, SchedulerKind, SchedulerOpts};

@@ -327,7 +327,7 @@ mod tests {
     use serde_json::json;
 
     fn field_of(r: Result<SchedulerOpts, ValidationError>) -> String {
-        r.err().map(|e| e.field).unwrap_or_default()
+        r.expect_err("rejected").field
     }
 
     #[test]
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn an_empty_allowed_list_is_valid_and_accepts_nothing() {
         let opts = SchedulerOpts::parse(&json!({"allowed_session_types": []}), SchedulerKind::Fifo)
-            .unwrap_or_default();
+            .expect("an empty list is valid");
         assert!(SessionType::ALL.iter().all(|t| !opts.allows(*t)));
     }
 
