@@ -78,7 +78,13 @@ pub struct Settings {
     pub scheduler_interval_ms: u64,
     /// Seconds without a heartbeat after which an ALIVE agent is marked LOST.
     pub agent_lost_after_secs: u64,
+    /// Milliseconds after which a request that is not a stream (SSE) or a long-poll is
+    /// answered 503 `timeout` (1..=3600000).
+    pub request_timeout_ms: u64,
 }
+
+/// Longest configurable request timeout (an hour).
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 
 /// The embedded default store: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sessiond.db";
@@ -94,6 +100,7 @@ impl Default for Settings {
             max_connections: 16,
             scheduler_interval_ms: 1000,
             agent_lost_after_secs: 30,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -187,6 +194,15 @@ impl Settings {
         if let Some(v) = env("SESSIOND_AGENT_LOST_AFTER_SECS") {
             settings.agent_lost_after_secs = positive(&v, "SESSIOND_AGENT_LOST_AFTER_SECS")?;
         }
+        if let Some(v) = env("SESSIOND_REQUEST_TIMEOUT_MS") {
+            settings.request_timeout_ms = positive(&v, "SESSIOND_REQUEST_TIMEOUT_MS")?;
+        }
+        if !(1..=MAX_REQUEST_TIMEOUT_MS).contains(&settings.request_timeout_ms) {
+            return Err(ConfigError::Env {
+                name: "request_timeout_ms".into(),
+                message: format!("expected 1..={MAX_REQUEST_TIMEOUT_MS} milliseconds"),
+            });
+        }
         if let Some(v) = &overrides.database_url {
             settings.database_url = DatabaseUrl::new(v.clone());
         }
@@ -256,6 +272,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.listen, "0.0.0.0:3");
+    }
+
+    #[test]
+    fn the_request_timeout_comes_from_the_file_or_env_and_zero_or_too_long_is_an_error() {
+        let s = Settings::load(
+            None,
+            env(&[("SESSIOND_REQUEST_TIMEOUT_MS", "250")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.request_timeout_ms, 250);
+        let r = Settings::load(
+            None,
+            env(&[("SESSIOND_REQUEST_TIMEOUT_MS", "0")]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(r, Err(ConfigError::Env { ref name, .. }) if name == "SESSIOND_REQUEST_TIMEOUT_MS"),
+            "{r:?}"
+        );
+        let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "request_timeout_ms = 3600001\n").unwrap();
+        let r = Settings::load(Some(&file), env(&[]), &Overrides::default());
+        assert!(
+            matches!(r, Err(ConfigError::Env { ref name, .. }) if name == "request_timeout_ms"),
+            "{r:?}"
+        );
     }
 
     #[test]

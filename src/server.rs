@@ -133,13 +133,16 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let addr: SocketAddr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     crate::telemetry::metrics();
+    let request_timeout = std::time::Duration::from_millis(settings.request_timeout_ms);
     let app = App::with_supervisor(store, settings, options.supervisor.clone());
     app.keys.refresh().await.map_err(ServeError::Bootstrap)?;
     let key_poll = options
         .key_poll
         .unwrap_or(std::time::Duration::from_millis(250));
     let workers = spawn_workers(&app, &stopped, key_poll);
-    let state = AppState::new(app.clone(), stopped.clone(), options.api);
+    let mut api = options.api;
+    api.request_timeout = request_timeout;
+    let state = AppState::new(app.clone(), stopped.clone(), api);
     let router = crate::http::router(state);
     let server = tokio::spawn(crate::http::serve::serve(listener, router, stopped));
     tracing::info!("listening on {addr}");

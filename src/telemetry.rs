@@ -107,6 +107,10 @@ fn describe_metrics() {
         "Latency of HTTP requests by method, matched route and status."
     );
     describe_counter!(
+        "sessiond_http_requests_total",
+        "HTTP requests answered, by method, matched route and status."
+    );
+    describe_counter!(
         "sessiond_http_errors_total",
         "Error responses by error code."
     );

@@ -1,5 +1,5 @@
-//! The HTTP layer's metrics, recorded through the `metrics` facade: a latency histogram
-//! by method, matched route and status, and errors by code. Spans come from
+//! The HTTP layer's metrics, recorded through the `metrics` facade: requests and a
+//! latency histogram by method, matched route and status, and errors by code. Spans come from
 //! `tower_http::trace::TraceLayer` (see [`super::router`]); this middleware only counts.
 
 use axum::extract::{MatchedPath, Request};
@@ -21,6 +21,13 @@ pub async fn record(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "sessiond_http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status.clone()
+    )
+    .increment(1);
     metrics::histogram!(
         "sessiond_http_request_duration_seconds",
         "method" => method,

@@ -56,7 +56,8 @@ pub struct ApiConfig {
     pub sse_poll_interval: Duration,
     /// How long a retried idempotent request waits for the first one to finish.
     pub idempotency_wait: Duration,
-    /// Requests that are not streams end after this long with 503 `timeout`.
+    /// Requests that are not streams end after this long with 503 `timeout` (set from
+    /// `Settings::request_timeout_ms` when the server starts).
     pub request_timeout: Duration,
     /// Streams (SSE) and long-polls open at once per API key.
     pub max_streams_per_key: usize,
@@ -192,8 +193,15 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(axum::middleware::from_fn(limits::request_limits))
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &axum::http::Request<axum::body::Body>| {
+            tower_http::trace::TraceLayer::new_for_http()
+                // One line per answered request (its span carries the method, the
+                // matched route and the request id echoed in `x-request-id`).
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                )
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
                     let route = req
                         .extensions()
                         .get::<axum::extract::MatchedPath>()
@@ -211,8 +219,7 @@ pub fn router(state: AppState) -> Router {
                         route = %route,
                         request_id = %request_id,
                     )
-                },
-            ),
+                }),
         )
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))

@@ -32,19 +32,29 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-/// Like [`spawn_app`], with changed settings / options.
+/// Like [`spawn_app`], with changed options.
 pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut ServeOptions)) -> TestApp {
+    spawn_app_with_settings(backend, |_| {}, change).await
+}
+
+/// Like [`spawn_app`], with changed settings and options.
+pub async fn spawn_app_with_settings(
+    backend: Backend,
+    change_settings: impl FnOnce(&mut Settings),
+    change: impl FnOnce(&mut ServeOptions),
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         sessiond::telemetry::init(sessiond::config::LogFormat::Pretty);
     }
     let database_url = testkit::db::fresh_url(backend).await;
-    let settings = Settings {
+    let mut settings = Settings {
         database_url: DatabaseUrl::new(database_url.clone()),
         listen: "127.0.0.1:0".into(),
         max_connections: 8,
         scheduler_interval_ms: 200,
         ..Settings::default()
     };
+    change_settings(&mut settings);
     let mut options = ServeOptions {
         bootstrap_admin_key: Some(Secret::new(ADMIN_KEY)),
         ..ServeOptions::default()

@@ -12,4 +12,5 @@ mod negative;
 mod reads;
 mod sse;
 mod streams;
+mod timeouts;
 mod walkthrough;

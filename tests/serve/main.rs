@@ -255,6 +255,12 @@ async fn same_name_burst_logs_no_errors(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    let request_id = created
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("an x-request-id")
+        .to_string();
     let body = serde_json::json!({
         "name": "burst", "owner": "alice", "type": "interactive", "image": "python:3.12",
         "resources": {"cpu": 1, "mem": "1g"}, "scaling_group": "default"
@@ -292,6 +298,13 @@ async fn same_name_burst_logs_no_errors(backend: Backend) {
         .filter(|l| l.contains("ERROR") || l.contains("WARN"))
         .collect();
     assert!(errors.is_empty(), "no errors or warnings: {errors:#?}");
+    // Every answered request is logged, in its span with the request id it echoed.
+    assert!(
+        lines.iter().any(|l| l.contains(&request_id)
+            && l.contains("/v1/scaling-groups")
+            && l.contains("201")),
+        "a log line of request {request_id}: {lines:#?}"
+    );
     assert!(
         metrics.contains("sessiond_http_errors_total{code=\"name_conflict\"} 49"),
         "the refusals are counted: {metrics}"
