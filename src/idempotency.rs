@@ -31,28 +31,6 @@ pub fn session_id_for(scope: &str, key: &str) -> uuid::Uuid {
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// What to do with a request carrying an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This request holds the key: run the command, then [`complete`] or [`release`].
-    Run {
-        /// Identifies this holder (use it as the correlation id of the events).
-        request_id: String,
-    },
-    /// A request with this key and body already finished: answer this.
-    Replay {
-        /// Its status code.
-        status: u16,
-        /// Its JSON body.
-        body: String,
-    },
-    /// The key was used with a different body.
-    Mismatch,
-    /// The first request is still running: [`inspect`] again in a moment.
-    InFlight,
-    /// The record is gone (its holder gave the key up): [`claim`] again.
-    Vacant,
-}
 
 /// Hex SHA-256 of the canonical form of a JSON body (object keys sorted at every level,
 /// no insignificant whitespace), so a re-serialised identical body matches.
@@ -99,43 +77,44 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Claims `key` in `scope` for a request whose body hashes to `hash`. A record left in
+/// Claims `key` in `scope` for a request whose body hashes to `hash` (`None`: taken and
+/// then released meanwhile: try again). A record left in
 /// flight for longer than `stale_after` (its holder died) is taken over.
-pub async fn claim(
+async fn claim(
     db: &Db,
     scope: &str,
     key: &str,
     hash: &str,
     stale_after: Duration,
-) -> Result<Claim, sqlx::Error> {
+) -> Result<Option<Begin>, sqlx::Error> {
     let request_id = uuid::Uuid::new_v4().to_string();
     if store::idempotency::claim(db, scope, key, hash, &request_id, &now()).await? {
-        return Ok(Claim::Run { request_id });
+        return Ok(Some(Begin::Run { request_id }));
     }
     inspect(db, scope, key, hash, stale_after).await
 }
 
 /// What became of a key someone else holds, without trying to claim it (a read; only a
-/// stale record is written, to take it over).
-pub async fn inspect(
+/// stale record is written, to take it over). `None`: there is no record.
+async fn inspect(
     db: &Db,
     scope: &str,
     key: &str,
     hash: &str,
     stale_after: Duration,
-) -> Result<Claim, sqlx::Error> {
+) -> Result<Option<Begin>, sqlx::Error> {
     let row = store::idempotency::get(db, scope, key).await?;
     let Some((stored_hash, holder, status, response, created_at)) = row else {
-        return Ok(Claim::Vacant);
+        return Ok(None);
     };
     if stored_hash != hash {
-        return Ok(Claim::Mismatch);
+        return Ok(Some(Begin::Mismatch));
     }
     if let (Some(status), Some(body)) = (status, response) {
-        return Ok(Claim::Replay {
+        return Ok(Some(Begin::Replay {
             status: u16::try_from(status).unwrap_or(500),
             body,
-        });
+        }));
     }
     let stale = chrono::DateTime::parse_from_rfc3339(&created_at)
         .map(|t| Utc::now().signed_duration_since(t.with_timezone(&Utc)) > stale_after)
@@ -144,10 +123,10 @@ pub async fn inspect(
         let request_id = uuid::Uuid::new_v4().to_string();
         if store::idempotency::take_over(db, scope, key, &holder, &request_id, &now()).await? {
             tracing::warn!(scope, key, "took over an idempotency key left in flight");
-            return Ok(Claim::Run { request_id });
+            return Ok(Some(Begin::Run { request_id }));
         }
     }
-    Ok(Claim::InFlight)
+    Ok(Some(Begin::StillRunning))
 }
 
 /// Stores the response of the request holding the key; retries get it from now on.
@@ -220,17 +199,17 @@ pub async fn begin(
     let mut outcome = claim(db, scope, key, hash, STALE_AFTER).await?;
     loop {
         match outcome {
-            Claim::Run { request_id } => return Ok(Begin::Run { request_id }),
-            Claim::Replay { status, body } => return Ok(Begin::Replay { status, body }),
-            Claim::Mismatch => return Ok(Begin::Mismatch),
-            Claim::InFlight => {
+            // The holder is gone (it released the key): claim it again.
+            None => outcome = claim(db, scope, key, hash, STALE_AFTER).await?,
+            Some(Begin::StillRunning) => {
                 if tokio::time::Instant::now() >= deadline {
                     return Ok(Begin::StillRunning);
                 }
+                // Poll interval of a bounded wait for the holder's response.
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 outcome = inspect(db, scope, key, hash, STALE_AFTER).await?;
             }
-            Claim::Vacant => outcome = claim(db, scope, key, hash, STALE_AFTER).await?,
+            Some(decided) => return Ok(decided),
         }
     }
 }

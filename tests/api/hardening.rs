@@ -318,15 +318,7 @@ async fn a_panic_in_a_worker_is_visible_and_the_worker_restarts(backend: Backend
     assert_eq!(r.code(), "not_ready", "{:?}", r.body);
     assert!(r.message().contains("scheduler:default"), "{}", r.message());
     wait_for_readyz(&app, "200 again", |r| r.status == StatusCode::OK).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let panics = sample(
         &metrics,
         "sessiond_worker_panics_total{worker=\"scheduler:default\"}",

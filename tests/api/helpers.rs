@@ -187,6 +187,13 @@ impl TestApp {
         self.app.store.count_events().await.expect("count events")
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.expect("the metrics text")
+    }
+
     /// Every event of the global log (for "nothing was appended" checks).
     pub async fn all_events(&self) -> Vec<sessiond::store::RecordedEvent> {
         let mut cursor = sessiond::store::LogPosition::START;

@@ -177,15 +177,7 @@ async fn metrics_and_openapi_describe_the_api(backend: Backend) {
     app.get(&format!("/v1/sessions?min_position={p}"), Some(&alice))
         .await;
     app.get("/v1/sessions", None).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     // The metrics registry is the process's (several test apps share it), so values
     // are checked as "at least", names exactly.
     let value = |prefix: &str| -> f64 {

@@ -103,15 +103,7 @@ async fn a_slow_request_is_a_json_503_timeout_and_a_stream_outlives_the_timeout(
     assert!(opened.elapsed() > Duration::from_millis(300));
 
     // Counted by method, matched route and status.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.lines().any(|l| l.starts_with(
             "sessiond_http_requests_total{method=\"GET\",route=\"/v1/sessions\",status=\"503\"}"
