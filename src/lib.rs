@@ -15,7 +15,8 @@
 //! - [`idempotency`]: `Idempotency-Key` records of POST /v1/sessions.
 //! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
-//! - [`ctl`]: `sessionctl`, operator tooling on the store (projections status/rebuild/reset).
+//! - [`ctl`]: `sessionctl`, operator tooling on the store, one module per command
+//!   (history, replay, audit, events tail/export/import, projections, keys).
 //!
 //! The pure domain lives in the `domain` crate; read models in `projections`.
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
