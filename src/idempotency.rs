@@ -31,7 +31,6 @@ pub fn session_id_for(scope: &str, key: &str) -> uuid::Uuid {
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
 
-
 /// Hex SHA-256 of the canonical form of a JSON body (object keys sorted at every level,
 /// no insignificant whitespace), so a re-serialised identical body matches.
 pub fn request_hash(body: &Value) -> String {

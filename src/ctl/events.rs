@@ -77,7 +77,9 @@ async fn last_matching(
     limit: usize,
 ) -> Result<(LogPosition, VecDeque<RecordedEvent>), CtlError> {
     let mut cursor = LogPosition::START;
-    let mut last = VecDeque::with_capacity(limit);
+    // Capacity from what is read, never from the argument alone (`--limit` may be
+    // any number up to u64::MAX).
+    let mut last = VecDeque::with_capacity(limit.min(usize::try_from(SCAN_BATCH).unwrap_or(0)));
     loop {
         let batch = db.read_log(cursor, SCAN_BATCH).await?;
         let Some(l) = batch.last() else { break };

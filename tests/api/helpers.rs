@@ -189,7 +189,12 @@ impl TestApp {
 
     /// The Prometheus text of `/metrics`.
     pub async fn metrics_text(&self) -> String {
-        let r = self.client.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        let r = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
         assert_eq!(r.status(), StatusCode::OK);
         r.text().await.expect("the metrics text")
     }

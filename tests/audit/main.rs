@@ -902,6 +902,23 @@ async fn bad_input_is_one_line_on_stderr_and_a_non_zero_exit_never_a_panic() {
         "No such file or directory",
     );
 
+    // Numbers at the edge of their type are values, not allocations or panics.
+    let (code, out, err) = sessionctl(&url, &["events", "tail", "--limit", "18446744073709551615"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), w.full_log().await.len(), "{err}");
+    let (code, _, err) = sessionctl(
+        &url,
+        &[
+            "replay",
+            "session",
+            &id,
+            "--to-sequence",
+            "9223372036854775807",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
     // Unreadable stores; each attempt may wait for the acquire timeout, so in parallel.
     let unreachable = [
         "postgres://127.0.0.1:1/nope",
