@@ -198,8 +198,8 @@ pub struct RebuildArgs {
     /// Rebuild every projection.
     #[arg(long)]
     pub all: bool,
-    /// Events per transaction.
-    #[arg(long, default_value_t = 2000)]
+    /// Events per transaction (1..=100000; 0 would swap in an empty generation).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub batch_size: i64,
 }
 

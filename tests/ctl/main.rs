@@ -75,6 +75,15 @@ async fn store_with_sessions(backend: Backend, sessions: usize) -> (String, Even
 async fn sessionctl_rebuilds_a_projection_and_reports_its_status_on_both_backends() {
     for backend in [Backend::Postgres, Backend::Sqlite] {
         let (url, store) = store_with_sessions(backend, 50).await;
+        // A batch size that would read nothing is refused, and nothing is swapped in.
+        for bad in ["0", "-5", "100001"] {
+            let (code, _, err) = sessionctl(
+                &url,
+                &["projections", "rebuild", "sessions", &format!("--batch-size={bad}")],
+            );
+            assert_eq!(code, 2, "--batch-size {bad}: {err}");
+            assert!(err.contains("batch-size"), "{err}");
+        }
         let (code, out, err) = sessionctl(&url, &["projections", "rebuild", "sessions"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("sessions: rebuilt from 350 events"), "{out}");
