@@ -5,20 +5,31 @@
 //!
 //! # Layout
 //! - [`config`]: typed, layered settings (defaults < TOML file < `SESSIOND_*` env < flags).
-//! - [`telemetry`]: tracing set-up.
-//! - [`store`]: the event store on PostgreSQL and SQLite behind one interface, and the
-//!   commit-order reader of the global log.
+//! - [`telemetry`]: tracing and metrics set-up, log-field escaping, error chains.
+//! - [`store`]: the `store` crate, re-exported: the event store on PostgreSQL and SQLite,
+//!   the commit-order log reader, leases, the tables that are not events.
 //! - [`command`]: load -> decide -> append, with bounded, jittered retry on conflicts.
+//! - [`sessions`], [`agents`]: the session and agent commands as the API and the
+//!   workers issue them (enqueue with its invariants, delete, kernel events,
+//!   registration, assignments).
+//! - [`app`]: the shared application state (store, command handler, projection engine,
+//!   clock, supervisor); [`clock`]: time as an input.
+//! - [`scheduler`]: the scheduling passes, the pending-timeout sweeper, agent liveness,
+//!   slot releases (decisions in `domain::scheduler`).
+//! - [`supervisor`]: supervised background workers (panic → log, count, restart with
+//!   backoff; readiness).
+//! - [`follower`]: the one log follower per process that streams and long-polls share.
 //! - [`server`]: `sessiond serve` (start-up, bootstrap admin key, graceful shutdown).
 //! - [`http`]: the HTTP/JSON command API (axum), one module per resource.
-//! - [`auth`]: API keys (stored hashed) and roles.
-//! - [`idempotency`]: `Idempotency-Key` records of POST /v1/sessions.
+//! - [`auth`]: API keys (stored hashed), roles, the key cache and revocations.
+//! - [`idempotency`]: the `Idempotency-Key` protocol of POST /v1/sessions.
 //! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
 //! - [`ctl`]: `sessionctl`, operator tooling on the store, one module per command
 //!   (history, replay, audit, events tail/export/import, projections, keys).
 //!
-//! The pure domain lives in the `domain` crate; read models in `projections`.
+//! The pure domain lives in the `domain` crate, read models in `projections`, the
+//! benchmark in `bench` (`sessiond-bench`), shared test support in `testkit`.
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod agents;

@@ -17,7 +17,7 @@
 //!
 //! # Layout
 //! - [`db`]: [`Db`] / [`Tx`] over either backend, [`Statement`](db::Statement)s,
-//!   [`Arg`](db::Arg)s, rows as [`Record`](db::Record)s.
+//!   [`Arg`]s, rows as [`Record`]s.
 //! - [`log`]: [`NewEvent`], [`RecordedEvent`], [`LogPosition`], [`EventMetadata`], and
 //!   the readers of the global log.
 //! - [`event_store`]: [`EventStore`]: open (with migrations), load, append, import.
@@ -44,7 +44,7 @@ pub mod sqlite;
 
 use std::time::Duration;
 
-pub use db::{Arg, Db, Tx};
+pub use db::{Arg, Db, Record, Tx};
 pub use event_store::EventStore;
 pub use log::{DecodeError, EventMetadata, LogPosition, NewEvent, RecordedEvent};
 
