@@ -1,6 +1,13 @@
+//! The Markdown printers: each scenario's figures as tables on stdout (progress and
+//! logs go to stderr), the format docs/PERFORMANCE.md records.
+
+use crate::append::{AppendPath, AppendRatios, AppendReport};
+use crate::catchup::Figure;
+use crate::scheduler::SchedulerFigure;
+
 /// Prints the scheduler figures with their SPEC §10 targets as a Markdown table.
 #[allow(clippy::print_stdout)]
-fn print_scheduler_figures(figures: &[crate::bench::scheduler::SchedulerFigure]) {
+pub fn print_scheduler_figures(figures: &[SchedulerFigure]) {
     println!("| measurement | sessions | seconds | target | measured / target | verdict |");
     println!("|---|---:|---:|---:|---:|---|");
     for f in figures {
@@ -20,9 +27,9 @@ fn print_scheduler_figures(figures: &[crate::bench::scheduler::SchedulerFigure])
     }
 }
 
-/// Prints bench figures as a Markdown table on stdout.
+/// Prints the catch-up figures as a Markdown table on stdout.
 #[allow(clippy::print_stdout)]
-fn print_figures(figures: &[crate::bench::Figure]) {
+pub fn print_catchup_figures(figures: &[Figure]) {
     println!("| measurement | events | seconds | events/s | ratio to baseline |");
     println!("|---|---:|---:|---:|---:|");
     for f in figures {
@@ -42,8 +49,7 @@ fn print_figures(figures: &[crate::bench::Figure]) {
 /// Prints the append-path report as Markdown tables on stdout: one row per cell, then
 /// the throughput ratios per client count, then the SPEC §10 verdicts.
 #[allow(clippy::print_stdout)]
-fn print_append_report(report: &crate::bench::AppendReport) {
-    use crate::bench::{AppendPath, AppendRatios};
+pub fn print_append_report(report: &AppendReport) {
     let connections = if report.backend == "SQLite" {
         "the store's single writer connection (SPEC §3) shared by every path".to_string()
     } else if report
@@ -169,4 +175,3 @@ fn print_append_report(report: &crate::bench::AppendReport) {
         println!("Note: {n}");
     }
 }
-

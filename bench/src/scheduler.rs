@@ -1,4 +1,4 @@
-//! `sessiond bench scheduler`: the scheduler and the pending-timeout sweeper at the
+//! `sessiond-bench scheduler`: the scheduler and the pending-timeout sweeper at the
 //! sizes of SPEC §10 — 10k pending sessions placed onto 1k agents, and a sweep over
 //! 100k pending sessions of which 1k have expired.
 //!
@@ -18,19 +18,19 @@ use domain::scaling_group::{
 use domain::session::{Session, SessionEvent, SessionSpec, SessionStatus, SessionType};
 use domain::ResourceSlots;
 use serde_json::json;
-
+use sessiond::app::App;
+use sessiond::command::new_events;
+use sessiond::config::Settings;
+use sessiond::scheduler::sweeper::sweep_group;
+use sessiond::scheduler::{scheduler_metadata, Scheduler};
 use std::time::Instant;
+use store::{EventStore, NewEvent, StoreOptions};
 use uuid::Uuid;
 
-use super::BenchError;
-use crate::app::App;
-use crate::command::new_events;
-use crate::config::Settings;
-use crate::scheduler::sweeper::sweep_group;
-use crate::scheduler::{scheduler_metadata, Scheduler};
-use crate::store::{EventStore, NewEvent, StoreOptions};
+use crate::error::BenchError;
+use crate::progress;
 
-/// Options of `sessiond bench scheduler`.
+/// Options of `sessiond-bench scheduler`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SchedulerArgs {
     /// `sqlite://PATH` or `postgres://...` (an EMPTY database: the bench writes to it).
@@ -98,7 +98,7 @@ async fn create_group(app: &App, name: &str, opts: serde_json::Value) -> Result<
 }
 
 async fn append_all(app: &App, rows: Vec<NewEvent>) -> Result<(), BenchError> {
-    let bar = super::progress(rows.len() as u64, "fixtures");
+    let bar = progress::bar(rows.len() as u64, "fixtures");
     for chunk in rows.chunks(500) {
         app.store.append(chunk).await?;
         bar.inc(chunk.len() as u64);

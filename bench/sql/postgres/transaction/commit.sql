@@ -1,0 +1,2 @@
+-- Commits the connection's transaction. No arguments.
+COMMIT

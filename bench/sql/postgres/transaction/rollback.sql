@@ -1,0 +1,2 @@
+-- Rolls the connection's transaction back. No arguments.
+ROLLBACK
