@@ -79,7 +79,12 @@ async fn sessionctl_rebuilds_a_projection_and_reports_its_status_on_both_backend
         for bad in ["0", "-5", "100001"] {
             let (code, _, err) = sessionctl(
                 &url,
-                &["projections", "rebuild", "sessions", &format!("--batch-size={bad}")],
+                &[
+                    "projections",
+                    "rebuild",
+                    "sessions",
+                    &format!("--batch-size={bad}"),
+                ],
             );
             assert_eq!(code, 2, "--batch-size {bad}: {err}");
             assert!(err.contains("batch-size"), "{err}");
