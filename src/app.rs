@@ -15,6 +15,8 @@ use crate::config::Settings;
 use crate::follower::LogFollower;
 use crate::store::EventStore;
 use crate::supervisor::{Supervisor, SupervisorConfig};
+use crate::tasks::{RunnerConfig, TaskRunner};
+use crate::volumes::Volumes;
 
 /// Shared application state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -35,6 +37,10 @@ pub struct App {
     pub keys: Arc<Keys>,
     /// The one reader of the global log that streams and long-polls share.
     pub follower: Arc<LogFollower>,
+    /// The volumes vfolders live on.
+    pub volumes: Arc<Volumes>,
+    /// This process's background-task runner.
+    pub tasks: Arc<TaskRunner>,
 }
 
 impl App {
@@ -61,7 +67,19 @@ impl App {
             .with_fault_point(Arc::new(move |name: &str| hook.fault_point(name))),
         );
         let catch_up_reads = usize::try_from(settings.max_connections / 4).unwrap_or(1);
+        // Checked by `sessiond serve` before the app exists (`Volumes::check`); a
+        // configuration that does not even parse falls back to the default volume here.
+        let volumes =
+            Volumes::from_settings(&settings).unwrap_or_else(|_| Volumes::implicit_default());
+        let tasks = TaskRunner::new(RunnerConfig {
+            concurrency: usize::try_from(settings.task_concurrency).unwrap_or(4),
+            parallelism: usize::try_from(settings.clone_parallelism).unwrap_or(4),
+            max_bytes_per_sec: settings.clone_max_bytes_per_sec,
+            ..RunnerConfig::default()
+        });
         Self {
+            volumes: Arc::new(volumes),
+            tasks: Arc::new(tasks),
             commands: CommandHandler::new(store.clone()),
             keys: Arc::new(Keys::new(store.db())),
             follower: Arc::new(LogFollower::new(
@@ -75,6 +93,12 @@ impl App {
             settings: Arc::new(settings),
             supervisor,
         }
+    }
+
+    /// Replaces the volumes (tests point them at temporary directories).
+    pub fn with_volumes(mut self, volumes: Volumes) -> Self {
+        self.volumes = Arc::new(volumes);
+        self
     }
 
     /// Replaces the clock (tests use a [`crate::clock::ManualClock`]).

@@ -35,7 +35,8 @@ use projections::models::documents;
 use projections::models::pending_queue::PendingQueue;
 use projections::models::slot_releases::SlotReleases;
 use projections::models::{
-    AGENT_OCCUPANCY, AUDIT_LOG, PENDING_QUEUE, SCALING_GROUPS, SESSIONS, SLOT_RELEASES,
+    AGENT_OCCUPANCY, AUDIT_LOG, BACKGROUND_TASKS, PENDING_QUEUE, SCALING_GROUPS, SESSIONS,
+    SLOT_RELEASES, VFOLDERS,
 };
 use projections::{LogPosition, RecordedEvent};
 use serde::Serialize;
@@ -93,6 +94,8 @@ struct World {
     groups: BTreeMap<String, ScalingGroup>,
     agents: BTreeMap<String, Agent>,
     policies: BTreeMap<String, ResourcePolicy>,
+    vfolders: BTreeMap<String, domain::vfolder::VFolder>,
+    tasks: BTreeMap<String, domain::bgtask::BackgroundTask>,
     audit: Vec<(i64, String, String, String)>,
 }
 
@@ -399,6 +402,32 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                 findings,
             );
         }
+        domain::vfolder::VFolder::TYPE => {
+            if let Some(ev) = decode::<domain::vfolder::VFolderEvent>(
+                e,
+                domain::vfolder::VFOLDER_EVENT_VERSION,
+                findings,
+            ) {
+                world
+                    .vfolders
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .evolve(&ev);
+            }
+        }
+        domain::bgtask::BackgroundTask::TYPE => {
+            if let Some(ev) = decode::<domain::bgtask::BackgroundTaskEvent>(
+                e,
+                domain::bgtask::BACKGROUND_TASK_EVENT_VERSION,
+                findings,
+            ) {
+                world
+                    .tasks
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .evolve(&ev);
+            }
+        }
         PendingQuota::TYPE => {
             let _ = decode::<domain::pending_quota::PendingQuotaEvent>(
                 e,
@@ -486,8 +515,10 @@ fn to_values<T: Serialize>(m: &BTreeMap<String, T>) -> BTreeMap<String, Value> {
 }
 
 /// The read models the audit checks; [`expected_rows`] and [`load_actual`] know each.
-const CHECKED: [&str; 6] = [
+const CHECKED: [&str; 8] = [
     SESSIONS,
+    VFOLDERS,
+    BACKGROUND_TASKS,
     SCALING_GROUPS,
     AGENT_OCCUPANCY,
     PENDING_QUEUE,
@@ -500,6 +531,8 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
         SESSIONS => to_values(&w.sessions),
         SCALING_GROUPS => to_values(&w.groups),
         AGENT_OCCUPANCY => to_values(&w.agents),
+        VFOLDERS => to_values(&w.vfolders),
+        BACKGROUND_TASKS => to_values(&w.tasks),
         PENDING_QUEUE => {
             let mut expected = BTreeMap::new();
             for (id, s) in &w.sessions {
@@ -570,6 +603,8 @@ async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Val
         SESSIONS => documents::sessions().all_docs(&db).await?,
         SCALING_GROUPS => documents::scaling_groups().all_docs(&db).await?,
         AGENT_OCCUPANCY => documents::agent_occupancy().all_docs(&db).await?,
+        VFOLDERS => documents::vfolders().all_docs(&db).await?,
+        BACKGROUND_TASKS => documents::background_tasks().all_docs(&db).await?,
         PENDING_QUEUE => PendingQueue
             .all(&db)
             .await?

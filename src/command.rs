@@ -285,3 +285,83 @@ pub fn new_events<A: Decider>(
         })
         .collect()
 }
+
+/// Several aggregates decided together and appended in **one** statement (all or
+/// nothing): a clone appends its target folder, its name claim, the source's
+/// `VFolderCloneStarted` and the task at once. Each stream is loaded and decided at
+/// its current version, so a concurrent change to any of them makes the append conflict
+/// and the whole batch is decided again (run it inside
+/// [`CommandHandler::retry_conflicts`]).
+#[derive(Debug)]
+pub struct Batch {
+    rows: Vec<NewEvent>,
+    metadata: EventMetadata,
+}
+
+impl Batch {
+    /// An empty batch whose events carry `metadata`.
+    pub fn new(metadata: &EventMetadata) -> Self {
+        Self {
+            rows: Vec::new(),
+            metadata: metadata.clone(),
+        }
+    }
+
+    /// Loads `A` `aggregate_id`, decides `command` on it and adds the events; returns
+    /// the state after them. A rejection becomes `R` (the caller's refusal type).
+    pub async fn decide<A, R>(
+        &mut self,
+        store: &EventStore,
+        aggregate_id: &str,
+        command: A::Command,
+    ) -> Result<A, CommandError<R>>
+    where
+        A: Decider,
+        R: std::error::Error + From<A::Error>,
+    {
+        let history = store.load::<A>(aggregate_id).await?;
+        let mut state = A::default();
+        for e in &history {
+            state.evolve(e);
+        }
+        let version = i64::try_from(history.len()).unwrap_or(i64::MAX);
+        self.decide_on(aggregate_id, state, version, command)
+    }
+
+    /// Decides `command` on a known state at `version` (0 for an aggregate under an id
+    /// just generated) and adds the events.
+    pub fn decide_on<A, R>(
+        &mut self,
+        aggregate_id: &str,
+        mut state: A,
+        version: i64,
+        command: A::Command,
+    ) -> Result<A, CommandError<R>>
+    where
+        A: Decider,
+        R: std::error::Error + From<A::Error>,
+    {
+        let events = state
+            .decide(command)
+            .map_err(|e| CommandError::Rejected(R::from(e)))?;
+        self.rows.extend(new_events::<A>(
+            aggregate_id,
+            version,
+            &events,
+            &self.metadata,
+        )?);
+        for e in &events {
+            state.evolve(e);
+        }
+        Ok(state)
+    }
+
+    /// Appends every event added, in one statement; their positions (empty: nothing to
+    /// append).
+    pub async fn commit(self, store: &EventStore) -> Result<Vec<LogPosition>, StoreError> {
+        if self.rows.is_empty() {
+            return Ok(vec![]);
+        }
+        store.append(&self.rows).await
+    }
+}

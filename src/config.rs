@@ -6,8 +6,9 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A database URL that never prints its password (a `secrecy::SecretString`, zeroed
 /// on drop; `Debug`/`Display` show it with the password redacted).
@@ -81,7 +82,35 @@ pub struct Settings {
     /// Milliseconds after which a request that is not a stream (SSE) or a long-poll is
     /// answered 503 `timeout` (1..=3600000).
     pub request_timeout_ms: u64,
+    /// Volumes vfolders live on: `[volumes.<name>] root = "/path"` (SPEC §7.1). None
+    /// configured: one volume `local` at `./volumes/local`, created when missing.
+    pub volumes: BTreeMap<String, VolumeSettings>,
+    /// The volume used when a request names none (default: `local` if configured,
+    /// else the first volume by name).
+    pub default_volume: Option<String>,
+    /// Files a clone copies at once (1..=64; default 4).
+    pub clone_parallelism: u32,
+    /// Most bytes per second a clone copies (0: unlimited; default 0). An operator's
+    /// brake for a volume shared with running sessions.
+    pub clone_max_bytes_per_sec: u64,
+    /// Largest file an upload may write (default 64 GiB).
+    pub max_upload_bytes: u64,
+    /// Background tasks one process runs at once (1..=64; default 4).
+    pub task_concurrency: u32,
 }
+
+/// One volume: a local directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSettings {
+    /// Its root directory; vfolders live at `<root>/<vfolder_id>/`.
+    pub root: PathBuf,
+}
+
+/// The volume used when none is configured.
+pub const DEFAULT_VOLUME: &str = "local";
+/// Its root, relative to the working directory.
+pub const DEFAULT_VOLUME_ROOT: &str = "volumes/local";
 
 /// Longest configurable request timeout (an hour).
 pub const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
@@ -101,6 +130,12 @@ impl Default for Settings {
             scheduler_interval_ms: 1000,
             agent_lost_after_secs: 30,
             request_timeout_ms: 30_000,
+            volumes: BTreeMap::new(),
+            default_volume: None,
+            clone_parallelism: 4,
+            clone_max_bytes_per_sec: 0,
+            max_upload_bytes: 64 * 1024 * 1024 * 1024,
+            task_concurrency: 4,
         }
     }
 }
@@ -197,6 +232,40 @@ impl Settings {
         if let Some(v) = env("SESSIOND_REQUEST_TIMEOUT_MS") {
             settings.request_timeout_ms = positive(&v, "SESSIOND_REQUEST_TIMEOUT_MS")?;
         }
+        if let Some(v) = env("SESSIOND_VOLUMES") {
+            settings.volumes = parse_volumes(&v)?;
+        }
+        if let Some(v) = env("SESSIOND_DEFAULT_VOLUME") {
+            settings.default_volume = Some(v);
+        }
+        if let Some(v) = env("SESSIOND_CLONE_PARALLELISM") {
+            settings.clone_parallelism =
+                u32::try_from(positive(&v, "SESSIOND_CLONE_PARALLELISM")?).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = env("SESSIOND_CLONE_MAX_BYTES_PER_SEC") {
+            settings.clone_max_bytes_per_sec = v.parse().map_err(|_| ConfigError::Env {
+                name: "SESSIOND_CLONE_MAX_BYTES_PER_SEC".into(),
+                message: "expected a whole number of bytes per second (0: unlimited)".into(),
+            })?;
+        }
+        if let Some(v) = env("SESSIOND_MAX_UPLOAD_BYTES") {
+            settings.max_upload_bytes = positive(&v, "SESSIOND_MAX_UPLOAD_BYTES")?;
+        }
+        if let Some(v) = env("SESSIOND_TASK_CONCURRENCY") {
+            settings.task_concurrency =
+                u32::try_from(positive(&v, "SESSIOND_TASK_CONCURRENCY")?).unwrap_or(u32::MAX);
+        }
+        for (name, value) in [
+            ("clone_parallelism", settings.clone_parallelism),
+            ("task_concurrency", settings.task_concurrency),
+        ] {
+            if !(1..=64).contains(&value) {
+                return Err(ConfigError::Env {
+                    name: name.into(),
+                    message: "expected 1..=64".into(),
+                });
+            }
+        }
         if !(1..=MAX_REQUEST_TIMEOUT_MS).contains(&settings.request_timeout_ms) {
             return Err(ConfigError::Env {
                 name: "request_timeout_ms".into(),
@@ -211,6 +280,33 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// `SESSIOND_VOLUMES="local=/srv/vol1,fast=/srv/vol2"`.
+fn parse_volumes(v: &str) -> Result<BTreeMap<String, VolumeSettings>, ConfigError> {
+    let bad = |message: String| ConfigError::Env {
+        name: "SESSIOND_VOLUMES".into(),
+        message,
+    };
+    let mut volumes = BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, root) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("'{part}': expected name=/path")))?;
+        if root.is_empty() {
+            return Err(bad(format!("'{part}': the root path is empty")));
+        }
+        let previous = volumes.insert(
+            name.trim().to_string(),
+            VolumeSettings {
+                root: PathBuf::from(root.trim()),
+            },
+        );
+        if previous.is_some() {
+            return Err(bad(format!("volume '{name}' is named twice")));
+        }
+    }
+    Ok(volumes)
 }
 
 fn positive(v: &str, name: &str) -> Result<u64, ConfigError> {
@@ -301,6 +397,40 @@ mod tests {
             matches!(r, Err(ConfigError::Env { ref name, .. }) if name == "request_timeout_ms"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn volumes_come_from_the_file_or_from_env_and_a_malformed_list_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "default_volume = \"fast\"\n[volumes.fast]\nroot = \"/srv/fast\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.volumes["fast"].root, PathBuf::from("/srv/fast"));
+        assert_eq!(s.default_volume.as_deref(), Some("fast"));
+        let s = Settings::load(
+            None,
+            env(&[("SESSIOND_VOLUMES", "local=/srv/a, fast=/srv/b")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.volumes.len(), 2);
+        assert_eq!(s.volumes["fast"].root, PathBuf::from("/srv/b"));
+        for bad in ["local", "local=", "a=/x,a=/y"] {
+            let r = Settings::load(
+                None,
+                env(&[("SESSIOND_VOLUMES", bad)]),
+                &Overrides::default(),
+            );
+            assert!(
+                matches!(r, Err(ConfigError::Env { ref name, .. }) if name == "SESSIOND_VOLUMES"),
+                "{bad}: {r:?}"
+            );
+        }
     }
 
     #[test]

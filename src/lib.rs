@@ -16,6 +16,12 @@
 //!   clock, supervisor); [`clock`]: time as an input.
 //! - [`scheduler`]: the scheduling passes, the pending-timeout sweeper, agent liveness,
 //!   slot releases (decisions in `domain::scheduler`).
+//! - [`volumes`]: the volumes vfolders live on, and the only way from a request's path
+//!   into a vfolder's files (never outside it, never through a symlink).
+//! - [`vfolders`]: vfolder and background-task commands (create, clone, delete, cancel,
+//!   task ends), each one append of several streams.
+//! - [`tasks`]: the background-task runner (leases, resumption, throttled progress) and
+//!   the tree copy (`tasks::copy`).
 //! - [`supervisor`]: supervised background workers (panic → log, count, restart with
 //!   backoff; readiness).
 //! - [`follower`]: the one log follower per process that streams and long-polls share.
@@ -48,7 +54,10 @@ pub mod scheduler;
 pub mod server;
 pub mod sessions;
 pub mod supervisor;
+pub mod tasks;
 pub mod telemetry;
+pub mod vfolders;
+pub mod volumes;
 
 /// The event store crate (`store/`), re-exported: `sessiond::store::EventStore`.
 pub use ::store;

@@ -38,6 +38,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// A volume is unusable (missing or unwritable root).
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
     /// The server failed.
     #[error("server error")]
     Io(#[from] std::io::Error),
@@ -106,6 +109,8 @@ impl Running {
 /// Opens the store, bootstraps the admin key, binds, starts the workers and the HTTP
 /// server, and returns once it accepts requests (logging `listening on <addr>`).
 pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running, ServeError> {
+    let volumes = crate::volumes::Volumes::from_settings(&settings)?;
+    volumes.check()?;
     let store_options = StoreOptions {
         max_connections: settings.max_connections,
         ..StoreOptions::default()
@@ -134,7 +139,8 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let (stop, stopped) = watch::channel(false);
     crate::telemetry::metrics();
     let request_timeout = std::time::Duration::from_millis(settings.request_timeout_ms);
-    let app = App::with_supervisor(store, settings, options.supervisor.clone());
+    let app =
+        App::with_supervisor(store, settings, options.supervisor.clone()).with_volumes(volumes);
     app.keys.refresh().await.map_err(ServeError::Bootstrap)?;
     let key_poll = options
         .key_poll
@@ -201,6 +207,15 @@ fn spawn_workers(
         let keys = keys.clone();
         let stop = stop.clone();
         async move { keys.watch(key_poll, stop).await }
+    }));
+    let runner = app.tasks.clone();
+    let runner_app = app.clone();
+    let stop = stopped.clone();
+    workers.push(sup.spawn("task_runner", stopped.clone(), move || {
+        let runner = runner.clone();
+        let app = runner_app.clone();
+        let stop = stop.clone();
+        async move { runner.run(app, stop).await }
     }));
     workers.extend(crate::scheduler::spawn_workers(
         app.clone(),

@@ -55,7 +55,8 @@ macro_rules! ident {
             pattern: $pattern:expr,
             rule: $rule:expr,
             first: $first:expr,
-            rest: $rest:expr $(,)?
+            rest: $rest:expr
+            $(, extra: $extra:expr)? $(,)?
         }
     ) => {
         $(#[$doc])*
@@ -74,6 +75,7 @@ macro_rules! ident {
             /// Validates `value`; the error names `field`.
             pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
                 check(field, value, $max, $first, $rest, $rule)?;
+                $( ($extra)(field, value)?; )?
                 Ok(Self(value.to_string()))
             }
 
@@ -231,6 +233,49 @@ ident! {
     }
 }
 
+ident! {
+    /// A vfolder's name (SPEC §7.1): unique among its owner's vfolders that are not
+    /// deleted; never one of Backend.AI's reserved names ([`RESERVED_VFOLDER_NAMES`]).
+    VFolderName {
+        max: 64,
+        pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        rule: "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+        first: alnum,
+        rest: |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'),
+        extra: not_reserved,
+    }
+}
+
+/// Names a vfolder may not have: Backend.AI's reserved names (they would shadow a
+/// directory of the session's home or of the image when mounted). Names starting with
+/// `.` (`.ssh`, `.jupyter`, `.bashrc`, `.profile`, ...) are already excluded by the
+/// character rule. Compared case-sensitively, as Backend.AI does.
+pub const RESERVED_VFOLDER_NAMES: &[&str] = &[
+    "bin", "boot", "dev", "etc", "home", "lib", "lib64", "media", "mnt", "opt", "proc", "root",
+    "run", "sbin", "srv", "sys", "tmp", "usr", "var",
+];
+
+fn not_reserved(field: &str, value: &str) -> Result<(), ValidationError> {
+    if RESERVED_VFOLDER_NAMES.contains(&value) {
+        return Err(ValidationError::new(
+            field,
+            format!("'{value}' is a reserved name (it would shadow a system directory)"),
+        ));
+    }
+    Ok(())
+}
+
+ident! {
+    /// A volume's name (`[volumes.<name>]` in the configuration).
+    VolumeName {
+        max: 64,
+        pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        rule: "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+        first: alnum,
+        rest: |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'),
+    }
+}
+
 /// Checks free text: at most `max` characters and no control characters except, when
 /// `multiline`, newline and tab. The error names `field`.
 pub fn check_text(
@@ -297,6 +342,39 @@ mod tests {
     pattern_agrees!(reason_parse_accepts_exactly_its_pattern, Reason);
     pattern_agrees!(addr_parse_accepts_exactly_its_pattern, AgentAddr);
     pattern_agrees!(label_key_parse_accepts_exactly_its_pattern, LabelKey);
+    pattern_agrees!(volume_name_parse_accepts_exactly_its_pattern, VolumeName);
+
+    proptest! {
+        #[test]
+        fn vfolder_name_parse_accepts_exactly_its_pattern_minus_reserved_names(s in "\\PC{0,80}|[A-Za-z0-9._:@/+ -]{0,300}") {
+            let re = regex_lite::Regex::new(VFolderName::PATTERN).unwrap();
+            let expected = re.is_match(&s) && !RESERVED_VFOLDER_NAMES.contains(&s.as_str());
+            prop_assert_eq!(VFolderName::parse("name", &s).is_ok(), expected);
+        }
+    }
+
+    #[test]
+    fn given_a_reserved_name_when_a_vfolder_is_named_then_it_is_refused_naming_the_field() {
+        for bad in [
+            "tmp",
+            "home",
+            "bin",
+            "etc",
+            ".ssh",
+            ".bashrc",
+            ".bash_profile",
+            ".jupyter",
+            "../x",
+            "/abs",
+            "a\u{0}b",
+            &"a".repeat(65),
+        ] {
+            let e = VFolderName::parse("target_name", bad).unwrap_err();
+            assert_eq!(e.field, "target_name", "{bad:?}");
+        }
+        assert!(VFolderName::parse("name", "Tmp").is_ok());
+        assert!(VFolderName::parse("name", &"a".repeat(64)).is_ok());
+    }
 
     proptest! {
         #[test]

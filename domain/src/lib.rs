@@ -11,6 +11,8 @@
 //! - [`policy`]: owner resource policies.
 //! - [`name_claim`]: names unique at the write (a session name per owner).
 //! - [`pending_quota`]: `max_pending_sessions` enforced at the write.
+//! - [`vfolder`]: the VFolder aggregate (a user's folder on a volume; clone targets).
+//! - [`bgtask`]: the BackgroundTask aggregate (clone and removal runs, attempts).
 //! - [`scheduler`]: the scheduler's pure decisions (resolution, predicates, ordering, agent selection).
 //! - [`resources`]: resource slots (`cpu`, `mem`, accelerators) with exact decimals and
 //!   checked arithmetic.
@@ -25,6 +27,7 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
 pub mod agent;
+pub mod bgtask;
 pub mod bounds;
 pub mod error;
 #[cfg(any(test, feature = "fixtures"))]
@@ -37,6 +40,7 @@ pub mod resources;
 pub mod scaling_group;
 pub mod scheduler;
 pub mod session;
+pub mod vfolder;
 
 pub use error::ValidationError;
 pub use resources::ResourceSlots;

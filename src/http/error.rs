@@ -67,6 +67,11 @@ codes! {
     PendingLimitExceeded = "pending_limit_exceeded" => TOO_MANY_REQUESTS,
     TooManyStreams = "too_many_streams" => TOO_MANY_REQUESTS,
     HeadersTooLarge = "headers_too_large" => REQUEST_HEADER_FIELDS_TOO_LARGE,
+    VolumeNotFound = "volume_not_found" => UNPROCESSABLE_ENTITY,
+    InvalidPath = "invalid_path" => UNPROCESSABLE_ENTITY,
+    ReadOnly = "read_only" => FORBIDDEN,
+    InsufficientSpace = "insufficient_space" => INSUFFICIENT_STORAGE,
+    VolumeUnavailable = "volume_unavailable" => SERVICE_UNAVAILABLE,
     Internal = "internal" => INTERNAL_SERVER_ERROR,
     NotCaughtUp = "not_caught_up" => SERVICE_UNAVAILABLE,
     StoreUnavailable = "store_unavailable" => SERVICE_UNAVAILABLE,
@@ -388,6 +393,33 @@ impl From<crate::sessions::SessionCommandError> for ApiError {
             E::Store(s) => s.into(),
             E::ReadModel(r) => r.into(),
         }
+    }
+}
+
+impl From<crate::vfolders::VFolderCommandError> for ApiError {
+    fn from(e: crate::vfolders::VFolderCommandError) -> Self {
+        use crate::vfolders::VFolderCommandError as E;
+        use domain::bgtask::BackgroundTaskError as T;
+        use domain::vfolder::VFolderError as F;
+        match e {
+            E::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("no such {what}")),
+            E::Folder(F::NotFound) => ApiError::new(ErrorCode::NotFound, "no such vfolder"),
+            E::Task(T::NotFound) => ApiError::new(ErrorCode::NotFound, "no such background task"),
+            E::NameConflict { .. } => ApiError::new(ErrorCode::NameConflict, format!("name: {e}")),
+            E::UnknownVolume(_) => ApiError::new(ErrorCode::VolumeNotFound, e.to_string()),
+            E::Folder(F::AlreadyExists) | E::Task(T::AlreadyExists) => {
+                ApiError::new(ErrorCode::AlreadyExists, e.to_string())
+            }
+            E::Folder(_) | E::Task(_) | E::Conflict => ApiError::conflict(e.to_string()),
+            E::Volume(_) => ApiError::new(ErrorCode::VolumeUnavailable, e.to_string()),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::volumes::PathError> for ApiError {
+    fn from(e: crate::volumes::PathError) -> Self {
+        ApiError::new(ErrorCode::InvalidPath, format!("path: {e}"))
     }
 }
 

@@ -86,7 +86,10 @@ pub struct SessionEventData {
 }
 
 /// `Last-Event-ID`: a position, `>= 0` (0: from the first event).
-fn last_event_id(headers: &HeaderMap, query: Option<i64>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn last_event_id(
+    headers: &HeaderMap,
+    query: Option<i64>,
+) -> Result<Option<i64>, ApiError> {
     let parsed = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()

@@ -18,9 +18,11 @@
 //! code that serves the requests and cannot drift from it.
 
 pub mod agents;
+pub mod bgtasks;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod limits;
 pub mod metrics;
@@ -30,6 +32,7 @@ pub mod schema;
 pub mod serve;
 pub mod sessions;
 pub mod users;
+pub mod vfolders;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -151,6 +154,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(agents::router())
         .merge(events::router())
+        .merge(vfolders::router())
+        .merge(bgtasks::router())
         .merge(health::router())
 }
 
@@ -161,7 +166,14 @@ pub fn openapi() -> serde_json::Value {
 }
 
 /// Routes that stream or long-poll: exempt from the request timeout.
-pub const STREAMING_ROUTES: [&str; 2] = ["/v1/events/sessions", "/v1/agents/{id}/assignments"];
+/// File transfers are streamed too: their length is bounded by `max_upload_bytes`,
+/// not by time.
+pub const STREAMING_ROUTES: [&str; 4] = [
+    "/v1/events/sessions",
+    "/v1/agents/{id}/assignments",
+    "/v1/events/background-task",
+    files::FILE_ROUTE,
+];
 
 /// The application's router: the API, the body limit, request limits, the request
 /// timeout, tracing spans with request ids, and metrics.
@@ -172,6 +184,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     routes
+        .merge(files::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -77,6 +77,8 @@ pub fn path_parameter_schema(path: &str, name: &str) -> Option<Value> {
         (Some("agents"), "id") => schema::agent_id(),
         (Some("users"), "owner") => schema::owner(),
         (Some("scaling-groups"), "name") => schema::group_name(),
+        (Some("vfolders"), "name") => return Some(schema::vfolder_name_json()),
+        (Some("background-tasks"), "id") => schema::uuid(),
         _ => return None,
     };
     serde_json::to_value(builder.build()).ok()
@@ -88,6 +90,14 @@ pub fn complete(mut doc: Value) -> Value {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     {
+        for (name, field) in [("CreateVFolder", "name"), ("CloneVFolder", "target_name")] {
+            if let Some(p) = schemas
+                .get_mut(name)
+                .and_then(|s| s.pointer_mut(&format!("/properties/{field}")))
+            {
+                *p = super::schema::vfolder_name_json();
+            }
+        }
         for name in ["CreateScalingGroup", "PatchScalingGroup"] {
             if let (Some(schema), Value::Object(rule)) = (
                 schemas.get_mut(name).and_then(Value::as_object_mut),

@@ -7,7 +7,7 @@ use domain::bounds::{
     MAX_LABELS, MAX_LABEL_VALUE_LEN, MAX_POLICY_COUNT, MAX_PRIORITY, MAX_TIMEOUT_SECS,
 };
 use domain::ids::{
-    AgentAddr, AgentId, GroupName, ImageRef, LabelKey, Owner, Reason, SessionName,
+    AgentAddr, AgentId, GroupName, ImageRef, LabelKey, Owner, Reason, SessionName, VolumeName,
     MULTILINE_TEXT_PATTERN, TEXT_PATTERN,
 };
 use domain::resources::{
@@ -48,6 +48,32 @@ ident_schema!(agent_id, AgentId, "an agent id");
 ident_schema!(image, ImageRef, "a container image reference");
 ident_schema!(reason, Reason, "a short machine-readable reason");
 ident_schema!(addr, AgentAddr, "an agent address");
+ident_schema!(volume_name, VolumeName, "a volume name");
+
+/// The schema of a vfolder name: its pattern, minus the reserved names (as JSON: the
+/// `not` keyword has no builder).
+pub fn vfolder_name_json() -> serde_json::Value {
+    use domain::ids::{VFolderName, RESERVED_VFOLDER_NAMES};
+    let mut v = serde_json::to_value(
+        text(
+            VFolderName::PATTERN,
+            VFolderName::MAX_LEN,
+            &format!(
+                "a vfolder name ({}; not a reserved name)",
+                VFolderName::RULE
+            ),
+        )
+        .build(),
+    )
+    .unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "not".into(),
+            serde_json::json!({"enum": RESERVED_VFOLDER_NAMES}),
+        );
+    }
+    v
+}
 
 /// A UUID in the hyphenated form.
 pub fn uuid() -> ObjectBuilder {

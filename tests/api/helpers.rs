@@ -24,6 +24,8 @@ pub struct TestApp {
     pub app: sessiond::app::App,
     /// The store URL.
     pub database_url: String,
+    /// The root of the app's one volume, `local` (a fresh temporary directory).
+    pub volume_root: std::path::PathBuf,
     running: Option<Running>,
 }
 
@@ -47,7 +49,15 @@ pub async fn spawn_app_with_settings(
         sessiond::telemetry::init(sessiond::config::LogFormat::Pretty);
     }
     let database_url = testkit::db::fresh_url(backend).await;
+    let volume_root = std::env::temp_dir().join(format!("sessiond-vol-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&volume_root).expect("a volume root");
     let mut settings = Settings {
+        volumes: std::collections::BTreeMap::from([(
+            "local".to_string(),
+            sessiond::config::VolumeSettings {
+                root: volume_root.clone(),
+            },
+        )]),
         database_url: DatabaseUrl::new(database_url.clone()),
         listen: "127.0.0.1:0".into(),
         max_connections: 8,
@@ -69,6 +79,7 @@ pub async fn spawn_app_with_settings(
             .expect("client"),
         app: running.app.clone(),
         database_url,
+        volume_root,
         running: Some(running),
     }
 }
@@ -316,3 +327,21 @@ macro_rules! both_backends {
     };
 }
 pub(crate) use both_backends;
+
+/// Waits until every read model has caught up with the log, then asserts that
+/// `audit verify` finds nothing (every stream folds, every read model equals a fresh
+/// fold).
+pub async fn audit_clean(app: &TestApp) {
+    let names = app.app.engine.names();
+    assert!(
+        app.app
+            .wait_for_head(&names, Duration::from_secs(20))
+            .await
+            .expect("wait for the read models"),
+        "read models caught up"
+    );
+    let report = sessiond::audit::verify(&app.app.store, |_| {})
+        .await
+        .expect("audit runs");
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+}

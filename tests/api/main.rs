@@ -13,4 +13,5 @@ mod reads;
 mod sse;
 mod streams;
 mod timeouts;
+mod vfolders;
 mod walkthrough;

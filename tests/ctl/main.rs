@@ -155,12 +155,23 @@ impl Drop for Killable {
     }
 }
 
+/// A volume root for the servers these tests start.
+fn test_volume() -> std::path::PathBuf {
+    let root = std::env::temp_dir().join("sessiond-test-volume");
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
 // The child is owned by `Killable`, whose Drop kills and reaps it.
 #[allow(clippy::zombie_processes)]
 fn serve(url: &str) -> Killable {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
         .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
+        .env(
+            "SESSIOND_VOLUMES",
+            format!("local={}", test_volume().display()),
+        )
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -23,6 +23,13 @@ impl Drop for Replica {
     }
 }
 
+/// The volume every replica shares (as replicas share their storage).
+pub fn test_volume() -> std::path::PathBuf {
+    let root = std::env::temp_dir().join("sessiond-test-volume");
+    std::fs::create_dir_all(&root).expect("a volume root");
+    root
+}
+
 impl Replica {
     /// Starts `sessiond serve` on `url` with a 200 ms scheduler timer and waits for its
     /// `listening on` line.
@@ -37,6 +44,10 @@ impl Replica {
             .env_remove("SESSIOND_AGENT_LOST_AFTER_SECS")
             .env("RUST_LOG", "info")
             .env("SESSIOND_SCHEDULER_INTERVAL_MS", "200")
+            .env(
+                "SESSIOND_VOLUMES",
+                format!("local={}", test_volume().display()),
+            )
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

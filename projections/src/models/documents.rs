@@ -7,15 +7,17 @@
 
 use async_trait::async_trait;
 use domain::agent::Agent;
+use domain::bgtask::BackgroundTask;
 use domain::scaling_group::ScalingGroup;
 use domain::session::Session;
+use domain::vfolder::VFolder;
 use domain::Decider;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use store::db::{Db, Statement, Tx};
 use store::{args, sql, RecordedEvent};
 
-use super::{AGENT_OCCUPANCY, SCALING_GROUPS, SESSIONS};
+use super::{AGENT_OCCUPANCY, BACKGROUND_TASKS, SCALING_GROUPS, SESSIONS, VFOLDERS};
 use crate::{Projection, ProjectionError};
 
 /// A read model of folded `A` aggregates.
@@ -89,6 +91,65 @@ pub fn agent_occupancy() -> DocProjection<Agent> {
             let mut m = Map::new();
             m.insert("scaling_group".into(), json!(a.scaling_group));
             m.insert("status".into(), json!(a.status.as_str()));
+            m
+        },
+    }
+}
+
+/// The `vfolders` read model (SPEC §7.1).
+pub fn vfolders() -> DocProjection<VFolder> {
+    DocProjection {
+        name: VFOLDERS,
+        tables: &["rm_vfolders"],
+        upsert: sql!("documents/upsert_rm_vfolders"),
+        columns: |v| {
+            let spec = v.spec.as_ref();
+            let mut m = Map::new();
+            m.insert(
+                "owner".into(),
+                json!(spec.map(|s| s.owner.as_str()).unwrap_or_default()),
+            );
+            m.insert(
+                "name".into(),
+                json!(spec.map(|s| s.name.as_str()).unwrap_or_default()),
+            );
+            m.insert(
+                "host".into(),
+                json!(spec.map(|s| s.host.as_str()).unwrap_or_default()),
+            );
+            m.insert(
+                "status".into(),
+                json!(v.status.map(|s| s.as_str()).unwrap_or_default()),
+            );
+            m
+        },
+    }
+}
+
+/// The `background_tasks` read model (SPEC §7.2).
+pub fn background_tasks() -> DocProjection<BackgroundTask> {
+    DocProjection {
+        name: BACKGROUND_TASKS,
+        tables: &["rm_background_tasks"],
+        upsert: sql!("documents/upsert_rm_background_tasks"),
+        columns: |t| {
+            let mut m = Map::new();
+            m.insert(
+                "owner".into(),
+                json!(t.owner.as_ref().map(|o| o.as_str()).unwrap_or_default()),
+            );
+            m.insert(
+                "kind".into(),
+                json!(t
+                    .params
+                    .as_ref()
+                    .map(|p| p.kind().as_str())
+                    .unwrap_or_default()),
+            );
+            m.insert(
+                "status".into(),
+                json!(t.status.map(|s| s.as_str()).unwrap_or_default()),
+            );
             m
         },
     }
@@ -241,6 +302,30 @@ impl<A: Decider> DocProjection<A> {
             .fetch_all(
                 &self.statement(sql!(common "documents/all"))?,
                 args![self.name],
+            )
+            .await?;
+        docs.iter().map(|(d,)| self.decode(d)).collect()
+    }
+
+    /// The rows of the live generation whose `status` column is `status`, in
+    /// first-position order (tables with a status column).
+    pub async fn with_status(&self, db: &Db, status: &str) -> Result<Vec<A>, ProjectionError> {
+        let docs: Vec<(String,)> = db
+            .fetch_all(
+                &self.statement(sql!(common "documents/with_status"))?,
+                args![self.name, status],
+            )
+            .await?;
+        docs.iter().map(|(d,)| self.decode(d)).collect()
+    }
+
+    /// The rows of the live generation that `owner` owns, in first-position order
+    /// (tables with an owner column).
+    pub async fn of_owner(&self, db: &Db, owner: &str) -> Result<Vec<A>, ProjectionError> {
+        let docs: Vec<(String,)> = db
+            .fetch_all(
+                &self.statement(sql!(common "documents/of_owner"))?,
+                args![self.name, owner],
             )
             .await?;
         docs.iter().map(|(d,)| self.decode(d)).collect()

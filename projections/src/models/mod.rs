@@ -1,6 +1,7 @@
 //! The read models.
 //!
-//! - [`documents`]: `sessions`, `scaling_groups`, `agent_occupancy` — each row is an
+//! - [`documents`]: `sessions`, `scaling_groups`, `agent_occupancy`, `vfolders`,
+//!   `background_tasks` — each row is an
 //!   aggregate folded from its stream (`doc`, JSON) plus the columns queries filter on.
 //! - [`pending_queue`]: PENDING sessions per scaling group, scheduler-ordered, with the
 //!   pending-timeout deadline.
@@ -34,6 +35,10 @@ pub const AGENT_OCCUPANCY: &str = "agent_occupancy";
 pub const PENDING_QUEUE: &str = "pending_queue";
 /// Name of the `audit_log` read model.
 pub const AUDIT_LOG: &str = "audit_log";
+/// Name of the `vfolders` read model.
+pub const VFOLDERS: &str = "vfolders";
+/// Name of the `background_tasks` read model.
+pub const BACKGROUND_TASKS: &str = "background_tasks";
 /// Name of the `slot_releases` process manager's read model.
 pub const SLOT_RELEASES: &str = "slot_releases";
 
@@ -46,5 +51,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(pending_queue::PendingQueue),
         Arc::new(audit_log::AuditLog),
         Arc::new(slot_releases::SlotReleases),
+        Arc::new(documents::vfolders()),
+        Arc::new(documents::background_tasks()),
     ]
 }
