@@ -105,6 +105,11 @@ pub struct Settings {
 pub struct VolumeSettings {
     /// Its root directory; vfolders live at `<root>/<vfolder_id>/`.
     pub root: PathBuf,
+    /// Bytes of the file system to leave free for others (sessions writing to the same
+    /// disk): a clone or an upload that would eat into them is refused
+    /// (`insufficient-space`). Default 0.
+    #[serde(default)]
+    pub reserve_bytes: u64,
 }
 
 /// The volume used when none is configured.
@@ -300,6 +305,7 @@ fn parse_volumes(v: &str) -> Result<BTreeMap<String, VolumeSettings>, ConfigErro
             name.trim().to_string(),
             VolumeSettings {
                 root: PathBuf::from(root.trim()),
+                reserve_bytes: 0,
             },
         );
         if previous.is_some() {

@@ -66,6 +66,7 @@ pub const MAX_PATH_BYTES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Volumes {
     roots: BTreeMap<VolumeName, PathBuf>,
+    reserves: BTreeMap<VolumeName, u64>,
     default: VolumeName,
     implicit: bool,
 }
@@ -75,6 +76,7 @@ impl Volumes {
     /// are taken against the working directory).
     pub fn from_settings(settings: &Settings) -> Result<Self, VolumeError> {
         let mut roots = BTreeMap::new();
+        let mut reserves = BTreeMap::new();
         let implicit = settings.volumes.is_empty();
         if implicit {
             roots.insert(
@@ -87,6 +89,7 @@ impl Volumes {
                 name: name.clone(),
                 message: e.message,
             })?;
+            reserves.insert(parsed.clone(), v.reserve_bytes);
             roots.insert(parsed, v.root.clone());
         }
         let default = match &settings.default_volume {
@@ -104,6 +107,7 @@ impl Volumes {
         };
         Ok(Self {
             roots,
+            reserves,
             default,
             implicit,
         })
@@ -114,6 +118,7 @@ impl Volumes {
         let default = VolumeName::from_stored(DEFAULT_VOLUME);
         Self {
             roots: BTreeMap::from([(default.clone(), PathBuf::from(DEFAULT_VOLUME_ROOT))]),
+            reserves: BTreeMap::new(),
             default,
             implicit: true,
         }
@@ -159,6 +164,17 @@ impl Volumes {
         self.roots
             .get_key_value(name)
             .map(|(k, v)| (k, v.as_path()))
+    }
+
+    /// Bytes a clone or upload may still write on volume `host`: the file system's free
+    /// space less the volume's `reserve_bytes`.
+    pub fn available(&self, host: &str) -> io::Result<u64> {
+        let root = self
+            .roots
+            .get(host)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no volume '{host}'")))?;
+        let reserve = self.reserves.get(host).copied().unwrap_or(0);
+        Ok(free_bytes(root)?.saturating_sub(reserve))
     }
 
     /// The directory of a vfolder (`None`: its volume is not configured here).
@@ -310,7 +326,10 @@ mod tests {
         let root = dir().join("nope");
         settings.volumes.insert(
             "fast".into(),
-            crate::config::VolumeSettings { root: root.clone() },
+            crate::config::VolumeSettings {
+                root: root.clone(),
+                reserve_bytes: 0,
+            },
         );
         let v = Volumes::from_settings(&settings).unwrap();
         assert_eq!(v.default_volume().as_str(), "fast");

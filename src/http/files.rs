@@ -95,7 +95,7 @@ async fn folder_dir(
     name: &str,
     owner: Option<&str>,
     write: bool,
-) -> Result<PathBuf, ApiError> {
+) -> Result<(PathBuf, String), ApiError> {
     caller.require_user_or_admin()?;
     let found = locate(state, caller, name, owner, !write).await?;
     let spec = found
@@ -127,6 +127,7 @@ async fn folder_dir(
         .app
         .volumes
         .folder_dir(spec.host.as_str(), spec.vfolder_id)
+        .map(|dir| (dir, spec.host.to_string()))
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::VolumeUnavailable,
@@ -162,7 +163,7 @@ async fn download(
     Path((name, path)): Path<(String, String)>,
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
-    let dir = folder_dir(&state, &caller, &name, q.owner.as_deref(), false).await?;
+    let (dir, _) = folder_dir(&state, &caller, &name, q.owner.as_deref(), false).await?;
     let file_path = resolve(&dir, &path, false)?;
     let file = tokio::fs::OpenOptions::new()
         .read(true)
@@ -190,10 +191,31 @@ async fn upload(
     caller: Caller,
     Path((name, path)): Path<(String, String)>,
     Query(q): Query<FileQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, axum::Json<Uploaded>), ApiError> {
-    let dir = folder_dir(&state, &caller, &name, q.owner.as_deref(), true).await?;
+    let (dir, host) = folder_dir(&state, &caller, &name, q.owner.as_deref(), true).await?;
     let target = resolve(&dir, &path, false)?;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced {
+        let limit = state.app.settings.max_upload_bytes;
+        if len > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the file is larger than the {limit}-byte upload limit"),
+            ));
+        }
+        let available = state.app.volumes.available(&host).map_err(io_error)?;
+        if len > available {
+            return Err(ApiError::new(
+                ErrorCode::InsufficientSpace,
+                format!("the volume has {available} bytes available; the file has {len}"),
+            ));
+        }
+    }
     if tokio::fs::symlink_metadata(&target)
         .await
         .is_ok_and(|m| m.is_dir())
@@ -265,7 +287,7 @@ async fn remove(
     Path((name, path)): Path<(String, String)>,
     Query(q): Query<FileQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let dir = folder_dir(&state, &caller, &name, q.owner.as_deref(), true).await?;
+    let (dir, _) = folder_dir(&state, &caller, &name, q.owner.as_deref(), true).await?;
     // The last component may be a symlink: it is removed itself, never followed.
     let parts = crate::volumes::components(&path, false)?;
     let parent_rel = parts[..parts.len().saturating_sub(1)].join("/");
@@ -299,7 +321,7 @@ async fn list_files(
     Path(name): Path<String>,
     Query(q): Query<FileQuery>,
 ) -> Result<axum::Json<Listing>, ApiError> {
-    let dir = folder_dir(&state, &caller, &name, q.owner.as_deref(), false).await?;
+    let (dir, _) = folder_dir(&state, &caller, &name, q.owner.as_deref(), false).await?;
     let rel = q.path.clone().unwrap_or_default();
     let at = resolve(&dir, &rel, true)?;
     let mut read = tokio::fs::read_dir(&at).await.map_err(io_error)?;

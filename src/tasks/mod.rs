@@ -487,10 +487,11 @@ impl TaskRunner {
         };
         let total = plan.total_bytes;
         let (check_plan, check_dst) = (plan.clone(), dst.clone());
-        let volume_root: PathBuf = dst.parent().map(PathBuf::from).unwrap_or_default();
+        let volumes = app.volumes.clone();
+        let host = target_host.to_string();
         let space = tokio::task::spawn_blocking(move || {
             let needed = copy::bytes_needed(&check_plan, &check_dst);
-            crate::volumes::free_bytes(&volume_root).map(|free| (needed, free))
+            volumes.available(&host).map(|free| (needed, free))
         })
         .await;
         match space {

@@ -56,6 +56,7 @@ pub async fn spawn_app_with_settings(
             "local".to_string(),
             sessiond::config::VolumeSettings {
                 root: volume_root.clone(),
+                reserve_bytes: 0,
             },
         )]),
         database_url: DatabaseUrl::new(database_url.clone()),
