@@ -169,10 +169,9 @@ impl Volumes {
     /// Bytes a clone or upload may still write on volume `host`: the file system's free
     /// space less the volume's `reserve_bytes`.
     pub fn available(&self, host: &str) -> io::Result<u64> {
-        let root = self
-            .roots
-            .get(host)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no volume '{host}'")))?;
+        let root = self.roots.get(host).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no volume '{host}'"))
+        })?;
         let reserve = self.reserves.get(host).copied().unwrap_or(0);
         Ok(free_bytes(root)?.saturating_sub(reserve))
     }

@@ -346,8 +346,13 @@ async fn a_clone_that_fails_on_every_attempt_ends_failed_after_three_with_its_ta
     let app = spawn_app_with_settings(
         backend,
         move |s| {
-            s.volumes
-                .insert("gone".into(), sessiond::config::VolumeSettings { root, reserve_bytes: 0 });
+            s.volumes.insert(
+                "gone".into(),
+                sessiond::config::VolumeSettings {
+                    root,
+                    reserve_bytes: 0,
+                },
+            );
         },
         |_| {},
     )
@@ -644,7 +649,9 @@ async fn files_go_up_and_down_and_a_cloneable_folder_of_another_owner_can_be_clo
     app.stop().await;
 }
 
-async fn a_clone_onto_a_volume_without_the_space_fails_insufficient_space_and_leaves_nothing(backend: Backend) {
+async fn a_clone_onto_a_volume_without_the_space_fails_insufficient_space_and_leaves_nothing(
+    backend: Backend,
+) {
     let tight = std::env::temp_dir().join(format!("sessiond-tight-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&tight).unwrap();
     let root = tight.clone();
@@ -652,7 +659,13 @@ async fn a_clone_onto_a_volume_without_the_space_fails_insufficient_space_and_le
         backend,
         move |s| {
             // Everything the file system has free is reserved for others.
-            s.volumes.insert("tight".into(), sessiond::config::VolumeSettings { root, reserve_bytes: u64::MAX });
+            s.volumes.insert(
+                "tight".into(),
+                sessiond::config::VolumeSettings {
+                    root,
+                    reserve_bytes: u64::MAX,
+                },
+            );
         },
         |_| {},
     )
@@ -661,19 +674,40 @@ async fn a_clone_onto_a_volume_without_the_space_fails_insufficient_space_and_le
     let src = create(&app, &alice, json!({"name": "src"})).await;
     std::fs::write(folder_dir(&app, &src).join("f"), vec![1u8; 4096]).unwrap();
     let r = app
-        .post("/v1/vfolders/src/clone", Some(&alice), &json!({"target_name": "dst", "target_host": "tight"}))
+        .post(
+            "/v1/vfolders/src/clone",
+            Some(&alice),
+            &json!({"target_name": "dst", "target_host": "tight"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let t = finished(&app, &alice, r.body["bgtask_id"].as_str().unwrap()).await;
     assert_eq!(t["status"], "failed");
     assert_eq!(t["attempts"], 1, "a permanent failure is not retried");
-    assert!(t["message"].as_str().unwrap().starts_with("insufficient-space"), "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("insufficient-space"),
+        "{t}"
+    );
     let target = app.get("/v1/vfolders/dst", Some(&alice)).await;
     assert_eq!(target.body["status"], "error");
-    assert_eq!(std::fs::read_dir(&tight).unwrap().count(), 0, "nothing left behind");
+    assert_eq!(
+        std::fs::read_dir(&tight).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
     // An upload that announces more than the volume has: 507, nothing written.
     create(&app, &alice, json!({"name": "up", "host": "tight"})).await;
-    let r = app.client.put(app.url("/v1/vfolders/up/files/x")).bearer_auth(&alice).body(vec![0u8; 1024]).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/vfolders/up/files/x"))
+        .bearer_auth(&alice)
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
     app.stop().await;
 }

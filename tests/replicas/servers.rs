@@ -36,7 +36,14 @@ impl Replica {
     // The child is owned by `Replica`, whose Drop kills and reaps it.
     #[allow(clippy::zombie_processes)]
     pub fn start(name: &'static str, url: &str) -> Replica {
+        Self::start_with_env(name, url, &[])
+    }
+
+    /// Like [`Replica::start`], with more environment variables.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_with_env(name: &'static str, url: &str, env: &[(&str, String)]) -> Replica {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
             .env_remove("SESSIOND_DATABASE_URL")
             .env_remove("SESSIOND_LISTEN")

@@ -17,12 +17,25 @@ fn serve(url: &str, admin: &str, volume: &std::path::Path, cwd: &std::path::Path
         .env("SESSIOND_BOOTSTRAP_ADMIN_KEY", admin)
         .env("SESSIOND_VOLUMES", format!("local={}", volume.display()))
         // About 4 s for the tree below: long enough to be killed in the middle.
-        .env("SESSIOND_CLONE_MAX_BYTES_PER_SEC", (4 * 1024 * 1024).to_string())
+        .env(
+            "SESSIOND_CLONE_MAX_BYTES_PER_SEC",
+            (4 * 1024 * 1024).to_string(),
+        )
         .env("SESSIOND_CLONE_PARALLELISM", "2");
-    start_with(command, &["serve", "--database-url", url, "--listen", "127.0.0.1:0"], cwd)
+    start_with(
+        command,
+        &["serve", "--database-url", url, "--listen", "127.0.0.1:0"],
+        cwd,
+    )
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, admin: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    admin: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = client.request(method, url).bearer_auth(admin);
     if let Some(b) = body {
         req = req.json(&b);
@@ -37,7 +50,12 @@ fn tree_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -53,14 +71,28 @@ async fn a_clone_killed_mid_copy_resumes_after_restart_and_completes(backend: Ba
 
     let server = serve(&url, &admin, &volume, &cwd);
     let base = format!("http://{}", server.addr);
-    let (s, created) = call(&client, reqwest::Method::POST, format!("{base}/v1/vfolders"), &admin, Some(json!({"name": "src", "owner": "alice"}))).await;
+    let (s, created) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/vfolders"),
+        &admin,
+        Some(json!({"name": "src", "owner": "alice"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let src_dir = volume.join(created["vfolder_id"].as_str().unwrap());
     for i in 0..16u8 {
         std::fs::write(src_dir.join(format!("part-{i:02}")), vec![i; 1024 * 1024]).unwrap();
     }
     let before = tree_bytes(&src_dir);
-    let (s, started) = call(&client, reqwest::Method::POST, format!("{base}/v1/vfolders/src/clone?owner=alice"), &admin, Some(json!({"target_name": "dst"}))).await;
+    let (s, started) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/vfolders/src/clone?owner=alice"),
+        &admin,
+        Some(json!({"target_name": "dst"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{started}");
     let task = started["bgtask_id"].as_str().unwrap().to_string();
     let target_dir = volume.join(started["vfolder_id"].as_str().unwrap());
@@ -68,12 +100,19 @@ async fn a_clone_killed_mid_copy_resumes_after_restart_and_completes(backend: Ba
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let complete = std::fs::read_dir(&target_dir)
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("part-")).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+                    .count()
+            })
             .unwrap_or(0);
         if complete >= 3 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the copy never progressed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the copy never progressed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut server = server;
@@ -86,7 +125,14 @@ async fn a_clone_killed_mid_copy_resumes_after_restart_and_completes(backend: Ba
         let base = format!("http://{}", restarted.addr);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let t = loop {
-            let (s, t) = call(&client, reqwest::Method::GET, format!("{base}/v1/background-tasks/{task}"), &admin, None).await;
+            let (s, t) = call(
+                &client,
+                reqwest::Method::GET,
+                format!("{base}/v1/background-tasks/{task}"),
+                &admin,
+                None,
+            )
+            .await;
             assert_eq!(s, StatusCode::OK, "{t}");
             if t["status"] != "running" {
                 break t;
@@ -94,16 +140,33 @@ async fn a_clone_killed_mid_copy_resumes_after_restart_and_completes(backend: Ba
             assert!(tokio::time::Instant::now() < deadline, "not resumed: {t}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let target = call(&client, reqwest::Method::GET, format!("{base}/v1/vfolders/dst?owner=alice"), &admin, None).await;
+        let target = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{base}/v1/vfolders/dst?owner=alice"),
+            &admin,
+            None,
+        )
+        .await;
         drop(restarted);
         (target, t)
     };
     assert_eq!(t["status"], "done", "{t}");
     assert_eq!(t["attempts"], 2, "{t}");
-    assert!(!t["message"].as_str().unwrap().contains(" 0 already complete"), "complete files were kept: {t}");
+    assert!(
+        !t["message"]
+            .as_str()
+            .unwrap()
+            .contains(" 0 already complete"),
+        "complete files were kept: {t}"
+    );
     assert_eq!(s.0, StatusCode::OK);
     assert_eq!(s.1["status"], "ready", "{:?}", s.1);
-    assert_eq!(tree_bytes(&target_dir), before, "the target equals the source");
+    assert_eq!(
+        tree_bytes(&target_dir),
+        before,
+        "the target equals the source"
+    );
     assert_eq!(tree_bytes(&src_dir), before, "the source is untouched");
 }
 
@@ -121,7 +184,13 @@ async fn a_clone_killed_mid_copy_on_sqlite_resumes_after_restart() {
 fn a_missing_volume_root_is_one_clear_line_and_a_non_zero_exit() {
     let cwd = temp_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args(["serve", "--database-url", "sqlite://s.db", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--database-url",
+            "sqlite://s.db",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(&cwd)
         .env("SESSIOND_VOLUMES", "fast=/nonexistent/sessiond-volume")
         .env_remove("SESSIOND_DATABASE_URL")
@@ -130,8 +199,14 @@ fn a_missing_volume_root_is_one_clear_line_and_a_non_zero_exit() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     // One line for people (the log has its own ERROR record of the same failure).
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("sessiond: ")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("sessiond: "))
+        .collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(lines[0].contains("volume 'fast'") && lines[0].contains("/nonexistent/sessiond-volume"), "{err}");
+    assert!(
+        lines[0].contains("volume 'fast'") && lines[0].contains("/nonexistent/sessiond-volume"),
+        "{err}"
+    );
 }
