@@ -163,6 +163,7 @@ fn describe_metrics() {
         "Streams and long-polls refused with 429, by the limit reached."
     );
     crate::supervisor::describe_metrics();
+    crate::tasks::describe_metrics();
     for (name, help) in crate::scheduler::stats::COUNTERS {
         describe_counter!(name, help);
         metrics::counter!(name).increment(0);

@@ -10,7 +10,7 @@
 //! progress comes from this process's runner as it copies; the log is the source of
 //! truth for persisted progress and for the terminal frame.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
@@ -26,7 +26,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, MinPosition};
+use super::extract::{Caller, MinPosition, Query};
+use super::schema;
 use super::AppState;
 use crate::auth::Role;
 use crate::follower::Subscription;
@@ -109,6 +110,7 @@ pub struct TaskWritten {
 #[serde(deny_unknown_fields)]
 pub struct TaskQuery {
     /// Only tasks with this status.
+    #[param(schema_with = schema::task_status)]
     pub status: Option<String>,
     /// Wait until the read models include this position.
     #[param(minimum = 0)]
@@ -232,10 +234,12 @@ async fn cancel_task(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TaskEventsQuery {
-    /// The task.
+    /// The task (one of `task_id` and `taskId` is required).
+    #[param(schema_with = schema::uuid)]
     pub task_id: Option<String>,
     /// The same, as Backend.AI's SDK v2 spells it.
     #[serde(rename = "taskId")]
+    #[param(rename = "taskId", schema_with = schema::uuid)]
     pub task_id_camel: Option<String>,
 }
 

@@ -13,7 +13,7 @@
 //! expressible in it); docs/ARCHITECTURE.md lists them.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 
 use super::error::{ApiError, ErrorCode};
-use super::extract::Caller;
+use super::extract::{Caller, Query};
 use super::vfolders::locate;
 use super::AppState;
 use crate::volumes::{resolve, PathError};

@@ -56,6 +56,24 @@ fn sse_envelope() -> Value {
     })
 }
 
+/// The envelope of one Server-Sent Event of `GET /v1/events/background-task`.
+fn task_sse_envelope() -> Value {
+    json!({
+        "type": "object",
+        "description": "One Server-Sent Event in Backend.AI's protocol: `event` is bgtask_updated, bgtask_done, bgtask_failed, bgtask_cancelled or server_close; `data` is JSON (`{}` for server_close).",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"type": "string", "enum": ["bgtask_updated", "bgtask_done", "bgtask_failed", "bgtask_cancelled", "server_close"]},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"type": "object"}
+            }
+        },
+        "required": ["data"]
+    })
+}
+
 /// drf has no `config` keys: a body that sets `scheduler: drf` may not give any.
 fn drf_has_no_config() -> Value {
     json!({
@@ -207,16 +225,18 @@ pub fn complete(mut doc: Value) -> Value {
                     "the store is unavailable or busy, or the read models are behind",
                 );
             }
-            if path == "/v1/events/sessions" {
+            let envelope = match path.as_str() {
+                "/v1/events/sessions" => Some(sse_envelope()),
+                "/v1/events/background-task" => Some(task_sse_envelope()),
+                _ => None,
+            };
+            if let Some(envelope) = envelope {
                 if let Some(content) = responses
                     .get_mut("200")
                     .and_then(|r| r.get_mut("content"))
                     .and_then(Value::as_object_mut)
                 {
-                    content.insert(
-                        "text/event-stream".into(),
-                        json!({"schema": sse_envelope()}),
-                    );
+                    content.insert("text/event-stream".into(), json!({"schema": envelope}));
                 }
             }
         }

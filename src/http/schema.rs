@@ -50,6 +50,46 @@ ident_schema!(reason, Reason, "a short machine-readable reason");
 ident_schema!(addr, AgentAddr, "an agent address");
 ident_schema!(volume_name, VolumeName, "a volume name");
 
+/// A string from a fixed set.
+pub fn one_of(values: &[&str], description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+}
+
+/// `usage_mode`, or null.
+pub fn usage_mode_or_null() -> RefOr<Schema> {
+    let all: Vec<&str> = domain::vfolder::UsageMode::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    nullable(one_of(&all, "general (default) | model | data"))
+}
+
+/// `permission`, or null.
+pub fn permission_or_null() -> RefOr<Schema> {
+    let all: Vec<&str> = domain::vfolder::Permission::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    nullable(one_of(&all, "rw (default) | ro | wd"))
+}
+
+/// A volume name, or null.
+pub fn volume_or_null() -> RefOr<Schema> {
+    nullable(volume_name())
+}
+
+/// A background task's status.
+pub fn task_status() -> ObjectBuilder {
+    let all: Vec<&str> = domain::bgtask::TaskStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    one_of(&all, "running | done | failed | cancelled")
+}
+
 /// The schema of a vfolder name: its pattern, minus the reserved names (as JSON: the
 /// `not` keyword has no builder).
 pub fn vfolder_name_json() -> serde_json::Value {

@@ -6,7 +6,7 @@
 //! A clone and a deletion answer **202** with the background task's id before any file
 //! is touched; the task runner (`crate::tasks`) does the work.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use domain::ids::{Owner, VFolderName, VolumeName};
@@ -18,7 +18,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::extract::{Caller, Json, MinPosition};
+use super::extract::{Caller, Json, MinPosition, Query};
+use super::schema;
 use super::AppState;
 use crate::auth::Role;
 use crate::vfolders::Located;
@@ -31,16 +32,29 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(clone_vfolder))
 }
 
-/// `?owner=`: whose folder a name means.
+/// `?owner=` of a read: whose folder a name means, and the consistency wait.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerQuery {
-    /// The folder's owner (admins: required; users: another owner's cloneable folder).
+    /// The folder's owner (admins: required, else 404; users: another owner's
+    /// cloneable folder).
+    #[param(schema_with = schema::owner)]
     pub owner: Option<String>,
     /// Wait until the read models include this position.
     #[param(minimum = 0)]
     pub min_position: Option<i64>,
+}
+
+/// `?owner=` of a command: whose folder a name means.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerOnly {
+    /// The folder's owner (admins: required, else 404; users: another owner's
+    /// cloneable folder, for a clone).
+    #[param(schema_with = schema::owner)]
+    pub owner: Option<String>,
 }
 
 /// Body of `POST /v1/vfolders`.
@@ -50,15 +64,19 @@ pub struct CreateVFolder {
     /// 1-64 letters, digits, `.`, `_`, `-`, starting with a letter or digit; not a reserved name.
     pub name: String,
     /// The volume (default: the configured default volume).
+    #[schema(schema_with = schema::volume_or_null)]
     pub host: Option<String>,
     /// `general` (default) | `model` | `data`.
+    #[schema(schema_with = schema::usage_mode_or_null)]
     pub usage_mode: Option<String>,
     /// `rw` (default) | `ro` | `wd`.
+    #[schema(schema_with = schema::permission_or_null)]
     pub permission: Option<String>,
     /// Whether other users may clone it (default false).
     #[serde(default)]
     pub cloneable: bool,
-    /// The owner (admins only; users create their own).
+    /// The owner (admins: required; users create their own).
+    #[schema(schema_with = schema::owner_or_null)]
     pub owner: Option<String>,
 }
 
@@ -69,10 +87,13 @@ pub struct CloneVFolder {
     /// The new folder's name.
     pub target_name: String,
     /// Its volume (default: the source's).
+    #[schema(schema_with = schema::volume_or_null)]
     pub target_host: Option<String>,
     /// `general` (default) | `model` | `data`.
+    #[schema(schema_with = schema::usage_mode_or_null)]
     pub usage_mode: Option<String>,
     /// `rw` (default) | `ro` | `wd`.
+    #[schema(schema_with = schema::permission_or_null)]
     pub permission: Option<String>,
     /// Whether other users may clone the new folder (default false).
     #[serde(default)]
@@ -216,9 +237,9 @@ fn namespace(caller: &Caller, owner: Option<&str>) -> Result<(Owner, bool), ApiE
         (Role::User { owner: mine }, None) => Ok((Owner::from_stored(mine.clone()), true)),
         (Role::User { owner: mine }, Some(o)) => Ok((Owner::parse("owner", o)?, o == mine)),
         (Role::Admin, Some(o)) => Ok((Owner::parse("owner", o)?, true)),
-        (Role::Admin, None) => Err(ApiError::validation(
-            "owner",
-            "admins name the folder's owner (?owner=)",
+        (Role::Admin, None) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no such vfolder: admins name the folder's owner (?owner=)",
         )),
         (Role::Agent { .. }, _) => Err(ApiError::forbidden(
             "agent keys may only use the agent endpoints",
@@ -306,7 +327,8 @@ async fn create_vfolder(
     ))
 }
 
-/// The caller's vfolders that are not deleted (admins: every owner's, or `?owner=`'s).
+/// The caller's vfolders that are not deleted (admins: every owner's, or `?owner=`'s;
+/// users naming another owner: that owner's cloneable folders).
 #[utoipa::path(get, path = "/v1/vfolders", tag = "vfolders",
     params(OwnerQuery),
     responses((status = 200, body = VFolderList),
@@ -325,13 +347,20 @@ async fn list_vfolders(
     .await?;
     let model = documents::vfolders();
     let db = state.app.db();
-    let mut folders = match (&caller.0.role, q.owner.as_deref()) {
-        (Role::User { owner }, _) => model.of_owner(db, owner).await?,
-        (_, Some(o)) => {
-            model
-                .of_owner(db, Owner::parse("owner", o)?.as_str())
-                .await?
+    let owner = q
+        .owner
+        .as_deref()
+        .map(|o| Owner::parse("owner", o))
+        .transpose()?;
+    let mut folders = match (&caller.0.role, &owner) {
+        // Another owner's folders: only the cloneable ones.
+        (Role::User { owner: mine }, Some(o)) if o.as_str() != mine => {
+            let mut theirs = model.of_owner(db, o.as_str()).await?;
+            theirs.retain(|f| f.spec.as_ref().is_some_and(|s| s.cloneable));
+            theirs
         }
+        (Role::User { owner }, _) => model.of_owner(db, owner).await?,
+        (_, Some(o)) => model.of_owner(db, o.as_str()).await?,
         (_, None) => model.all(db).await?,
     };
     folders.retain(|f| {
@@ -374,7 +403,7 @@ async fn get_vfolder(
 /// Delete a vfolder: `delete-pending` at once (202), its files removed by a background
 /// task, then `delete-complete`. A folder with clones from it running is 409.
 #[utoipa::path(delete, path = "/v1/vfolders/{name}", tag = "vfolders",
-    params(("name" = String, Path, description = "Folder name"), OwnerQuery),
+    params(("name" = String, Path, description = "Folder name"), OwnerOnly),
     responses((status = 202, body = VFolderTaskStarted),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -383,7 +412,7 @@ async fn delete_vfolder(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(q): Query<OwnerQuery>,
+    Query(q): Query<OwnerOnly>,
 ) -> Result<(StatusCode, axum::Json<VFolderTaskStarted>), ApiError> {
     caller.require_user_or_admin()?;
     let found = locate(&state, &caller, &name, q.owner.as_deref(), false).await?;
@@ -413,7 +442,7 @@ fn task_started(s: &crate::vfolders::Started) -> VFolderTaskStarted {
 /// before a byte is copied. The source must be `ready`, and the caller's own or
 /// `cloneable` (another owner's: name them with `?owner=`).
 #[utoipa::path(post, path = "/v1/vfolders/{name}/clone", tag = "vfolders",
-    params(("name" = String, Path, description = "Source folder name"), OwnerQuery),
+    params(("name" = String, Path, description = "Source folder name"), OwnerOnly),
     request_body = CloneVFolder,
     responses((status = 202, body = VFolderTaskStarted),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -426,7 +455,7 @@ async fn clone_vfolder(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(q): Query<OwnerQuery>,
+    Query(q): Query<OwnerOnly>,
     Json(body): Json<CloneVFolder>,
 ) -> Result<(StatusCode, axum::Json<VFolderTaskStarted>), ApiError> {
     caller.require_user_or_admin()?;

@@ -26,7 +26,6 @@
 pub mod copy;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +42,39 @@ use crate::app::App;
 use crate::store::lease::Lease;
 use crate::store::{EventMetadata, StoreError};
 use crate::vfolders::{end_task, Ending, VFolderCommandError};
+
+/// Describes the runner's metrics (and registers them at zero, so `/metrics` shows
+/// them before the first task).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "sessiond_background_tasks_started_total",
+        "Background tasks started by this process's API, by kind."
+    );
+    describe_counter!(
+        "sessiond_background_tasks_finished_total",
+        "Background tasks that ended, by kind and final status."
+    );
+    describe_counter!(
+        "sessiond_clone_bytes_copied_total",
+        Unit::Bytes,
+        "Bytes of regular files copied by clones in this process."
+    );
+    describe_histogram!(
+        "sessiond_clone_throughput_bytes_per_second",
+        "Throughput of each finished clone run (bytes copied / seconds)."
+    );
+    describe_gauge!(
+        "sessiond_task_runner_leases_held",
+        "Background tasks this process's runner holds (their leases) now."
+    );
+    for kind in domain::bgtask::TaskKind::ALL {
+        metrics::counter!("sessiond_background_tasks_started_total", "kind" => kind.as_str())
+            .increment(0);
+    }
+    metrics::counter!("sessiond_clone_bytes_copied_total").increment(0);
+    metrics::gauge!("sessiond_task_runner_leases_held").set(0.0);
+}
 
 /// Progress as the runner publishes it live.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -529,6 +561,7 @@ impl TaskRunner {
             }
             copy::execute(&copy_plan, &copy_src, &copy_dst, parallelism, &copy_control)
         });
+        let copy_started = std::time::Instant::now();
         let mut persisted_step: u64 = u64::MAX;
         let mut last_persist: Option<tokio::time::Instant> = None;
         let mut last_check = tokio::time::Instant::now();
@@ -587,6 +620,12 @@ impl TaskRunner {
             Ok(Ok(report)) => {
                 metrics::counter!("sessiond_clone_bytes_copied_total")
                     .increment(report.bytes_copied);
+                let seconds = copy_started.elapsed().as_secs_f64();
+                if seconds > 0.0 {
+                    metrics::histogram!("sessiond_clone_throughput_bytes_per_second")
+                        .record(report.bytes_copied as f64 / seconds);
+                }
+                tracing::info!(bytes = report.bytes_copied, seconds, "clone copied");
                 held.live.send_replace(Live {
                     current: total,
                     total,

@@ -207,6 +207,10 @@ async fn metrics_and_openapi_describe_the_api(backend: Backend) {
         "sessiond_worker_up{worker=\"scheduler\"} 1",
         "sessiond_worker_up{worker=\"projection:sessions\"} 1",
         "sessiond_streams_open",
+        "sessiond_background_tasks_started_total{kind=\"vfolder-clone\"}",
+        "sessiond_clone_bytes_copied_total",
+        "sessiond_task_runner_leases_held",
+        "sessiond_worker_up{worker=\"task_runner\"} 1",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

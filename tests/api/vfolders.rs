@@ -628,6 +628,16 @@ async fn files_go_up_and_down_and_a_cloneable_folder_of_another_owner_can_be_clo
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["mine"]);
+    // Another owner's listing shows their cloneable folders only.
+    create(&app, &alice, json!({"name": "secret"})).await;
+    let theirs = app.get("/v1/vfolders?owner=alice", Some(&bob)).await;
+    let names: Vec<&str> = theirs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["shared"]);
     // Delete a file, then the folder.
     let r = app
         .client
