@@ -139,6 +139,13 @@ async fn folder_dir(
 fn io_error(e: std::io::Error) -> ApiError {
     match e.kind() {
         std::io::ErrorKind::NotFound => ApiError::new(ErrorCode::NotFound, "no such file"),
+        std::io::ErrorKind::NotADirectory => ApiError::new(
+            ErrorCode::InvalidPath,
+            "path: a component that must be a directory is a file",
+        ),
+        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::IsADirectory => {
+            ApiError::conflict("path: a file or directory of that name is in the way")
+        }
         std::io::ErrorKind::StorageFull => {
             ApiError::new(ErrorCode::InsufficientSpace, "the volume is full")
         }

@@ -638,6 +638,21 @@ async fn files_go_up_and_down_and_a_cloneable_folder_of_another_owner_can_be_clo
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["shared"]);
+    // A file where a directory is needed, and a listing of a file: 4xx, not 5xx.
+    let r = app
+        .client
+        .put(app.url("/v1/vfolders/mine/files/dir/sub/data.bin/below"))
+        .bearer_auth(&bob)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    assert!(st.is_client_error(), "{st} {:?}", r.text().await);
+    let r = app
+        .get("/v1/vfolders/mine/files?path=dir/sub/data.bin", Some(&bob))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     // Delete a file, then the folder.
     let r = app
         .client
