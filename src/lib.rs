@@ -31,7 +31,8 @@
 //! - [`idempotency`]: the `Idempotency-Key` protocol of POST /v1/sessions.
 //! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
 //! - [`cli`]: argument parsing for the `sessiond` binary.
-//! - [`ctl`]: `sessionctl`, operator tooling on the store, one module per command
+//! - [`ctl`]: `sessionctl`: operator tooling on the store and the user commands over HTTP
+//!   (`vfolder`, `bgtask`), one module per command
 //!   (history, replay, audit, events tail/export/import, projections, keys).
 //!
 //! The pure domain lives in the `domain` crate, read models in `projections`, the

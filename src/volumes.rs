@@ -7,7 +7,7 @@
 //! exits with one line naming the volume.
 //!
 //! # Paths from outside
-//! [`Volumes::resolve`] turns a request's path into a path under the folder:
+//! [`resolve`] turns a request's path into a path under the folder:
 //! `..`, `.`, empty components, absolute paths, NUL bytes and over-long paths are
 //! refused, and so is any symlink on the way (a symlink planted inside the folder, by a
 //! clone or a session, never leads out of it: the file API does not follow symlinks at

@@ -1,18 +1,29 @@
-//! `sessionctl`: operator tooling that talks to the store directly.
+//! `sessionctl`: operator tooling that talks to the store directly, and the user CLI
+//! that talks to a running `sessiond serve` over HTTP (SPEC §11: `vfolder`, `bgtask`;
+//! these never open the store).
 //!
 //! Output for people goes to stdout; progress bars and errors go to stderr. Every
-//! failure is one line on stderr and a non-zero exit, never a panic.
+//! failure is one line on stderr and a non-zero exit, never a panic. Exit codes: 0 ok;
+//! 1 the command failed (the store could not be opened or refused it, the server
+//! refused it, a watched task failed or was cancelled, an audit found problems); 2 a
+//! usage error or a server that cannot be reached (see [`EXIT_CODES`]).
 //!
 //! # Layout
 //! - this module: the command line ([`Ctl`] and its subcommands), the one error type,
-//!   [`run`] (open the store, dispatch, one exit code) and the helpers the commands
-//!   share (stdout lines, JSON, file errors, session ids).
+//!   [`run`] (open the store unless the command is a remote one, dispatch, one exit
+//!   code) and the helpers the commands share (stdout lines, JSON, file errors, session
+//!   ids).
 //! - `history`: `sessionctl history`, the timeline of one session.
 //! - `replay`: `sessionctl replay`, one aggregate folded as of a time or a sequence.
 //! - `audit`: `sessionctl audit verify`, the integrity and drift report.
 //! - `events`: `sessionctl events tail | export | import`, the global log.
 //! - `projections`: `sessionctl projections status | rebuild | reset`, the read models.
 //! - `keys`: `sessionctl keys create | list | revoke`, API keys of the HTTP API.
+//! - `remote`: the HTTP client of the remote commands (`--server`, `--key`, the server's
+//!   error body as one line, transport failures naming the server, Server-Sent Events).
+//! - `vfolder`: `sessionctl vfolder create | list | clone | upload | download | rm`.
+//! - `bgtask`: `sessionctl bgtask watch`, a background task's progress bar fed by its
+//!   event stream.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -21,17 +32,31 @@ use crate::store::{EventStore, StoreOptions};
 use crate::telemetry::error_chain;
 
 mod audit;
+mod bgtask;
 mod events;
 mod history;
 mod keys;
 mod projections;
+mod remote;
 mod replay;
+mod vfolder;
 
-/// sessionctl: replay, audit and maintenance tooling for sessiond.
+/// The exit codes of `sessionctl`, as `--help` shows them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the command failed: the store could not be opened or refused it, the server
+     refused it (its error code is printed: `sessionctl: not_found: ...`), a watched
+     background task failed or was cancelled, or an audit found problems
+  2  a usage error, or the server cannot be reached (or its task stream kept breaking)";
+
+/// sessionctl: replay, audit and maintenance tooling for sessiond (on the store), and
+/// the user CLI of a running server (`vfolder`, `bgtask`: over HTTP).
 #[derive(Debug, Parser)]
-#[command(name = "sessionctl", version, about)]
+#[command(name = "sessionctl", version, about, after_help = EXIT_CODES)]
 pub struct Ctl {
-    /// `sqlite://PATH` or `postgres://...`
+    /// `sqlite://PATH` or `postgres://...` (store commands; `vfolder` and `bgtask` use
+    /// `--server` instead)
     #[arg(long, global = true, env = "SESSIOND_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// What to do.
@@ -75,6 +100,145 @@ pub enum CtlCommand {
     /// API keys of the HTTP API: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Virtual folders on a running server: create, list, clone, upload, download, rm.
+    #[command(after_help = EXIT_CODES)]
+    Vfolder(VfolderArgs),
+    /// Background tasks on a running server: watch one's progress.
+    #[command(after_help = EXIT_CODES)]
+    Bgtask(BgtaskArgs),
+}
+
+/// Where the server is and which key to use: the options of the commands that talk to
+/// a running `sessiond serve` over HTTP (they never open the store).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server options")]
+pub struct RemoteArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SESSIOND_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// The API key (sent as `Authorization: Bearer KEY`).
+    #[arg(long, global = true, env = "SESSIOND_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print the server's JSON instead of tables and sentences (a watched task's stream:
+    /// one JSON object per frame and line).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `sessionctl vfolder ...`: the server options and the subcommand.
+#[derive(Debug, Args)]
+pub struct VfolderArgs {
+    /// Server and key.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: VfolderCommand,
+}
+
+/// `sessionctl vfolder ...`
+#[derive(Debug, Subcommand)]
+pub enum VfolderCommand {
+    /// Create an empty folder.
+    Create {
+        /// 1-64 letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+        name: String,
+        /// The volume (default: the server's default volume).
+        #[arg(long)]
+        host: Option<String>,
+        /// What the folder is for (default: general).
+        #[arg(long, value_parser = ["general", "model", "data"])]
+        usage_mode: Option<String>,
+        /// Read-only, read-write or read-write-delete (default: rw).
+        #[arg(long, value_parser = ["ro", "rw", "wd"])]
+        permission: Option<String>,
+        /// Let other users clone it.
+        #[arg(long)]
+        cloneable: bool,
+    },
+    /// Your folders: NAME STATUS HOST PERMISSION.
+    List,
+    /// Clone a folder: the target is created at once (`cloning`) and filled by a
+    /// background task; prints the task's id.
+    Clone {
+        /// The source folder.
+        source: String,
+        /// The new folder's name.
+        target: String,
+        /// The new folder's volume (default: the source's).
+        #[arg(long)]
+        host: Option<String>,
+        /// The new folder's usage mode (default: general).
+        #[arg(long, value_parser = ["general", "model", "data"])]
+        usage_mode: Option<String>,
+        /// The new folder's permission (default: rw).
+        #[arg(long, value_parser = ["ro", "rw", "wd"])]
+        permission: Option<String>,
+        /// Let other users clone the new folder.
+        #[arg(long)]
+        cloneable: bool,
+        /// Follow the copy with a progress bar until it ends, like `bgtask watch`
+        /// (exit 1 if it fails or is cancelled).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Upload a local file (streamed) into a folder.
+    Upload {
+        /// The folder.
+        name: String,
+        /// The file to send.
+        local: std::path::PathBuf,
+        /// Its path in the folder, `/`-separated; parent directories are created
+        /// (default: the local file's name).
+        remote_path: Option<String>,
+    },
+    /// Download a file of a folder (streamed to a temporary name, renamed when complete).
+    Download {
+        /// The folder.
+        name: String,
+        /// The file's path in the folder.
+        remote_path: String,
+        /// Where to write it; an existing directory receives the file under its name
+        /// (default: the file's name in the current directory).
+        local: Option<std::path::PathBuf>,
+    },
+    /// Delete a folder: `delete-pending` at once, its files removed by a background
+    /// task; prints the task's id.
+    Rm {
+        /// The folder.
+        name: String,
+        /// Follow the removal until it ends, like `bgtask watch`.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+/// `sessionctl bgtask ...`: the server options and the subcommand.
+#[derive(Debug, Args)]
+pub struct BgtaskArgs {
+    /// Server and key.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: BgtaskCommand,
+}
+
+/// `sessionctl bgtask ...`
+#[derive(Debug, Subcommand)]
+pub enum BgtaskCommand {
+    /// Follow a background task's progress stream (a progress bar in bytes on stderr)
+    /// until it ends: exit 0 when done, 1 when failed or cancelled. A stream that breaks
+    /// is reopened where it stopped (up to 5 times in a row, then exit 2).
+    Watch {
+        /// The task's id (`bgtask_id` of a clone or a deletion).
+        id: String,
+    },
 }
 
 /// `sessionctl keys ...`
@@ -233,25 +397,71 @@ enum CtlError {
     /// The audit found problems (already printed).
     #[error("audit found {0} problem(s)")]
     Findings(usize),
+    /// The server answered with an error (`{"error": {"code", "message"}}`).
+    #[error("{code}: {message}")]
+    Http { code: String, message: String },
+    /// The server cannot be reached.
+    #[error("cannot reach the server at {server} ({reason})")]
+    Unreachable { server: String, reason: String },
+    /// The connection to the server broke, or its answer made no sense.
+    #[error("the connection to {server} failed: {reason}")]
+    Broken { server: String, reason: String },
+    /// Input that the argument parser cannot check (exit 2, like its own errors).
+    #[error("{0}")]
+    Usage(String),
+    /// A watched background task ended without success.
+    #[error("task {task_id} {status}: {message}")]
+    TaskEnded {
+        task_id: String,
+        status: &'static str,
+        message: String,
+    },
+    /// A task stream kept ending without its final frame.
+    #[error("lost the progress stream of task {task_id} from {server}: {reconnects} reconnections in a row brought no final frame (last: {last}); the task may still be running: `sessionctl bgtask watch {task_id}` follows it again")]
+    StreamLost {
+        task_id: String,
+        server: String,
+        reconnects: u32,
+        last: String,
+    },
 }
 
-/// Runs `sessionctl`; returns the exit code.
+impl CtlError {
+    /// The process exit code of this failure (see [`EXIT_CODES`]).
+    fn exit_code(&self) -> i32 {
+        match self {
+            CtlError::Usage(_)
+            | CtlError::Unreachable { .. }
+            | CtlError::Broken { .. }
+            | CtlError::StreamLost { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs `sessionctl`; returns the exit code (see [`EXIT_CODES`]).
 pub async fn run(ctl: Ctl) -> i32 {
     match execute(ctl).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("sessionctl: {}", error_chain(&e));
-            1
+            e.exit_code()
         }
     }
 }
 
-/// Opens the store, runs one command on it, closes it.
+/// Runs a remote command against its server, or opens the store, runs one command on
+/// it and closes it.
 async fn execute(ctl: Ctl) -> Result<(), CtlError> {
+    let command = match ctl.command {
+        CtlCommand::Vfolder(args) => return vfolder::run(args).await,
+        CtlCommand::Bgtask(args) => return bgtask::run(args).await,
+        command => command,
+    };
     let store = EventStore::open(&ctl.database_url, &StoreOptions::default())
         .await
         .map_err(|e| CtlError::Open(error_chain(&e)))?;
-    let result = dispatch(&store, ctl.command).await;
+    let result = dispatch(&store, command).await;
     store.close().await;
     result
 }
@@ -270,6 +480,9 @@ async fn dispatch(store: &EventStore, command: CtlCommand) -> Result<(), CtlErro
         CtlCommand::Audit(AuditCommand::Verify { json }) => audit::verify(store, json).await,
         CtlCommand::Events(cmd) => events::run(store, cmd).await,
         CtlCommand::Keys(cmd) => keys::run(store, cmd).await,
+        // Remote commands never use the store (`execute` runs them without opening it).
+        CtlCommand::Vfolder(args) => vfolder::run(args).await,
+        CtlCommand::Bgtask(args) => bgtask::run(args).await,
     }
 }
 

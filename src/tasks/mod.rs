@@ -4,7 +4,7 @@
 //! - **Who runs a task.** Each running task is held by one runner through the lease
 //!   `bgtask:<id>` (PostgreSQL: an advisory lock on a dedicated connection, freed when
 //!   the process dies; SQLite: in-process). A task created by this process is reserved
-//!   before its events are appended ([`TaskRunner::reserve`]) and handed over after
+//!   before its events are appended ([`TaskRunner::reserve_on`]) and handed over after
 //!   ([`TaskRunner::launch`]); every other running task is *orphaned* when its lease is
 //!   free, and the runner's scan picks it up: that is a new attempt
 //!   (`BackgroundTaskResumed`), and after [`domain::bgtask::MAX_ATTEMPTS`] the task fails

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::arithmetic_side_effects)]
 
+mod remote;
 use domain::session::{Session, SessionEvent};
 use domain::Decider;
 use projections::engine::read_checkpoint;
