@@ -565,6 +565,10 @@ pub async fn reset(db: &Db, projection: &dyn Projection) -> Result<(), Projectio
     Ok(())
 }
 
+/// How long a rebuild waits for the log reader to reach the head before it gives up
+/// (without swapping anything in).
+pub const REBUILD_HEAD_WAIT: Duration = Duration::from_secs(60);
+
 /// Progress of a rebuild, reported after every batch.
 #[derive(Debug, Clone, Copy)]
 pub struct RebuildProgress {
@@ -588,12 +592,35 @@ pub async fn rebuild(
     let shadow = live.saturating_add(1);
     // Leftovers of an interrupted rebuild.
     delete_generations_except(db, projection, live).await?;
+    // What the new generation must reach before it may replace the live one: the head
+    // of the log as of now, and at least the live generation's own position — a rebuild
+    // never swaps in a read model that is behind the one it replaces. On PostgreSQL the
+    // commit-order reader stops below any transaction still open in the cluster (which
+    // may commit an earlier position later), so reaching it may mean waiting for one.
+    let live_position = read_checkpoint(db, name).await?.position;
+    let head = match db.head().await? {
+        Some(h) => db.position_of(h).await?.unwrap_or(LogPosition::START),
+        None => LogPosition::START,
+    };
+    let target = head.max(live_position);
+    let deadline = tokio::time::Instant::now() + REBUILD_HEAD_WAIT;
     let mut cursor = LogPosition::START;
     let mut replayed = 0u64;
     loop {
         let events = db.read_log(cursor, batch_size).await?;
         let Some(last) = events.last().map(RecordedEvent::log_position) else {
-            break;
+            if cursor >= target {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProjectionError::Handler(format!(
+                    "projection '{name}': the log reader could not reach position {} within {} s (a transaction left open elsewhere holds it back); nothing was swapped in",
+                    target.global_position,
+                    REBUILD_HEAD_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         };
         let mut tx = db.begin().await?;
         prefer_index_lookups(&mut tx).await?;
@@ -625,8 +652,15 @@ pub async fn rebuild(
         cursor = last;
         replayed = replayed.saturating_add(events.len() as u64);
     }
-    // The new generation has everything up to `cursor`; the live one may be ahead of
-    // or behind it: the runner continues from `cursor` on the new generation.
+    if cursor < current.position {
+        // The live generation moved past what the reader can see now: swapping would
+        // step readers back. Nothing is changed; the caller may retry.
+        return Err(ProjectionError::Handler(format!(
+            "projection '{name}': the live read model moved past the rebuilt one during the swap; nothing was swapped in, retry"
+        )));
+    }
+    // The new generation has everything up to `cursor`, at least what the live one
+    // had: the runner continues from `cursor` on the new generation.
     write_checkpoint(&mut tx, name, cursor, shadow).await?;
     tx.commit().await?;
     progress(RebuildProgress {

@@ -92,7 +92,10 @@ async fn sessionctl_rebuilds_a_projection_and_reports_its_status_on_both_backend
         }
         let (code, out, err) = sessionctl(&url, &["projections", "rebuild", "sessions"]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains("sessions: rebuilt from 350 events"), "{out}");
+        assert!(
+            out.contains("sessions: rebuilt from 350 events"),
+            "{backend:?} {url} {out}"
+        );
         assert_eq!(read_model(&store).await, fresh_fold(&store).await);
 
         let (code, out, err) = sessionctl(&url, &["projections", "status", "--json"]);

@@ -1121,3 +1121,51 @@ async fn a_pending_sessions_view_shows_the_scheduler_status_data_until_it_leaves
     assert_eq!(view["status_data"], json!({}));
     assert!(view_of(&db, "no-such-session").await.is_none());
 }
+
+/// A rebuild never swaps in a read model behind the one it replaces: while a transaction
+/// left open elsewhere in the cluster holds the commit-order reader back, the rebuild
+/// waits for the head instead of swapping in what it could see (it once swapped in an
+/// empty generation this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_rebuild_waits_for_a_transaction_open_elsewhere_instead_of_swapping_in_less() {
+    let store = testkit::db::fresh_store(Backend::Postgres).await;
+    let EventStore::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    let pool = pg.pool().clone();
+    // A transaction with an id, left open (as a stuck client would), from before the
+    // events: the commit-order reader cannot pass it.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT txid_current()")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut w = World::new(store.clone());
+    let db = w.db.clone();
+    w.group("alpha", json!({})).await;
+    for i in 0..20 {
+        w.enqueue("alpha", i, "alice").await;
+    }
+    let live = sessions_docs(&db).await;
+    let rebuilding = {
+        let db = db.clone();
+        tokio::spawn(async move { rebuild(&db, &documents::sessions(), 7, |_| {}).await })
+    };
+    let mut rebuilding = rebuilding;
+    // It cannot finish while the reader is held back below the head.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut rebuilding)
+            .await
+            .is_err(),
+        "the rebuild swapped in before it could read the head"
+    );
+    assert_eq!(sessions_docs(&db).await, live, "nothing was swapped in");
+    blocker.rollback().await.unwrap();
+    let replayed = rebuilding.await.unwrap().unwrap();
+    assert!(replayed >= 21, "{replayed}");
+    assert_eq!(
+        sessions_docs(&db).await.len(),
+        20,
+        "the rebuilt model has every session"
+    );
+}
