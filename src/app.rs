@@ -41,6 +41,8 @@ pub struct App {
     pub volumes: Arc<Volumes>,
     /// This process's background-task runner.
     pub tasks: Arc<TaskRunner>,
+    /// The key-encryption key of keypair secrets (`None`: keypairs cannot be used).
+    pub kek: Option<Arc<crate::compat::kek::Kek>>,
 }
 
 impl App {
@@ -80,6 +82,7 @@ impl App {
         Self {
             volumes: Arc::new(volumes),
             tasks: Arc::new(tasks),
+            kek: None,
             commands: CommandHandler::new(store.clone()),
             keys: Arc::new(Keys::new(store.db())),
             follower: Arc::new(LogFollower::new(
@@ -98,6 +101,12 @@ impl App {
     /// Replaces the volumes (tests point them at temporary directories).
     pub fn with_volumes(mut self, volumes: Volumes) -> Self {
         self.volumes = Arc::new(volumes);
+        self
+    }
+
+    /// Sets the key-encryption key of keypair secrets.
+    pub fn with_kek(mut self, kek: Option<crate::compat::kek::Kek>) -> Self {
+        self.kek = kek.map(Arc::new);
         self
     }
 

@@ -224,6 +224,101 @@ pub async fn create_key(
     Ok((info, secret))
 }
 
+/// A Backend.AI keypair as created: shown once.
+#[derive(Debug)]
+pub struct Keypair {
+    /// The stored key (its id, role, …).
+    pub info: ApiKeyInfo,
+    /// The access key (public: it names the keypair in signed requests).
+    pub access_key: String,
+    /// The secret key (signs requests; stored only sealed).
+    pub secret_key: Secret,
+}
+
+fn random_from(alphabet: &[u8], len: usize) -> String {
+    let mut buf = vec![0u8; len];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter()
+        .map(|b| {
+            let i = usize::from(*b).checked_rem(alphabet.len()).unwrap_or(0);
+            char::from(alphabet.get(i).copied().unwrap_or(b'A'))
+        })
+        .collect()
+}
+
+/// Creates a keypair with `role` (Backend.AI's access key `AKIA…` and a 40-character
+/// secret key); the secret is stored sealed with `kek`.
+pub async fn create_keypair(
+    db: &Db,
+    kek: &crate::compat::kek::Kek,
+    role: Role,
+    description: &str,
+) -> Result<Keypair, KeyError> {
+    validate(&role)?;
+    let access_key = format!(
+        "AKIA{}",
+        random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+    );
+    let secret_key = Secret::new(random_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        40,
+    ));
+    let info = ApiKeyInfo {
+        id: format!("key_{}", random_hex(8)),
+        role,
+        description: description.to_string(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    let (owner, agent_id) = columns(&info.role);
+    // Nobody holds this value: the keypair can never be presented as a bearer key.
+    let unpresentable = hash_key(&format!("keypair:{}", random_hex(32)));
+    store::keys::insert_keypair(
+        db,
+        &store::keys::NewKey {
+            id: &info.id,
+            key_hash: &unpresentable,
+            role: info.role.name(),
+            owner,
+            agent_id,
+            description: &info.description,
+            created_at: &info.created_at,
+        },
+        &access_key,
+        &kek.seal(secret_key.expose()),
+    )
+    .await?;
+    Ok(Keypair {
+        info,
+        access_key,
+        secret_key,
+    })
+}
+
+/// The unrevoked keypair with `access_key`: its principal and its secret (opened with
+/// `kek`). `None` for an unknown or revoked access key, or a secret that does not open.
+pub async fn find_keypair(
+    db: &Db,
+    kek: &crate::compat::kek::Kek,
+    access_key: &str,
+) -> Result<Option<(Principal, Secret)>, KeyError> {
+    let Some((key_id, role, owner, agent_id, sealed)) =
+        store::keys::find_keypair(db, access_key).await?
+    else {
+        return Ok(None);
+    };
+    let Some(role) = role_of(&role, owner, agent_id) else {
+        return Ok(None);
+    };
+    match kek.open(&sealed) {
+        Ok(secret) => Ok(Some((Principal { key_id, role }, Secret::new(secret)))),
+        Err(e) => {
+            tracing::warn!(error = %e, key_id = %key_id, "a keypair's secret does not open with this server's secret_key");
+            Ok(None)
+        }
+    }
+}
+
 /// On a store that never had an admin key bootstrapped, creates one — `provided` (from
 /// `SESSIOND_BOOTSTRAP_ADMIN_KEY`) or a random one — and returns it. Returns `None` when
 /// the store was bootstrapped before (also by a replica starting at the same moment:

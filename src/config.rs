@@ -51,6 +51,34 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
+/// A secret setting (the key-encryption key): never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(SecretString);
+
+impl SecretText {
+    /// Wraps a secret.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(SecretString::from(text.into()))
+    }
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for SecretText {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(***)")
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +125,10 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Background tasks one process runs at once (1..=64; default 4).
     pub task_concurrency: u32,
+    /// The key-encryption key of keypair secrets: base64 of 32 bytes. Without it, an
+    /// SQLite store keeps one in a file beside itself (`<file>.secret-key`, 0600); a
+    /// PostgreSQL store needs it once keypairs exist.
+    pub secret_key: Option<SecretText>,
 }
 
 /// One volume: a local directory.
@@ -141,6 +173,7 @@ impl Default for Settings {
             clone_max_bytes_per_sec: 0,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             task_concurrency: 4,
+            secret_key: None,
         }
     }
 }
@@ -255,6 +288,9 @@ impl Settings {
         }
         if let Some(v) = env("SESSIOND_MAX_UPLOAD_BYTES") {
             settings.max_upload_bytes = positive(&v, "SESSIOND_MAX_UPLOAD_BYTES")?;
+        }
+        if let Some(v) = env("SESSIOND_SECRET_KEY") {
+            settings.secret_key = Some(SecretText::new(v));
         }
         if let Some(v) = env("SESSIOND_TASK_CONCURRENCY") {
             settings.task_concurrency =

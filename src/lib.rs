@@ -27,6 +27,7 @@
 //! - [`follower`]: the one log follower per process that streams and long-polls share.
 //! - [`server`]: `sessiond serve` (start-up, bootstrap admin key, graceful shutdown).
 //! - [`http`]: the HTTP/JSON command API (axum), one module per resource.
+//! - [`compat`]: Backend.AI client compatibility (its request signature, its routes).
 //! - [`auth`]: API keys (stored hashed), roles, the key cache and revocations.
 //! - [`idempotency`]: the `Idempotency-Key` protocol of POST /v1/sessions.
 //! - [`audit`]: `sessionctl audit verify` (integrity and drift checks).
@@ -46,6 +47,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod command;
+pub mod compat;
 pub mod config;
 pub mod ctl;
 pub mod follower;

@@ -38,6 +38,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The key-encryption key is malformed, unreadable, or missing where required.
+    #[error(transparent)]
+    Kek(#[from] crate::compat::kek::KekError),
     /// A volume is unusable (missing or unwritable root).
     #[error(transparent)]
     Volume(#[from] crate::volumes::VolumeError),
@@ -129,6 +132,19 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     if let Some((info, _)) = &bootstrap_key {
         tracing::info!(key_id = %info.id, "created the bootstrap admin key (the store had none)");
     }
+    let kek = crate::compat::kek::resolve(
+        settings.secret_key.as_ref().map(|k| k.expose()),
+        settings.database_url.expose(),
+    )?;
+    if kek.is_none()
+        && store::keys::has_keypairs(&store.db())
+            .await
+            .map_err(|e| ServeError::Bootstrap(e.into()))?
+    {
+        return Err(
+            crate::compat::kek::KekError::Required("check the keypairs this store holds").into(),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -139,8 +155,9 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let (stop, stopped) = watch::channel(false);
     crate::telemetry::metrics();
     let request_timeout = std::time::Duration::from_millis(settings.request_timeout_ms);
-    let app =
-        App::with_supervisor(store, settings, options.supervisor.clone()).with_volumes(volumes);
+    let app = App::with_supervisor(store, settings, options.supervisor.clone())
+        .with_volumes(volumes)
+        .with_kek(kek);
     app.keys.refresh().await.map_err(ServeError::Bootstrap)?;
     let key_poll = options
         .key_poll

@@ -603,7 +603,8 @@ pub async fn rebuild(
         None => LogPosition::START,
     };
     let target = head.max(live_position);
-    let deadline = tokio::time::Instant::now() + REBUILD_HEAD_WAIT;
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(REBUILD_HEAD_WAIT).unwrap_or(now);
     let mut cursor = LogPosition::START;
     let mut replayed = 0u64;
     loop {

@@ -6,13 +6,29 @@ use crate::auth::{create_key, list_keys, revoke_key, Role};
 use crate::store::EventStore;
 
 /// Runs one `keys` subcommand.
-pub(super) async fn run(store: &EventStore, cmd: KeysCommand) -> Result<(), CtlError> {
+pub(super) async fn run(
+    store: &EventStore,
+    cmd: KeysCommand,
+    database_url: &str,
+) -> Result<(), CtlError> {
     match cmd {
         KeysCommand::Create {
             role,
             owner,
             agent_id,
             description,
+            keypair: true,
+            json,
+        } => {
+            let role = role_of(role, owner, agent_id)?;
+            create_keypair(store, role, &description, database_url, json).await
+        }
+        KeysCommand::Create {
+            role,
+            owner,
+            agent_id,
+            description,
+            ..
         } => create(store, role_of(role, owner, agent_id)?, &description).await,
         KeysCommand::List { json } => list(store, json).await,
         KeysCommand::Revoke { id } => revoke(store, &id).await,
@@ -50,6 +66,40 @@ async fn create(store: &EventStore, role: Role, description: &str) -> Result<(),
         describe_role(&info.role)
     );
     out(secret.expose());
+    Ok(())
+}
+
+/// `keys create --keypair`: the access key and the secret key on stdout (two lines, or
+/// JSON), what it is on stderr.
+async fn create_keypair(
+    store: &EventStore,
+    role: Role,
+    description: &str,
+    database_url: &str,
+    json: bool,
+) -> Result<(), CtlError> {
+    let setting = std::env::var("SESSIOND_SECRET_KEY").ok();
+    let kek = crate::compat::kek::resolve(setting.as_deref(), database_url)
+        .map_err(|e| CtlError::Other(e.to_string()))?
+        .ok_or_else(|| {
+            CtlError::Other(crate::compat::kek::KekError::Required("create a keypair").to_string())
+        })?;
+    let pair = crate::auth::create_keypair(&store.db(), &kek, role, description).await?;
+    eprintln!(
+        "created {} ({}, keypair); the secret key is printed once and stored sealed",
+        pair.info.id,
+        describe_role(&pair.info.role)
+    );
+    if json {
+        out(&pretty_json(&serde_json::json!({
+            "id": pair.info.id,
+            "access_key": pair.access_key,
+            "secret_key": pair.secret_key.expose(),
+        }))?);
+    } else {
+        out(&format!("access_key {}", pair.access_key));
+        out(&format!("secret_key {}", pair.secret_key.expose()));
+    }
     Ok(())
 }
 

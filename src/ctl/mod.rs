@@ -258,6 +258,14 @@ pub enum KeysCommand {
         /// Free text shown by `keys list`.
         #[arg(long, default_value = "")]
         description: String,
+        /// A Backend.AI keypair instead of a bearer key: prints `access_key` and
+        /// `secret_key` (the secret is stored sealed with the server's secret_key:
+        /// `SESSIOND_SECRET_KEY`, or on SQLite the key file beside the store).
+        #[arg(long)]
+        keypair: bool,
+        /// With --keypair: print both as JSON.
+        #[arg(long, requires = "keypair")]
+        json: bool,
     },
     /// Every key (id, role, owner / agent, created, revoked); never the keys themselves.
     List {
@@ -461,13 +469,17 @@ async fn execute(ctl: Ctl) -> Result<(), CtlError> {
     let store = EventStore::open(&ctl.database_url, &StoreOptions::default())
         .await
         .map_err(|e| CtlError::Open(error_chain(&e)))?;
-    let result = dispatch(&store, command).await;
+    let result = dispatch(&store, command, &ctl.database_url).await;
     store.close().await;
     result
 }
 
 /// Hands a command to its module.
-async fn dispatch(store: &EventStore, command: CtlCommand) -> Result<(), CtlError> {
+async fn dispatch(
+    store: &EventStore,
+    command: CtlCommand,
+    database_url: &str,
+) -> Result<(), CtlError> {
     match command {
         CtlCommand::Projections(cmd) => projections::run(store, cmd).await,
         CtlCommand::History { session_id, json } => history::run(store, &session_id, json).await,
@@ -479,7 +491,7 @@ async fn dispatch(store: &EventStore, command: CtlCommand) -> Result<(), CtlErro
         } => replay::run(store, &aggregate_type, &id, at.as_deref(), to_sequence).await,
         CtlCommand::Audit(AuditCommand::Verify { json }) => audit::verify(store, json).await,
         CtlCommand::Events(cmd) => events::run(store, cmd).await,
-        CtlCommand::Keys(cmd) => keys::run(store, cmd).await,
+        CtlCommand::Keys(cmd) => keys::run(store, cmd, database_url).await,
         // Remote commands never use the store (`execute` runs them without opening it).
         CtlCommand::Vfolder(args) => vfolder::run(args).await,
         CtlCommand::Bgtask(args) => bgtask::run(args).await,

@@ -424,7 +424,7 @@ impl TaskStream {
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 429, description = "too_many_streams", body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-async fn task_events(
+pub(crate) async fn task_events(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::time::Duration;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::AppState;
 use crate::auth::{Principal, Role};
 
@@ -240,11 +240,22 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(Caller(p.clone()));
         }
+        if parts.headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "one Authorization header: a bearer key or a BackendAI signature, not both",
+            ));
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::unauthorized())?;
+        if crate::compat::signature::is_signature(header) {
+            let principal = crate::compat::auth::authenticate_signed(state, parts, header).await?;
+            parts.extensions.insert(principal.clone());
+            return Ok(Caller(principal));
+        }
         let (scheme, key) = header.split_once(' ').ok_or(ApiError::unauthorized())?;
         if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
             return Err(ApiError::unauthorized());

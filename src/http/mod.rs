@@ -19,6 +19,7 @@
 
 pub mod agents;
 pub mod bgtasks;
+pub mod compat;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -168,10 +169,11 @@ pub fn openapi() -> serde_json::Value {
 /// Routes that stream or long-poll: exempt from the request timeout.
 /// File transfers are streamed too: their length is bounded by `max_upload_bytes`,
 /// not by time.
-pub const STREAMING_ROUTES: [&str; 4] = [
+pub const STREAMING_ROUTES: [&str; 5] = [
     "/v1/events/sessions",
     "/v1/agents/{id}/assignments",
     "/v1/events/background-task",
+    "/events/background-task",
     files::FILE_ROUTE,
 ];
 
@@ -185,6 +187,7 @@ pub fn router(state: AppState) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     routes
         .merge(files::router())
+        .merge(compat::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -54,6 +54,38 @@ pub async fn insert(db: &Db, key: &NewKey<'_>) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Stores a keypair: `key` (its `key_hash` a hash nobody can present), the access key
+/// and the sealed secret.
+pub async fn insert_keypair(
+    db: &Db,
+    key: &NewKey<'_>,
+    access_key: &str,
+    secret_sealed: &str,
+) -> Result<(), sqlx::Error> {
+    let mut args = insert_args(key);
+    args.extend(args![access_key, secret_sealed]);
+    db.execute(&sql!(common "keys/insert_keypair"), args)
+        .await?;
+    Ok(())
+}
+
+/// The unrevoked keypair with `access_key`: `(id, role, owner, agent_id, secret_sealed)`.
+pub async fn find_keypair(
+    db: &Db,
+    access_key: &str,
+) -> Result<Option<(String, String, Option<String>, Option<String>, String)>, sqlx::Error> {
+    db.fetch_optional(&sql!(common "keys/find_keypair"), args![access_key])
+        .await
+}
+
+/// Whether any keypair exists.
+pub async fn has_keypairs(db: &Db) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> = db
+        .fetch_optional(&sql!(common "keys/has_keypairs"), args![])
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Whether the store was ever bootstrapped with an admin key.
 pub async fn bootstrapped(db: &Db) -> Result<bool, sqlx::Error> {
     let row: Option<(String,)> = db

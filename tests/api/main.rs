@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod compat;
 mod hardening;
 mod idempotency;
 mod lifecycle;

@@ -321,3 +321,4 @@ async fn a_same_name_burst_on_sqlite_is_one_201_and_logs_no_errors() {
     same_name_burst_logs_no_errors(Backend::Sqlite).await;
 }
 mod clone_crash;
+mod keypairs;
