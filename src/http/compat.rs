@@ -14,15 +14,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use domain::ids::{Owner, VFolderName, VolumeName};
-use domain::vfolder::{Permission, UsageMode, VFolder, VFolderSpec};
+use domain::ids::{Owner, VFolderName};
+use domain::vfolder::{VFolder, VFolderSpec};
 use projections::models::{documents, VFOLDERS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 use super::extract::Caller;
+use super::vfolders::{parse_mode, parse_permission, volume};
 use super::AppState;
 use crate::auth::Role;
 use crate::vfolders::Located;
@@ -107,26 +108,6 @@ struct CreateBody {
     group: Option<String>,
 }
 
-fn volume(state: &AppState, field: &str, host: Option<&str>) -> Result<VolumeName, ApiError> {
-    match host {
-        None => Ok(state.app.volumes.default_volume().clone()),
-        Some(h) => {
-            VolumeName::parse(field, h)?;
-            state
-                .app
-                .volumes
-                .get(h)
-                .map(|(n, _)| n.clone())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::VolumeNotFound,
-                        format!("{field}: no volume '{h}' is configured"),
-                    )
-                })
-        }
-    }
-}
-
 /// `POST /folders`: create a folder (201, Backend.AI's shape).
 async fn create_folder(
     State(state): State<AppState>,
@@ -143,18 +124,8 @@ async fn create_folder(
         name: VFolderName::parse("name", &name)?,
         owner,
         host: volume(&state, "host", b.host.as_deref())?,
-        usage_mode: b
-            .usage_mode
-            .as_deref()
-            .map(|m| UsageMode::parse("usage_mode", m))
-            .transpose()?
-            .unwrap_or_default(),
-        permission: b
-            .permission
-            .as_deref()
-            .map(|p| Permission::parse("permission", p))
-            .transpose()?
-            .unwrap_or_default(),
+        usage_mode: parse_mode(b.usage_mode.as_deref())?,
+        permission: parse_permission(b.permission.as_deref())?,
         cloneable: b.cloneable,
     };
     let meta = state.metadata(&caller.0);
@@ -284,18 +255,8 @@ async fn clone_folder(
         name: target_name,
         owner,
         host,
-        usage_mode: b
-            .usage_mode
-            .as_deref()
-            .map(|m| UsageMode::parse("usage_mode", m))
-            .transpose()?
-            .unwrap_or_default(),
-        permission: b
-            .permission
-            .as_deref()
-            .map(|p| Permission::parse("permission", p))
-            .transpose()?
-            .unwrap_or_default(),
+        usage_mode: parse_mode(b.usage_mode.as_deref())?,
+        permission: parse_permission(b.permission.as_deref())?,
         cloneable: b.cloneable,
     };
     let meta = state.metadata(&caller.0);

@@ -199,19 +199,27 @@ pub struct VFolderList {
     pub items: Vec<VFolderView>,
 }
 
-fn parse_mode(v: Option<&str>) -> Result<UsageMode, ApiError> {
+/// `usage_mode` from a request (default `general`); 422 naming the field.
+pub(crate) fn parse_mode(v: Option<&str>) -> Result<UsageMode, ApiError> {
     Ok(v.map(|m| UsageMode::parse("usage_mode", m))
         .transpose()?
         .unwrap_or_default())
 }
 
-fn parse_permission(v: Option<&str>) -> Result<Permission, ApiError> {
+/// `permission` from a request (default `rw`); 422 naming the field.
+pub(crate) fn parse_permission(v: Option<&str>) -> Result<Permission, ApiError> {
     Ok(v.map(|p| Permission::parse("permission", p))
         .transpose()?
         .unwrap_or_default())
 }
 
-fn volume(state: &AppState, field: &str, host: Option<&str>) -> Result<VolumeName, ApiError> {
+/// The volume a request names (default: the configured default); an unknown one is
+/// 422 `volume_not_found` naming `field`.
+pub(crate) fn volume(
+    state: &AppState,
+    field: &str,
+    host: Option<&str>,
+) -> Result<VolumeName, ApiError> {
     match host {
         None => Ok(state.app.volumes.default_volume().clone()),
         Some(h) => {
