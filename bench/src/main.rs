@@ -18,6 +18,10 @@
 //!   own baseline table (`sql/*/schema.sql`).
 //! - [`scheduler`]: one scheduling pass (10k pending onto 1k agents) and one
 //!   pending-timeout sweep (100k pending, 1k expired).
+//! - [`clone`]: the vfolder clone through the in-process HTTP server against `cp -a` of
+//!   the same tree (`clone`), and API latency idle vs during a clone against the
+//!   original design's copy inside one transaction (`clone-latency`); the baseline's
+//!   own tables (`sql/*/clone/`).
 //! - [`report`]: the Markdown printers.
 //! - [`error`]: `BenchError`, why a scenario failed.
 //! - [`progress`]: progress bars on stderr.
@@ -32,6 +36,7 @@
 
 mod append;
 mod catchup;
+mod clone;
 mod error;
 mod progress;
 mod report;
@@ -62,12 +67,54 @@ enum Scenario {
     /// One scheduling pass (10k pending onto 1k agents) and one pending-timeout sweep
     /// (100k pending, 1k expired).
     Scheduler(scheduler::SchedulerArgs),
+    /// A vfolder clone through the HTTP API vs `cp -a` of the same tree, alternately.
+    Clone(clone::CloneArgs),
+    /// API p99 idle vs during a clone; baseline: writers vs a copy inside one open
+    /// transaction.
+    CloneLatency(clone::CloneLatencyArgs),
 }
 
-#[tokio::main]
-async fn main() {
+impl Scenario {
+    /// Whether it runs the HTTP server in-process (whose one log line per request
+    /// would flood stderr).
+    fn serves_http(&self) -> bool {
+        matches!(self, Scenario::Clone(_) | Scenario::CloneLatency(_))
+    }
+}
+
+fn main() {
     let cli = sessiond::cli::parse_or_exit::<Cli>("sessiond-bench");
+    if cli.scenario.serves_http() && std::env::var_os("RUST_LOG").is_none() {
+        // Before any thread exists. The server logs one INFO line per request (the
+        // clone scenarios send tens of thousands) and one per scheduler pass and sweep.
+        std::env::set_var("RUST_LOG", "warn");
+    }
     sessiond::telemetry::init(LogFormat::Pretty);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond-bench: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(run(cli));
+}
+
+/// `run`, or an error once Ctrl-C (SIGINT) arrives: `run` is dropped then, and with it
+/// whatever it holds (servers, pools, scratch directories).
+async fn interruptible<T>(
+    run: impl std::future::Future<Output = Result<T, error::BenchError>>,
+) -> Result<T, error::BenchError> {
+    tokio::select! {
+        outcome = run => outcome,
+        _ = tokio::signal::ctrl_c() => Err(error::BenchError::Other("interrupted".into())),
+    }
+}
+
+async fn run(cli: Cli) {
     let outcome = match cli.scenario {
         Scenario::Catchup(args) => catchup::catchup(&args)
             .await
@@ -78,6 +125,14 @@ async fn main() {
         Scenario::Scheduler(args) => scheduler::scheduler(&args)
             .await
             .map(|figures| report::print_scheduler_figures(&figures)),
+        // Interrupted, these drop their run, which removes its trees (GiBs under the
+        // temporary directory).
+        Scenario::Clone(args) => interruptible(clone::clone(&args))
+            .await
+            .map(|report| report::print_clone_report(&report)),
+        Scenario::CloneLatency(args) => interruptible(clone::clone_latency(&args))
+            .await
+            .map(|report| report::print_clone_latency_report(&report)),
     };
     if let Err(e) = outcome {
         eprintln!("sessiond-bench: {}", error_chain(&e));

@@ -3,6 +3,7 @@
 
 use crate::append::{AppendPath, AppendRatios, AppendReport};
 use crate::catchup::Figure;
+use crate::clone::{CloneLatencyReport, CloneReport, Tool, WindowFigure, MIB};
 use crate::scheduler::SchedulerFigure;
 
 /// Prints the scheduler figures with their SPEC §10 targets as a Markdown table.
@@ -169,6 +170,211 @@ pub fn print_append_report(report: &AppendReport) {
                 if t.reached { "reached" } else { "NOT reached" }
             );
         }
+    }
+    for n in &report.notes {
+        println!();
+        println!("Note: {n}");
+    }
+}
+
+fn load_line(load: (Option<f64>, Option<f64>)) -> String {
+    let show = |l: Option<f64>| l.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+    format!(
+        "load average (1 min) at start / end: {} / {} on {} cores",
+        show(load.0),
+        show(load.1),
+        std::thread::available_parallelism()
+            .map(|n| n.get().to_string())
+            .unwrap_or_else(|_| "?".into())
+    )
+}
+
+fn verdict(reached: bool) -> &'static str {
+    if reached {
+        "reached"
+    } else {
+        "NOT reached"
+    }
+}
+
+/// Prints the clone report as Markdown tables on stdout: every run, then best and
+/// median per tool with the ratio, then the SPEC §10 verdict.
+#[allow(clippy::print_stdout)]
+pub fn print_clone_report(report: &CloneReport) {
+    println!(
+        "{}; tree: {}; sessiond clone_parallelism {}; {}",
+        report.backend,
+        report.tree.describe(),
+        report.parallelism,
+        load_line(report.load)
+    );
+    println!();
+    println!(
+        "| run | copy | bytes | seconds | MiB/s | task's own seconds | CPU s | + sync s | MiB/s incl. sync |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &report.runs {
+        println!(
+            "| {} | {} | {} | {:.3} | {:.1} | {} | {} | {:.3} | {:.1} |",
+            r.run,
+            r.tool.label(),
+            r.bytes,
+            r.seconds,
+            r.rate() / MIB,
+            r.task_seconds
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            r.cpu_seconds
+                .map(|t| format!("{t:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            r.sync_seconds,
+            r.rate_with_sync() / MIB
+        );
+    }
+    println!();
+    println!("| throughput | cp -a MiB/s | sessiond MiB/s | sessiond / cp -a |");
+    println!("|---|---:|---:|---:|");
+    let mut ratios = None;
+    for (with_sync, what) in [(false, "copy"), (true, "copy + sync")] {
+        let (Some(cp), Some(ours)) = (
+            report.summary(Tool::CpA, with_sync),
+            report.summary(Tool::Sessiond, with_sync),
+        ) else {
+            continue;
+        };
+        if !with_sync {
+            ratios = Some((
+                ours.median / cp.median.max(1e-9),
+                ours.best / cp.best.max(1e-9),
+            ));
+        }
+        for (name, a, b) in [
+            ("best", cp.best, ours.best),
+            ("median", cp.median, ours.median),
+        ] {
+            println!(
+                "| {what}, {name} | {:.1} | {:.1} | {:.2} |",
+                a / MIB,
+                b / MIB,
+                b / a.max(1e-9)
+            );
+        }
+    }
+    if let Some((median, best)) = ratios {
+        println!();
+        println!("| SPEC §10 target | measured | verdict |");
+        println!("|---|---:|---|");
+        println!(
+            "| clone throughput >= 0.8 x cp -a (median of the alternated runs, copy only) \
+             | {median:.2} (best runs: {best:.2}) | {} |",
+            verdict(median >= 0.8)
+        );
+    }
+    for n in &report.notes {
+        println!();
+        println!("Note: {n}");
+    }
+}
+
+fn show_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+}
+
+/// Prints one table row per window.
+#[allow(clippy::print_stdout)]
+fn window_rows(windows: &[WindowFigure], kinds: [&str; 2], retried: bool) {
+    let extra = if retried { " retried failures |" } else { "" };
+    println!(
+        "| window | seconds | ops | ops/s | failed ops |{extra} p50 ms | p99 ms | max ms | {} p99 ms | {} p99 ms |",
+        kinds[0], kinds[1]
+    );
+    let rule = if retried { "---:|" } else { "" };
+    println!("|---|---:|---:|---:|---:|{rule}---:|---:|---:|---:|---:|");
+    for w in windows {
+        let retries = if retried {
+            format!(" {} |", w.retries)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {:.2} | {} | {:.0} | {} |{retries} {:.2} | {:.2} | {:.2} | {} | {} |",
+            w.name,
+            w.seconds,
+            w.ops,
+            w.rate(),
+            w.failures,
+            w.p50_ms,
+            w.p99_ms,
+            w.max_ms,
+            show_ms(w.p99_by_kind_ms[0]),
+            show_ms(w.p99_by_kind_ms[1])
+        );
+    }
+}
+
+/// Prints the clone-latency report as Markdown tables on stdout: sessiond's windows,
+/// the baseline's, and the SPEC §10 verdict.
+#[allow(clippy::print_stdout)]
+pub fn print_clone_latency_report(report: &CloneLatencyReport) {
+    println!(
+        "{}; {} clients; tree: {}; sessiond clone_parallelism {}; {}",
+        report.backend,
+        report.clients,
+        report.tree.describe(),
+        report.parallelism,
+        load_line(report.load)
+    );
+    println!();
+    println!(
+        "sessiond over HTTP (the clone took {:.2} s):",
+        report.clone_seconds
+    );
+    println!();
+    window_rows(&report.sessiond, ["GET", "POST"], false);
+    println!();
+    println!(
+        "baseline: the original design, the copy inside one transaction ({:.2} s open; {}):",
+        report.long_transaction_seconds, report.long_transaction_outcome
+    );
+    println!();
+    window_rows(&report.baseline, ["new session", "status change"], true);
+    // During / idle of one figure of two windows.
+    let ratio =
+        |ws: &[WindowFigure], during: usize, idle: usize, f: fn(&WindowFigure) -> f64| match (
+            ws.get(during),
+            ws.get(idle),
+        ) {
+            (Some(d), Some(i)) if f(i) > 0.0 => Some(f(d) / f(i)),
+            _ => None,
+        };
+    let show = |r: Option<f64>| r.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+    let p99: fn(&WindowFigure) -> f64 = |w| w.p99_ms;
+    let rate: fn(&WindowFigure) -> f64 = WindowFigure::rate;
+    let max: fn(&WindowFigure) -> f64 = |w| w.max_ms;
+    println!();
+    println!("| during / idle | p99 | ops/s | max |");
+    println!("|---|---:|---:|---:|");
+    let ours = ratio(&report.sessiond, 1, 3, p99);
+    println!(
+        "| sessiond (idle: before and after, pooled) | {} | {} | {} |",
+        show(ours),
+        show(ratio(&report.sessiond, 1, 3, rate)),
+        show(ratio(&report.sessiond, 1, 3, max))
+    );
+    println!(
+        "| baseline writers | {} | {} | {} |",
+        show(ratio(&report.baseline, 1, 0, p99)),
+        show(ratio(&report.baseline, 1, 0, rate)),
+        show(ratio(&report.baseline, 1, 0, max))
+    );
+    if let Some(r) = ours {
+        println!();
+        println!("| SPEC §10 target | measured | verdict |");
+        println!("|---|---:|---|");
+        println!(
+            "| API p99 during a clone <= 1.2 x idle p99 | {r:.2} | {} |",
+            verdict(r <= 1.2)
+        );
     }
     for n in &report.notes {
         println!();

@@ -1,0 +1,2 @@
+-- Commits the connection's baseline transaction. No arguments.
+COMMIT

@@ -1,0 +1,2 @@
+-- Rolls the connection's baseline transaction back. No arguments.
+ROLLBACK

@@ -1,0 +1,3 @@
+-- The write of a session's read-modify-write: session $1 gets status $2.
+UPDATE bench_sessions SET status = $2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+WHERE id = $1
