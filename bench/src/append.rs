@@ -16,7 +16,7 @@
 //! - [`cell`]: one cell's clients, measured window, latencies and CPU use.
 
 mod cell;
-mod setup;
+pub(crate) mod setup;
 mod workload;
 
 use domain::session::Session;

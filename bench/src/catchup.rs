@@ -91,6 +91,25 @@ pub async fn catchup(args: &CatchupArgs) -> Result<Vec<Figure>, BenchError> {
         None,
     );
     let base_eps = baseline.events_per_sec;
+    // The same read once more after a checkpoint (PostgreSQL `CHECKPOINT`, SQLite: the
+    // WAL folded into the database file and truncated): how much of the baseline is
+    // the state the generator left the store in rather than reading itself.
+    crate::append::setup::checkpoint(&db).await?;
+    let started = Instant::now();
+    let mut cursor = LogPosition::START;
+    let mut reread = 0u64;
+    loop {
+        let batch = db.read_log(cursor, args.batch_size).await?;
+        let Some(last) = batch.last() else { break };
+        cursor = last.log_position();
+        reread += batch.len() as u64;
+    }
+    let after_checkpoint = figure(
+        "raw global-log read after a checkpoint",
+        reread,
+        started.elapsed().as_secs_f64(),
+        Some(base_eps),
+    );
 
     let sessions_projection = projections::models::documents::sessions();
     let engine = Engine::new(
@@ -138,5 +157,5 @@ pub async fn catchup(args: &CatchupArgs) -> Result<Vec<Figure>, BenchError> {
         Some(base_eps),
     );
     store.close().await;
-    Ok(vec![baseline, catch_up, rebuilt])
+    Ok(vec![baseline, after_checkpoint, catch_up, rebuilt])
 }
