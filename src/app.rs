@@ -43,6 +43,10 @@ pub struct App {
     pub tasks: Arc<TaskRunner>,
     /// The key-encryption key of keypair secrets (`None`: keypairs cannot be used).
     pub kek: Option<Arc<crate::compat::kek::Kek>>,
+    /// The SSRF guard webhook URLs are checked with (SPEC §8).
+    pub webhook_guard: crate::webhooks::guard::Guard,
+    /// Opened webhook signing secrets.
+    pub webhook_secrets: Arc<crate::webhooks::subscriptions::SecretCache>,
 }
 
 impl App {
@@ -83,6 +87,8 @@ impl App {
             volumes: Arc::new(volumes),
             tasks: Arc::new(tasks),
             kek: None,
+            webhook_guard: crate::webhooks::guard_of(&settings.webhooks),
+            webhook_secrets: Arc::default(),
             commands: CommandHandler::new(store.clone()),
             keys: Arc::new(Keys::new(store.db())),
             follower: Arc::new(LogFollower::new(

@@ -36,7 +36,7 @@ use projections::models::pending_queue::PendingQueue;
 use projections::models::slot_releases::SlotReleases;
 use projections::models::{
     AGENT_OCCUPANCY, AUDIT_LOG, BACKGROUND_TASKS, PENDING_QUEUE, SCALING_GROUPS, SESSIONS,
-    SLOT_RELEASES, VFOLDERS,
+    SLOT_RELEASES, VFOLDERS, WEBHOOKS, WEBHOOK_OUTBOX,
 };
 use projections::{LogPosition, RecordedEvent};
 use serde::Serialize;
@@ -96,6 +96,9 @@ struct World {
     policies: BTreeMap<String, ResourcePolicy>,
     vfolders: BTreeMap<String, domain::vfolder::VFolder>,
     tasks: BTreeMap<String, domain::bgtask::BackgroundTask>,
+    webhooks: BTreeMap<String, domain::webhook::WebhookSubscription>,
+    /// The deliveries the outbox must hold: id -> {target, session_id, position}.
+    deliveries: BTreeMap<String, Value>,
     audit: Vec<(i64, String, String, String)>,
 }
 
@@ -363,6 +366,10 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                     .or_insert(e.global_position);
             }
             state.evolve(&ev);
+            let spec = state.spec.clone();
+            if let (Some(to), Some(spec)) = (ev.target_status(), spec) {
+                expect_deliveries(world, e, to, &spec);
+            }
         }
         ScalingGroup::TYPE => {
             if let Some(ev) = decode::<ScalingGroupEvent>(e, SCALING_GROUP_EVENT_VERSION, findings)
@@ -410,6 +417,19 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             ) {
                 world
                     .vfolders
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .evolve(&ev);
+            }
+        }
+        domain::webhook::WebhookSubscription::TYPE => {
+            if let Some(ev) = decode::<domain::webhook::WebhookEvent>(
+                e,
+                domain::webhook::WEBHOOK_EVENT_VERSION,
+                findings,
+            ) {
+                world
+                    .webhooks
                     .entry(e.aggregate_id.clone())
                     .or_default()
                     .evolve(&ev);
@@ -508,6 +528,42 @@ fn compare_docs(
     findings
 }
 
+/// The deliveries a status change of a session must have in the outbox: one per
+/// subscription enabled at that point whose filter matches, one for its callback URL.
+fn expect_deliveries(
+    world: &mut World,
+    e: &RecordedEvent,
+    to: SessionStatus,
+    spec: &domain::session::SessionSpec,
+) {
+    let mut targets: Vec<(String, String)> = world
+        .webhooks
+        .iter()
+        .filter(|(_, w)| w.is_enabled())
+        .filter(|(_, w)| {
+            w.settings.as_ref().is_some_and(|s| {
+                s.filter
+                    .matches(to, spec.scaling_group.as_str(), spec.owner.as_str())
+            })
+        })
+        .map(|(id, _)| {
+            let simple = uuid::Uuid::parse_str(id)
+                .map(|u| u.simple().to_string())
+                .unwrap_or_else(|_| id.clone());
+            (id.clone(), simple)
+        })
+        .collect();
+    if spec.callback_url.is_some() {
+        targets.push(("callback".into(), "callback".into()));
+    }
+    for (target, part) in targets {
+        world.deliveries.insert(
+            format!("msg_{}_{part}", e.global_position),
+            serde_json::json!({"target": target, "session_id": e.aggregate_id, "position": e.global_position}),
+        );
+    }
+}
+
 fn to_values<T: Serialize>(m: &BTreeMap<String, T>) -> BTreeMap<String, Value> {
     m.iter()
         .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
@@ -515,8 +571,10 @@ fn to_values<T: Serialize>(m: &BTreeMap<String, T>) -> BTreeMap<String, Value> {
 }
 
 /// The read models the audit checks; [`expected_rows`] and [`load_actual`] know each.
-const CHECKED: [&str; 8] = [
+const CHECKED: [&str; 10] = [
     SESSIONS,
+    WEBHOOKS,
+    WEBHOOK_OUTBOX,
     VFOLDERS,
     BACKGROUND_TASKS,
     SCALING_GROUPS,
@@ -533,6 +591,8 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
         AGENT_OCCUPANCY => to_values(&w.agents),
         VFOLDERS => to_values(&w.vfolders),
         BACKGROUND_TASKS => to_values(&w.tasks),
+        WEBHOOKS => to_values(&w.webhooks),
+        WEBHOOK_OUTBOX => w.deliveries.clone(),
         PENDING_QUEUE => {
             let mut expected = BTreeMap::new();
             for (id, s) in &w.sessions {
@@ -605,6 +665,17 @@ async fn load_actual(store: &EventStore, model: &str) -> Result<Vec<(String, Val
         AGENT_OCCUPANCY => documents::agent_occupancy().all_docs(&db).await?,
         VFOLDERS => documents::vfolders().all_docs(&db).await?,
         BACKGROUND_TASKS => documents::background_tasks().all_docs(&db).await?,
+        WEBHOOKS => documents::webhooks().all_docs(&db).await?,
+        WEBHOOK_OUTBOX => projections::models::outbox::all(&db)
+            .await?
+            .into_iter()
+            .map(|(id, target, session_id, position)| {
+                (
+                    id,
+                    serde_json::json!({"target": target, "session_id": session_id, "position": position}),
+                )
+            })
+            .collect(),
         PENDING_QUEUE => PendingQueue
             .all(&db)
             .await?

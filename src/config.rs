@@ -129,6 +129,102 @@ pub struct Settings {
     /// SQLite store keeps one in a file beside itself (`<file>.secret-key`, 0600); a
     /// PostgreSQL store needs it once keypairs exist.
     pub secret_key: Option<SecretText>,
+    /// Webhook delivery (`[webhooks]`, SPEC §8).
+    pub webhooks: WebhookConfig,
+}
+
+/// How webhooks are delivered (`[webhooks]` in the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Seconds to wait before each attempt, the first one included: the first entry must
+    /// be 0 (a change is sent at once). After the last entry's attempt fails the
+    /// delivery is `dead`. Each wait gets up to 10% of random jitter. Default: the
+    /// Standard Webhooks schedule 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+    pub retry_schedule: Vec<f64>,
+    /// Networks deliveries may reach although they are loopback, private, link-local or
+    /// otherwise internal (CIDRs, e.g. `["10.1.0.0/16"]`). Default: none.
+    pub allow_networks: Vec<String>,
+    /// Milliseconds one attempt may take, connection included (default 10000).
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once (1..=1024; default 64).
+    pub concurrency: u32,
+    /// Seconds a rotated-out secret keeps signing beside the new one (default 86400).
+    pub rotation_overlap_secs: u64,
+}
+
+/// The Standard Webhooks retry schedule, in seconds.
+pub const DEFAULT_RETRY_SCHEDULE: [f64; 10] = [
+    0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0,
+];
+
+/// Longest wait of a retry schedule entry (a week).
+pub const MAX_RETRY_WAIT_SECS: f64 = 7.0 * 86400.0;
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
+            allow_networks: Vec::new(),
+            timeout_ms: 10_000,
+            concurrency: 64,
+            rotation_overlap_secs: 86_400,
+        }
+    }
+}
+
+impl WebhookConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: String| ConfigError::Env {
+            name: name.into(),
+            message,
+        };
+        let schedule = &self.retry_schedule;
+        if schedule.is_empty() || schedule.len() > 100 {
+            return Err(bad(
+                "webhooks.retry_schedule",
+                "expected 1 to 100 entries".into(),
+            ));
+        }
+        if schedule.first().copied() != Some(0.0) {
+            return Err(bad(
+                "webhooks.retry_schedule",
+                "the first entry must be 0 (the first attempt is immediate)".into(),
+            ));
+        }
+        if schedule
+            .iter()
+            .any(|s| !s.is_finite() || *s < 0.0 || *s > MAX_RETRY_WAIT_SECS)
+        {
+            return Err(bad(
+                "webhooks.retry_schedule",
+                format!("every entry must be 0..={MAX_RETRY_WAIT_SECS} seconds"),
+            ));
+        }
+        for n in &self.allow_networks {
+            crate::webhooks::guard::parse_networks(n)
+                .map_err(|e| bad("webhooks.allow_networks", e.to_string()))?;
+        }
+        if !(1..=600_000).contains(&self.timeout_ms) {
+            return Err(bad("webhooks.timeout_ms", "expected 1..=600000".into()));
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return Err(bad("webhooks.concurrency", "expected 1..=1024".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `"0,5,300"`: seconds, comma-separated.
+fn parse_schedule(v: &str) -> Result<Vec<f64>, ConfigError> {
+    v.split(',')
+        .map(|s| {
+            s.trim().parse::<f64>().map_err(|_| ConfigError::Env {
+                name: "SESSIOND_WEBHOOK_RETRY_SCHEDULE".into(),
+                message: format!("'{}' is not a number of seconds", s.trim()),
+            })
+        })
+        .collect()
 }
 
 /// One volume: a local directory.
@@ -174,6 +270,7 @@ impl Default for Settings {
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             task_concurrency: 4,
             secret_key: None,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -296,6 +393,31 @@ impl Settings {
             settings.task_concurrency =
                 u32::try_from(positive(&v, "SESSIOND_TASK_CONCURRENCY")?).unwrap_or(u32::MAX);
         }
+        if let Some(v) = env("SESSIOND_WEBHOOK_RETRY_SCHEDULE") {
+            settings.webhooks.retry_schedule = parse_schedule(&v)?;
+        }
+        if let Some(v) = env("SESSIOND_WEBHOOK_ALLOW_NETWORKS") {
+            settings.webhooks.allow_networks = v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(v) = env("SESSIOND_WEBHOOK_TIMEOUT_MS") {
+            settings.webhooks.timeout_ms = positive(&v, "SESSIOND_WEBHOOK_TIMEOUT_MS")?;
+        }
+        if let Some(v) = env("SESSIOND_WEBHOOK_CONCURRENCY") {
+            settings.webhooks.concurrency =
+                u32::try_from(positive(&v, "SESSIOND_WEBHOOK_CONCURRENCY")?).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = env("SESSIOND_WEBHOOK_ROTATION_OVERLAP_SECS") {
+            settings.webhooks.rotation_overlap_secs = v.parse().map_err(|_| ConfigError::Env {
+                name: "SESSIOND_WEBHOOK_ROTATION_OVERLAP_SECS".into(),
+                message: "expected a whole number of seconds".into(),
+            })?;
+        }
+        settings.webhooks.check()?;
         for (name, value) in [
             ("clone_parallelism", settings.clone_parallelism),
             ("task_concurrency", settings.task_concurrency),
@@ -483,6 +605,36 @@ mod tests {
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         let r = Settings::load(Some(&file), env(&[]), &Overrides::default());
         assert!(matches!(r, Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn the_webhook_schedule_and_networks_come_from_env_and_bad_values_are_errors() {
+        // Given a compressed schedule and an allow-list in the environment
+        let s = Settings::load(
+            None,
+            env(&[
+                ("SESSIOND_WEBHOOK_RETRY_SCHEDULE", "0, 0.5,2"),
+                ("SESSIOND_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8, ::1/128"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        // Then both are taken as given
+        assert_eq!(s.webhooks.retry_schedule, vec![0.0, 0.5, 2.0]);
+        assert_eq!(s.webhooks.allow_networks, vec!["127.0.0.0/8", "::1/128"]);
+        // And a schedule that does not start at 0, a negative wait, a word or a bad
+        // network is refused
+        for (name, value) in [
+            ("SESSIOND_WEBHOOK_RETRY_SCHEDULE", "5,10"),
+            ("SESSIOND_WEBHOOK_RETRY_SCHEDULE", "0,-1"),
+            ("SESSIOND_WEBHOOK_RETRY_SCHEDULE", "0,soon"),
+            ("SESSIOND_WEBHOOK_ALLOW_NETWORKS", "10.0.0.0/33"),
+        ] {
+            assert!(
+                Settings::load(None, env(&[(name, value)]), &Overrides::default()).is_err(),
+                "{name}={value}"
+            );
+        }
     }
 
     #[test]

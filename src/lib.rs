@@ -61,6 +61,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod vfolders;
 pub mod volumes;
+pub mod webhooks;
 
 /// The event store crate (`store/`), re-exported: `sessiond::store::EventStore`.
 pub use ::store;

@@ -64,6 +64,8 @@ pub struct ServeOptions {
     pub supervisor: crate::supervisor::SupervisorConfig,
     /// How often the key watcher looks for revocations.
     pub key_poll: Option<std::time::Duration>,
+    /// The clock (`None`: the system clock; tests pass a `ManualClock`).
+    pub clock: Option<std::sync::Arc<dyn crate::clock::Clock>>,
 }
 
 /// A started server.
@@ -158,6 +160,10 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let app = App::with_supervisor(store, settings, options.supervisor.clone())
         .with_volumes(volumes)
         .with_kek(kek);
+    let app = match options.clock.clone() {
+        Some(clock) => app.with_clock(clock),
+        None => app,
+    };
     app.keys.refresh().await.map_err(ServeError::Bootstrap)?;
     let key_poll = options
         .key_poll
@@ -234,6 +240,7 @@ fn spawn_workers(
         let stop = stop.clone();
         async move { runner.run(app, stop).await }
     }));
+    workers.extend(crate::webhooks::dispatcher::spawn(app, stopped.clone()));
     workers.extend(crate::scheduler::spawn_workers(
         app.clone(),
         stopped.clone(),

@@ -164,6 +164,7 @@ fn describe_metrics() {
     );
     crate::supervisor::describe_metrics();
     crate::tasks::describe_metrics();
+    crate::webhooks::dispatcher::describe_metrics();
     for (name, help) in crate::scheduler::stats::COUNTERS {
         describe_counter!(name, help);
         metrics::counter!(name).increment(0);

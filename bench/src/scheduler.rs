@@ -130,6 +130,7 @@ fn enqueued(
         let session_id = Uuid::new_v4();
         let event = SessionEvent::SessionEnqueued {
             spec: SessionSpec {
+                callback_url: None,
                 session_id,
                 name: SessionName::from_stored(format!("{group}-{i}")),
                 owner: Owner::from_stored(format!("user-{:03}", i % 100)),

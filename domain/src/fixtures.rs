@@ -70,6 +70,7 @@ pub fn cluster_size(n: u32) -> ClusterSize {
 /// A valid interactive session of `owner` in group `group` asking for 1 cpu, priority 10.
 pub fn spec_in(id: Uuid, group_name: &str, owner_name: &str) -> SessionSpec {
     SessionSpec {
+        callback_url: None,
         session_id: id,
         name: session_name(&format!("s-{}", id.simple())),
         owner: owner(owner_name),
@@ -96,6 +97,7 @@ pub fn spec(id: Uuid) -> SessionSpec {
 /// 97, one cpu, group `default`.
 pub fn batch_spec(id: Uuid) -> SessionSpec {
     SessionSpec {
+        callback_url: None,
         session_id: id,
         name: SessionName::from_stored(format!("bench-{}", id.simple())),
         owner: Owner::from_stored(format!("user{}", id.as_u128() % 97)),

@@ -41,6 +41,7 @@ pub mod scaling_group;
 pub mod scheduler;
 pub mod session;
 pub mod vfolder;
+pub mod webhook;
 
 pub use error::ValidationError;
 pub use resources::ResourceSlots;

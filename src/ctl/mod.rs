@@ -1,5 +1,5 @@
 //! `sessionctl`: operator tooling that talks to the store directly, and the user CLI
-//! that talks to a running `sessiond serve` over HTTP (SPEC §11: `vfolder`, `bgtask`;
+//! that talks to a running `sessiond serve` over HTTP (SPEC §11: `vfolder`, `bgtask`, `webhooks`;
 //! these never open the store).
 //!
 //! Output for people goes to stdout; progress bars and errors go to stderr. Every
@@ -22,6 +22,7 @@
 //! - `remote`: the HTTP client of the remote commands (`--server`, `--key`, the server's
 //!   error body as one line, transport failures naming the server, Server-Sent Events).
 //! - `vfolder`: `sessionctl vfolder create | list | clone | upload | download | rm`.
+//! - `webhooks`: `sessionctl webhooks list | deliveries | redeliver | test` (admin).
 //! - `bgtask`: `sessionctl bgtask watch`, a background task's progress bar fed by its
 //!   event stream.
 
@@ -40,6 +41,7 @@ mod projections;
 mod remote;
 mod replay;
 mod vfolder;
+mod webhooks;
 
 /// The exit codes of `sessionctl`, as `--help` shows them.
 pub const EXIT_CODES: &str = "\
@@ -106,6 +108,10 @@ pub enum CtlCommand {
     /// Background tasks on a running server: watch one's progress.
     #[command(after_help = EXIT_CODES)]
     Bgtask(BgtaskArgs),
+    /// Webhook subscriptions on a running server (admin key): list, delivery log,
+    /// redeliver, test.
+    #[command(after_help = EXIT_CODES)]
+    Webhooks(WebhooksArgs),
 }
 
 /// Where the server is and which key to use: the options of the commands that talk to
@@ -237,6 +243,51 @@ pub enum BgtaskCommand {
     /// is reopened where it stopped (up to 5 times in a row, then exit 2).
     Watch {
         /// The task's id (`bgtask_id` of a clone or a deletion).
+        id: String,
+    },
+}
+
+/// `sessionctl webhooks ...`: the server options and the subcommand.
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    /// Server and key.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: WebhooksCommand,
+}
+
+/// `sessionctl webhooks ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Every subscription: ID ENABLED URL FILTER.
+    List,
+    /// A subscription's delivery log, oldest first: DELIVERY POSITION SESSION STATUS
+    /// ATTEMPTS LAST.
+    Deliveries {
+        /// The subscription's id.
+        id: String,
+        /// Only deliveries in this status.
+        #[arg(long, value_parser = ["pending", "failed", "delivered", "dead"])]
+        status: Option<String>,
+        /// Only deliveries of events after this position (a page's `--after`).
+        #[arg(long)]
+        after: Option<i64>,
+        /// At most this many (1..=500, default 100).
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// Send a delivery again, with the same `webhook-id`.
+    Redeliver {
+        /// The subscription's id.
+        id: String,
+        /// The delivery's id.
+        delivery: String,
+    },
+    /// Send a signed `webhook.test` message now: exit 0 when the endpoint answers 2xx.
+    Test {
+        /// The subscription's id.
         id: String,
     },
 }
@@ -424,6 +475,9 @@ enum CtlError {
         status: &'static str,
         message: String,
     },
+    /// A webhook test message was not accepted by its endpoint.
+    #[error("the test message was not delivered: {0}")]
+    WebhookTest(String),
     /// A task stream kept ending without its final frame.
     #[error("lost the progress stream of task {task_id} from {server}: {reconnects} reconnections in a row brought no final frame (last: {last}); the task may still be running: `sessionctl bgtask watch {task_id}` follows it again")]
     StreamLost {
@@ -464,6 +518,7 @@ async fn execute(ctl: Ctl) -> Result<(), CtlError> {
     let command = match ctl.command {
         CtlCommand::Vfolder(args) => return vfolder::run(args).await,
         CtlCommand::Bgtask(args) => return bgtask::run(args).await,
+        CtlCommand::Webhooks(args) => return webhooks::run(args).await,
         command => command,
     };
     let store = EventStore::open(&ctl.database_url, &StoreOptions::default())
@@ -495,6 +550,7 @@ async fn dispatch(
         // Remote commands never use the store (`execute` runs them without opening it).
         CtlCommand::Vfolder(args) => vfolder::run(args).await,
         CtlCommand::Bgtask(args) => bgtask::run(args).await,
+        CtlCommand::Webhooks(args) => webhooks::run(args).await,
     }
 }
 
@@ -521,4 +577,33 @@ fn file_error(path: &std::path::Path, source: std::io::Error) -> CtlError {
 #[allow(clippy::print_stdout)]
 fn out(line: &str) {
     println!("{line}");
+}
+
+/// Writes a table: the header, then each row, columns padded to their widest cell (the
+/// last column is not padded).
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let columns = header.len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .chain([header.get(i).map_or(0, |h| h.len())])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&head).chain(rows.iter()) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i.saturating_add(1) == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths.get(i).copied().unwrap_or(0);
+                line.push_str(&format!("{cell:<pad$}  "));
+            }
+        }
+        out(line.trim_end());
+    }
 }

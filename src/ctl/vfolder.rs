@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
 use super::remote::{byte_bar, Remote};
-use super::{file_error, out, pretty_json, CtlError, VfolderArgs, VfolderCommand};
+use super::{file_error, out, pretty_json, table, CtlError, VfolderArgs, VfolderCommand};
 
 /// Runs one `vfolder` subcommand.
 pub(super) async fn run(args: VfolderArgs) -> Result<(), CtlError> {
@@ -106,35 +106,19 @@ async fn list(remote: &Remote) -> Result<(), CtlError> {
         out(&pretty_json(&listed)?);
         return Ok(());
     }
-    let rows: Vec<[&str; 4]> = listed["items"]
+    let rows = listed["items"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .map(|f| {
-            [
-                text(f, "name"),
-                text(f, "status"),
-                text(f, "host"),
-                text(f, "permission"),
-            ]
+            ["name", "status", "host", "permission"]
+                .iter()
+                .map(|k| text(f, k).to_string())
+                .collect()
         })
         .collect();
-    let header = ["NAME", "STATUS", "HOST", "PERMISSION"];
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
-    for row in std::iter::once(&header).chain(rows.iter()) {
-        out(&format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-            row[0], row[1], row[2], row[3]
-        ));
-    }
+    table(&["NAME", "STATUS", "HOST", "PERMISSION"], rows);
     Ok(())
 }
 

@@ -77,6 +77,7 @@ codes! {
     StoreUnavailable = "store_unavailable" => SERVICE_UNAVAILABLE,
     PoolExhausted = "pool_exhausted" => SERVICE_UNAVAILABLE,
     NotReady = "not_ready" => SERVICE_UNAVAILABLE,
+    SecretKeyRequired = "secret_key_required" => SERVICE_UNAVAILABLE,
     Timeout = "timeout" => SERVICE_UNAVAILABLE,
 }
 

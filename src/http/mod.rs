@@ -11,7 +11,8 @@
 //!   our limits).
 //! - one module per resource, each exposing `router()`: [`sessions`],
 //!   [`scaling_groups`], [`users`] (resource policies), [`agents`], [`events`] (SSE),
-//!   [`health`] (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`).
+//!   [`health`] (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`), [`vfolders`],
+//!   [`bgtasks`], [`files`], [`webhooks`] (subscriptions, delivery log, callback secrets).
 //!
 //! Routers are `utoipa_axum` routers: each handler's `#[utoipa::path]` annotation is
 //! registered together with its route, so `/openapi.json` is generated from the same
@@ -34,6 +35,7 @@ pub mod serve;
 pub mod sessions;
 pub mod users;
 pub mod vfolders;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -157,6 +159,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(vfolders::router())
         .merge(bgtasks::router())
+        .merge(webhooks::router())
         .merge(health::router())
 }
 

@@ -97,6 +97,10 @@ pub fn path_parameter_schema(path: &str, name: &str) -> Option<Value> {
         (Some("scaling-groups"), "name") => schema::group_name(),
         (Some("vfolders"), "name") => return Some(schema::vfolder_name_json()),
         (Some("background-tasks"), "id") => schema::uuid(),
+        (Some("webhooks"), "id") => schema::uuid(),
+        (Some("webhooks"), "delivery_id") => {
+            return Some(serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128}))
+        }
         _ => return None,
     };
     serde_json::to_value(builder.build()).ok()

@@ -174,6 +174,9 @@ pub struct SessionView {
     /// Free-form labels.
     #[schema(value_type = Object)]
     pub labels: domain::session::Labels,
+    /// Where its status changes are also POSTed (`null`: nowhere).
+    #[serde(default)]
+    pub callback_url: Option<String>,
     /// Current status (upper case).
     #[schema(schema_with = status_schema)]
     pub status: SessionStatus,
@@ -222,6 +225,7 @@ impl SessionView {
             startup_command: spec.startup_command,
             dependencies: spec.dependencies,
             labels: spec.labels,
+            callback_url: spec.callback_url.map(|u| u.to_string()),
             status,
             status_changed: session.status_changed,
             status_info: session.status_info.clone(),
@@ -626,6 +630,12 @@ pub struct EnqueueSession {
     /// The owner: admins must name one; a user key may only name its own.
     #[schema(schema_with = schema::owner_or_null)]
     pub owner: Option<String>,
+    /// Where this session's status changes are also POSTed, signed with the owner's
+    /// callback secret (`GET /v1/users/{owner}/callback-secret`); checked like a
+    /// webhook subscription's URL. Backend.AI's aliases `callbackUrl` and `callbackURL`
+    /// are accepted.
+    #[serde(default, alias = "callbackUrl", alias = "callbackURL")]
+    pub callback_url: Option<String>,
 }
 
 impl EnqueueSession {
@@ -645,6 +655,11 @@ impl EnqueueSession {
             .map(|g| GroupName::parse("scaling_group", g))
             .transpose()?;
         let spec = SessionSpec {
+            callback_url: self
+                .callback_url
+                .as_deref()
+                .map(|u| domain::webhook::WebhookUrl::parse("callback_url", u))
+                .transpose()?,
             session_id,
             name: SessionName::parse("name", &self.name)?,
             owner,
@@ -861,6 +876,16 @@ async fn enqueue(
     let owner = owner_of(caller, body.owner.as_deref())?;
     let id = session_id.unwrap_or_else(Uuid::new_v4);
     let (mut spec, requested) = body.into_spec(id, owner)?;
+    if let Some(url) = &spec.callback_url {
+        super::webhooks::check_url(state, "callback_url", url.as_str()).await?;
+        // The owner's callback secret exists before the first delivery needs it.
+        crate::webhooks::subscriptions::callback_secret(
+            &state.app,
+            &state.app.webhook_secrets,
+            &spec.owner,
+        )
+        .await?;
+    }
     spec.scaling_group = crate::sessions::resolve_group(
         &state.app,
         &spec.owner,

@@ -29,6 +29,7 @@
 //!   replicas (PostgreSQL LISTEN/NOTIFY).
 //! - [`heartbeats`], [`keys`], [`idempotency`]: agent heartbeats, API keys and
 //!   idempotency records: tables that are state, not events.
+//! - [`webhook_secrets`]: sealed webhook signing secrets and per-owner callback secrets.
 
 pub mod adapter;
 pub mod db;
@@ -41,6 +42,7 @@ pub mod log;
 pub mod notify;
 pub mod postgres;
 pub mod sqlite;
+pub mod webhook_secrets;
 
 use std::time::Duration;
 

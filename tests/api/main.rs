@@ -16,3 +16,4 @@ mod streams;
 mod timeouts;
 mod vfolders;
 mod walkthrough;
+mod webhooks;

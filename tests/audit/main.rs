@@ -30,7 +30,7 @@ const BOTH: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
 /// The read models `audit verify` compares, in the order it reports them.
 const READ_MODELS: &str =
-    "sessions, scaling_groups, agent_occupancy, pending_queue, audit_log, slot_releases, vfolders, background_tasks";
+    "sessions, scaling_groups, agent_occupancy, pending_queue, audit_log, slot_releases, vfolders, background_tasks, webhooks, webhook_outbox";
 
 /// Runs `sessionctl --database-url <url> <args>`: (exit code, stdout, stderr). Backtraces
 /// are switched on, so a panic could not hide behind a one-line message.
@@ -304,7 +304,9 @@ async fn audit_verify_finds_no_problem_after_a_mixed_workload_and_a_full_catch_u
                 "audit_log",
                 "slot_releases",
                 "vfolders",
-                "background_tasks"
+                "background_tasks",
+                "webhooks",
+                "webhook_outbox"
             ])
         );
     }

@@ -9,6 +9,8 @@ use crate::scheduler::outcome::{FailedPredicate, PassedPredicate};
 
 /// A command on the Session aggregate.
 #[derive(Debug, Clone, PartialEq)]
+// A command lives for one decision; boxing the spec would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 pub enum SessionCommand {
     /// Create the session in PENDING.
     Enqueue {

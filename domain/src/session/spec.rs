@@ -137,6 +137,10 @@ pub struct SessionSpec {
     pub dependencies: Vec<Uuid>,
     /// Free-form labels.
     pub labels: Labels,
+    /// Where this session's status changes are also POSTed, signed with the owner's
+    /// callback secret (SPEC §8). Absent from events written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<crate::webhook::WebhookUrl>,
 }
 
 impl SessionSpec {

@@ -11,13 +11,14 @@ use domain::bgtask::BackgroundTask;
 use domain::scaling_group::ScalingGroup;
 use domain::session::Session;
 use domain::vfolder::VFolder;
+use domain::webhook::WebhookSubscription;
 use domain::Decider;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use store::db::{Db, Statement, Tx};
 use store::{args, sql, RecordedEvent};
 
-use super::{AGENT_OCCUPANCY, BACKGROUND_TASKS, SCALING_GROUPS, SESSIONS, VFOLDERS};
+use super::{AGENT_OCCUPANCY, BACKGROUND_TASKS, SCALING_GROUPS, SESSIONS, VFOLDERS, WEBHOOKS};
 use crate::{Projection, ProjectionError};
 
 /// A read model of folded `A` aggregates.
@@ -150,6 +151,20 @@ pub fn background_tasks() -> DocProjection<BackgroundTask> {
                 "status".into(),
                 json!(t.status.map(|s| s.as_str()).unwrap_or_default()),
             );
+            m
+        },
+    }
+}
+
+/// The `webhooks` read model (SPEC §8).
+pub fn webhooks() -> DocProjection<WebhookSubscription> {
+    DocProjection {
+        name: WEBHOOKS,
+        tables: &["rm_webhooks"],
+        upsert: sql!("documents/upsert_rm_webhooks"),
+        columns: |w| {
+            let mut m = Map::new();
+            m.insert("enabled".into(), json!(i64::from(w.is_enabled())));
             m
         },
     }

@@ -1,13 +1,15 @@
 //! The read models.
 //!
 //! - [`documents`]: `sessions`, `scaling_groups`, `agent_occupancy`, `vfolders`,
-//!   `background_tasks` — each row is an
+//!   `background_tasks`, `webhooks` — each row is an
 //!   aggregate folded from its stream (`doc`, JSON) plus the columns queries filter on.
 //! - [`pending_queue`]: PENDING sessions per scaling group, scheduler-ordered, with the
 //!   pending-timeout deadline.
 //! - [`audit_log`]: a flat timeline of every event.
 //! - [`slot_releases`]: the durable process manager that releases an ended session's
 //!   slots (table `rm_slot_holds`).
+//! - [`outbox`]: `webhook_outbox`, the webhook deliveries of every status change
+//!   (SPEC §8), and the dispatcher's queries of the outbox.
 //! - [`session_list`]: queries of the `sessions` model for the API (filtered pages,
 //!   counts by status); not a projection of its own.
 //!
@@ -17,6 +19,7 @@
 
 pub mod audit_log;
 pub mod documents;
+pub mod outbox;
 pub mod pending_queue;
 pub mod session_list;
 pub mod slot_releases;
@@ -39,6 +42,10 @@ pub const AUDIT_LOG: &str = "audit_log";
 pub const VFOLDERS: &str = "vfolders";
 /// Name of the `background_tasks` read model.
 pub const BACKGROUND_TASKS: &str = "background_tasks";
+/// Name of the `webhooks` read model.
+pub const WEBHOOKS: &str = "webhooks";
+/// Name of the webhook outbox projection.
+pub const WEBHOOK_OUTBOX: &str = "webhook_outbox";
 /// Name of the `slot_releases` process manager's read model.
 pub const SLOT_RELEASES: &str = "slot_releases";
 
@@ -53,5 +60,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(slot_releases::SlotReleases),
         Arc::new(documents::vfolders()),
         Arc::new(documents::background_tasks()),
+        Arc::new(documents::webhooks()),
+        Arc::new(outbox::WebhookOutbox),
     ]
 }

@@ -1,0 +1,5 @@
+-- The head of chain ($1 target, $2 session) ended (delivered or dead): its later
+-- deliveries that were never attempted are due now ($3, unix ms).
+UPDATE webhook_deliveries
+SET next_attempt_ms = $3
+WHERE target = $1 AND session_id = $2 AND status = 'pending' AND next_attempt_ms > $3

@@ -1,0 +1,2 @@
+-- The sealed secret $1.
+SELECT secret_sealed FROM webhook_secrets WHERE secret_id = $1
