@@ -34,15 +34,20 @@ struct Received {
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    /// Notified after each request is recorded.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 async fn receiver(fail_first: usize) -> Receiver {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let seen = Arc::new(AtomicUsize::new(0));
     let store = got.clone();
+    let arrived: Arc<tokio::sync::Notify> = Arc::default();
+    let notify = arrived.clone();
     let handler = move |headers: HeaderMap, body: Bytes| {
         let store = store.clone();
         let seen = seen.clone();
+        let notify = notify.clone();
         async move {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             let status = if n < fail_first { 500 } else { 200 };
@@ -60,6 +65,7 @@ async fn receiver(fail_first: usize) -> Receiver {
                 body: body.to_vec(),
                 answered: status,
             });
+            notify.notify_waiters();
             AxStatus::from_u16(status).unwrap()
         }
     };
@@ -67,7 +73,7 @@ async fn receiver(fail_first: usize) -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, got }
+    Receiver { url, got, arrived }
 }
 
 /// Verifies a request the way a receiver would (Standard Webhooks, written here from
@@ -129,13 +135,19 @@ async fn app(backend: Backend) -> TestApp {
 
 /// Waits until `cond` holds on what the receiver got (at most 30 s).
 async fn wait_for(rx: &Receiver, what: &str, cond: impl Fn(&[Received]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
+        // Registered before the check, so a request recorded in between is not missed.
+        let next = rx.arrived.notified();
+        tokio::pin!(next);
+        next.as_mut().enable();
         if cond(&rx.got.lock().unwrap()) {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            tokio::time::timeout_at(deadline, next).await.is_ok(),
+            "timed out waiting for {what}"
+        );
     }
 }
 
