@@ -357,7 +357,19 @@ impl Dispatcher {
                             }
                             in_flight.insert(chain.clone());
                             let this = self.clone();
-                            running.spawn(async move { this.attempt(d, chain).await });
+                            running.spawn(async move {
+                                // The attempt runs in its own task so that a panic in it
+                                // still hands its chain back (and the delivery, still
+                                // open in the outbox, is attempted again).
+                                let inner = tokio::spawn(this.attempt(d, chain.clone()));
+                                match inner.await {
+                                    Ok(done) => done,
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "a webhook attempt panicked");
+                                        Done { chain, gone: None }
+                                    }
+                                }
+                            });
                         }
                     }
                     Err(e) => {
@@ -375,9 +387,9 @@ impl Dispatcher {
                             }
                         }
                         Err(e) => {
-                            // A panicking attempt: its chain stays out of this loop
-                            // until the dispatcher restarts, the rest goes on.
-                            tracing::error!(error = %e, "a webhook attempt panicked");
+                            // Only the wrapper above could fail here (it is not
+                            // aborted, and it does not panic).
+                            tracing::error!(error = %e, "a webhook attempt task failed");
                         }
                     }
                 }

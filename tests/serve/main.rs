@@ -322,3 +322,4 @@ async fn a_same_name_burst_on_sqlite_is_one_201_and_logs_no_errors() {
 }
 mod clone_crash;
 mod keypairs;
+mod webhooks_crash;
