@@ -365,7 +365,8 @@ impl Dispatcher {
                                 match inner.await {
                                     Ok(done) => done,
                                     Err(e) => {
-                                        tracing::error!(error = %e, "a webhook attempt panicked");
+                                        counter!("sessiond_worker_panics_total", "worker" => "webhook_attempt").increment(1);
+                                        tracing::error!(error = %e, "a webhook attempt panicked; the delivery stays open");
                                         Done { chain, gone: None }
                                     }
                                 }
@@ -379,18 +380,25 @@ impl Dispatcher {
             }
             tokio::select! {
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    match done {
-                        Ok(done) => {
-                            in_flight.remove(&done.chain);
-                            if let Some((target, position)) = done.gone {
-                                gone.insert(target, position);
+                    // Settle every attempt that has ended, not only the first: one due
+                    // query then serves them all (a query per attempt would bound the
+                    // rate at one delivery per query).
+                    let mut next = Some(done);
+                    while let Some(done) = next {
+                        match done {
+                            Ok(done) => {
+                                in_flight.remove(&done.chain);
+                                if let Some((target, position)) = done.gone {
+                                    gone.insert(target, position);
+                                }
+                            }
+                            Err(e) => {
+                                // Only the wrapper above could fail here (it is not
+                                // aborted, and it does not panic).
+                                tracing::error!(error = %e, "a webhook attempt task failed");
                             }
                         }
-                        Err(e) => {
-                            // Only the wrapper above could fail here (it is not
-                            // aborted, and it does not panic).
-                            tracing::error!(error = %e, "a webhook attempt task failed");
-                        }
+                        next = running.try_join_next();
                     }
                 }
                 r = applied.changed() => {

@@ -8,6 +8,8 @@
 //!   run, so `scripts/test` drops them afterwards), and polling the global log.
 //! - [`fixtures`]: valid specs, metadata, group and agent commands.
 //! - [`world`]: a recorded workload and the read-model-equals-fold checks.
+//! - [`http`]: one call to a running server (the tests that drive a real process).
+//! - [`webhooks`]: checking a webhook signature as a receiver would.
 //! - the macros [`conformance!`] (each test on a fresh store of each backend) and
 //!   [`both_backends!`] (each test given a backend).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,6 +17,8 @@
 
 pub mod db;
 pub mod fixtures;
+pub mod http;
+pub mod webhooks;
 pub mod world;
 
 pub use db::Backend;

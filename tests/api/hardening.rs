@@ -1036,11 +1036,7 @@ async fn loose_fields_are_422_naming_the_field(backend: Backend) {
     }
     for reason in ["r".repeat(100), "a b".to_string()] {
         let r = app
-            .post(
-                &format!("/v1/sessions/{id}/kernel-events"),
-                Some(&agent),
-                &json!({"event": "preparing", "reason": reason}),
-            )
+            .kernel_event(&agent, &id, json!({"event": "preparing", "reason": reason}))
             .await;
         assert_invalid(&r, "reason", &format!("reason {reason:?}"));
     }

@@ -254,6 +254,16 @@ impl TestApp {
         key
     }
 
+    /// Reports a kernel event of session `id` as the agent `key`.
+    pub async fn kernel_event(&self, key: &str, id: &str, body: Value) -> Resp {
+        self.post(
+            &format!("/v1/sessions/{id}/kernel-events"),
+            Some(key),
+            &body,
+        )
+        .await
+    }
+
     /// Enqueues a session as `key`; returns the response.
     pub async fn enqueue(&self, key: &str, name: &str) -> Resp {
         self.post(

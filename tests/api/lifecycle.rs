@@ -107,13 +107,7 @@ async fn a_session_walks_from_pending_to_terminated(backend: Backend) {
         ("started", "RUNNING", "SessionStarted"),
     ];
     for (event, status, event_type) in steps {
-        let r = app
-            .post(
-                &format!("/v1/sessions/{id}/kernel-events"),
-                Some(&agent),
-                &json!({"event": event}),
-            )
-            .await;
+        let r = app.kernel_event(&agent, &id, json!({"event": event})).await;
         assert_eq!(r.status, StatusCode::OK, "{event}: {:?}", r.body);
         assert_eq!(r.body["status"], status);
         assert_eq!(r.body["session_id"], id.as_str());
@@ -141,11 +135,7 @@ async fn a_session_walks_from_pending_to_terminated(backend: Backend) {
     assert_eq!(stop.body["items"][0]["action"], "stop", "{:?}", stop.body);
 
     let r = app
-        .post(
-            &format!("/v1/sessions/{id}/kernel-events"),
-            Some(&agent),
-            &json!({"event": "terminated", "exit_code": 0}),
-        )
+        .kernel_event(&agent, &id, json!({"event": "terminated", "exit_code": 0}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "TERMINATED");

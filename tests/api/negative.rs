@@ -111,11 +111,7 @@ async fn an_agent_reporting_on_a_session_not_placed_on_it_gets_the_404_of_an_unk
     let a2 = app.register_agent("a2", "default").await;
     let before = app.store_fingerprint().await;
     let r = app
-        .post(
-            &format!("/v1/sessions/{id}/kernel-events"),
-            Some(&a2),
-            &json!({"event": "preparing"}),
-        )
+        .kernel_event(&a2, &id, json!({"event": "preparing"}))
         .await;
     // The same answer as for a session that does not exist: an agent cannot tell which
     // session ids exist elsewhere.
@@ -140,11 +136,7 @@ async fn an_agent_reporting_on_a_session_not_placed_on_it_gets_the_404_of_an_unk
     let r = app.get("/v1/agents/a1/assignments", Some(&a2)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
-        .post(
-            &format!("/v1/sessions/{id}/kernel-events"),
-            Some(&alice),
-            &json!({"event": "preparing"}),
-        )
+        .kernel_event(&alice, &id, json!({"event": "preparing"}))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app.get("/v1/sessions", Some(&a2)).await;
@@ -160,11 +152,7 @@ async fn an_illegal_transition_is_409_and_appends_nothing(backend: Backend) {
     let before = app.store_fingerprint().await;
     // SCHEDULED -> RUNNING skips the table.
     let r = app
-        .post(
-            &format!("/v1/sessions/{id}/kernel-events"),
-            Some(&agent),
-            &json!({"event": "started"}),
-        )
+        .kernel_event(&agent, &id, json!({"event": "started"}))
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     assert_eq!(r.code(), "illegal_transition");

@@ -83,13 +83,7 @@ impl SseClient {
 }
 
 async fn report(app: &TestApp, agent: &str, id: &str, event: &str) {
-    let r = app
-        .post(
-            &format!("/v1/sessions/{id}/kernel-events"),
-            Some(agent),
-            &json!({"event": event}),
-        )
-        .await;
+    let r = app.kernel_event(agent, id, json!({"event": event})).await;
     assert_eq!(r.status, StatusCode::OK, "{event}: {:?}", r.body);
 }
 

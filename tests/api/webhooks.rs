@@ -6,8 +6,6 @@
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -118,20 +116,7 @@ async fn receiver_answering(answer: Answer) -> Receiver {
 /// way a receiver would (Standard Webhooks, written here from the spec): HMAC-SHA256
 /// over `id.timestamp.body` with the secret's bytes.
 fn entries_verifying(secret: &str, r: &Received) -> usize {
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", r.id, r.timestamp).as_bytes());
-    mac.update(&r.body);
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    r.signature
-        .split(' ')
-        .filter(|entry| *entry == expected)
-        .count()
+    testkit::webhooks::signature_entries(secret, &r.id, &r.timestamp, &r.body, &r.signature)
 }
 
 /// Whether any entry of the request's signature verifies with `secret`.
@@ -301,13 +286,24 @@ async fn wait_for(rx: &Receiver, what: &str, cond: impl Fn(&[Received]) -> bool)
             return;
         }
         if tokio::time::timeout_at(deadline, next).await.is_err() {
-            let got = rx.got.lock().unwrap();
+            // A copy, so the panic below does not poison the receiver's lock.
+            let got = rx.got.lock().unwrap().clone();
             let answered: BTreeMap<u16, usize> = got.iter().fold(BTreeMap::new(), |mut m, r| {
                 *m.entry(r.answered).or_default() += 1;
                 m
             });
+            // When they arrived (per 500 ms since the first): a stall shows as a gap.
+            let mut per_half_second: BTreeMap<u128, usize> = BTreeMap::new();
+            if let Some(first) = got.first() {
+                for r in got.iter() {
+                    *per_half_second
+                        .entry(r.at.duration_since(first.at).as_millis() / 500)
+                        .or_default() += 1;
+                }
+            }
             panic!(
-                "timed out waiting for {what}: {} requests received, by answer {answered:?}",
+                "timed out waiting for {what}: {} requests received, by answer {answered:?}, \
+                 per 500 ms {per_half_second:?}",
                 got.len()
             );
         }
@@ -837,21 +833,17 @@ const LIFECYCLE: [&str; 9] = [
 async fn drive(app: &TestApp, user: &str, agent_key: &str, id: &str) {
     for event in ["preparing", "pulling", "prepared", "creating", "started"] {
         let r = app
-            .post(
-                &format!("/v1/sessions/{id}/kernel-events"),
-                Some(agent_key),
-                &json!({"event": event}),
-            )
+            .kernel_event(agent_key, id, json!({"event": event}))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{event}: {:?}", r.body);
     }
     let r = app.delete(&format!("/v1/sessions/{id}"), Some(user)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = app
-        .post(
-            &format!("/v1/sessions/{id}/kernel-events"),
-            Some(agent_key),
-            &json!({"event": "terminated", "exit_code": 0}),
+        .kernel_event(
+            agent_key,
+            id,
+            json!({"event": "terminated", "exit_code": 0}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

@@ -3,31 +3,17 @@
 //! runner picks the task up (attempt 2) and completes it.
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 use testkit::db::{fresh_url, Backend};
+use testkit::http::call;
 
 use crate::servers::{test_volume, Replica};
-
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    let mut req = client.request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_replica_that_runs_a_clone_moves_the_task_to_the_other() {
     let url = fresh_url(Backend::Postgres).await;
+    let client = reqwest::Client::new();
     let admin = format!("failover-admin-{}", uuid::Uuid::new_v4().simple());
     let env = [
         ("SESSIOND_BOOTSTRAP_ADMIN_KEY", admin.clone()),
@@ -44,6 +30,7 @@ async fn killing_the_replica_that_runs_a_clone_moves_the_task_to_the_other() {
     );
     let owner = format!("alice{}", uuid::Uuid::new_v4().simple());
     let (s, created) = call(
+        &client,
         reqwest::Method::POST,
         format!("{base_a}/v1/vfolders"),
         &admin,
@@ -57,6 +44,7 @@ async fn killing_the_replica_that_runs_a_clone_moves_the_task_to_the_other() {
     }
     // Cloned through A: A's runner holds the task.
     let (s, started) = call(
+        &client,
         reqwest::Method::POST,
         format!("{base_a}/v1/vfolders/src/clone?owner={owner}"),
         &admin,
@@ -82,6 +70,7 @@ async fn killing_the_replica_that_runs_a_clone_moves_the_task_to_the_other() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let t = loop {
         let (s, t) = call(
+            &client,
             reqwest::Method::GET,
             format!("{base_b}/v1/background-tasks/{task}"),
             &admin,
@@ -101,6 +90,7 @@ async fn killing_the_replica_that_runs_a_clone_moves_the_task_to_the_other() {
     assert_eq!(t["status"], "done", "{t}");
     assert_eq!(t["attempts"], 2, "{t}");
     let (_, target) = call(
+        &client,
         reqwest::Method::GET,
         format!("{base_b}/v1/vfolders/dst?owner={owner}"),
         &admin,

@@ -4,10 +4,11 @@
 //! the start-up with one clear line.
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 use testkit::db::{fresh_url, Backend};
+use testkit::http::call;
 
 use super::{start_with, temp_dir, Server};
 
@@ -27,22 +28,6 @@ fn serve(url: &str, admin: &str, volume: &std::path::Path, cwd: &std::path::Path
         &["serve", "--database-url", url, "--listen", "127.0.0.1:0"],
         cwd,
     )
-}
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    admin: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = client.request(method, url).bearer_auth(admin);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 fn tree_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {

@@ -10,8 +10,6 @@
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::db::{fresh_url, Backend};
+use testkit::http::call;
 
 use super::{start_with, temp_dir, terminate, Server};
 
@@ -134,17 +133,7 @@ async fn wait_for(rx: &Receiver, what: &str, cond: impl Fn(&[Received]) -> bool)
 /// Whether the request's signature verifies with `secret`, checked the way a receiver
 /// would (Standard Webhooks, from the spec): HMAC-SHA256 over `id.timestamp.body`.
 fn verifies(secret: &str, r: &Received) -> bool {
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", r.id, r.timestamp).as_bytes());
-    mac.update(&r.body);
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    r.signature.split(' ').any(|entry| entry == expected)
+    testkit::webhooks::signature_entries(secret, &r.id, &r.timestamp, &r.body, &r.signature) > 0
 }
 
 fn serve(url: &str, admin: &str, cwd: &std::path::Path) -> Server {
@@ -180,22 +169,6 @@ fn sessionctl(url: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = client.request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 async fn deliveries_survive_kill_9_of_the_server_sending_them(backend: Backend) {
