@@ -4,7 +4,8 @@
 //! dispatches; the others wait and take over when the holder dies (PostgreSQL advisory
 //! lock; in-process on SQLite). A loop reads the due deliveries (the earliest open one of
 //! each chain: per-session order per endpoint), sends up to `webhooks.concurrency` at
-//! once, and records each outcome:
+//! once, and records the outcomes of the attempts that ended together in one
+//! transaction (before their chains are handed out again):
 //!
 //! - **2xx**: `delivered`; the chain's next delivery is due at once.
 //! - **410** from a subscription's endpoint: the subscription is disabled (an event, so
@@ -23,7 +24,7 @@
 
 use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
-use projections::models::outbox::{self, Attempted, DueDelivery, CALLBACK_TARGET};
+use projections::models::outbox::{self, Attempted, ChainAfter, DueDelivery, CALLBACK_TARGET};
 use projections::models::WEBHOOK_OUTBOX;
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
@@ -257,6 +258,8 @@ pub struct Dispatcher {
 struct Done {
     chain: (String, String),
     gone: Option<(String, i64)>,
+    /// The outcome to record (`None`: deciding it failed; the delivery stays due).
+    attempted: Option<Attempted>,
 }
 
 impl Dispatcher {
@@ -319,14 +322,14 @@ impl Dispatcher {
         let mut last_lease_check = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
-                while running.join_next().await.is_some() {}
+                self.finish(&mut running).await;
                 return Some(lease);
             }
             if last_lease_check.elapsed() >= STANDBY_POLL {
                 last_lease_check = tokio::time::Instant::now();
                 if !lease.alive().await {
                     tracing::warn!(lease = LEASE, "webhook lease lost");
-                    while running.join_next().await.is_some() {}
+                    self.finish(&mut running).await;
                     return None;
                 }
             }
@@ -367,7 +370,7 @@ impl Dispatcher {
                                     Err(e) => {
                                         counter!("sessiond_worker_panics_total", "worker" => "webhook_attempt").increment(1);
                                         tracing::error!(error = %e, "a webhook attempt panicked; the delivery stays open");
-                                        Done { chain, gone: None }
+                                        Done { chain, gone: None, attempted: None }
                                     }
                                 }
                             });
@@ -384,10 +387,13 @@ impl Dispatcher {
                     // query then serves them all (a query per attempt would bound the
                     // rate at one delivery per query).
                     let mut next = Some(done);
+                    let mut ended = Vec::new();
+                    let mut attempted = Vec::new();
                     while let Some(done) = next {
                         match done {
                             Ok(done) => {
-                                in_flight.remove(&done.chain);
+                                ended.push(done.chain);
+                                attempted.extend(done.attempted);
                                 if let Some((target, position)) = done.gone {
                                     gone.insert(target, position);
                                 }
@@ -399,6 +405,12 @@ impl Dispatcher {
                             }
                         }
                         next = running.try_join_next();
+                    }
+                    // Recorded before their chains are free again, so the next due
+                    // query cannot hand out a head whose outcome is not written yet.
+                    self.record(&attempted).await;
+                    for chain in &ended {
+                        in_flight.remove(chain);
                     }
                 }
                 r = applied.changed() => {
@@ -484,19 +496,57 @@ impl Dispatcher {
             .record(clock.elapsed().as_secs_f64());
         counter!("sessiond_webhook_attempts_total", "result" => response.label()).increment(1);
         let mut gone = None;
-        if let Err(e) = self.record(&d, &response, &mut gone).await {
-            // Not recorded: the delivery stays due and is sent again (at least once).
-            tracing::warn!(delivery = %d.delivery_id, error = %e, "cannot record a webhook attempt");
+        let attempted = match self.outcome(&d, &response, &mut gone).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                // Not decided: the delivery stays due and is sent again (at least once).
+                tracing::warn!(delivery = %d.delivery_id, error = %e, "cannot record a webhook attempt");
+                None
+            }
+        };
+        Done {
+            chain,
+            gone,
+            attempted,
         }
-        Done { chain, gone }
     }
 
-    async fn record(
+    /// Waits for the attempts still running and records what they came to.
+    async fn finish(&self, running: &mut JoinSet<Done>) {
+        let mut attempted = Vec::new();
+        while let Some(done) = running.join_next().await {
+            if let Ok(done) = done {
+                attempted.extend(done.attempted);
+            }
+        }
+        self.record(&attempted).await;
+    }
+
+    /// Records the outcomes of the attempts that ended together (one transaction), then
+    /// counts the deliveries that ended.
+    async fn record(&self, attempted: &[Attempted]) {
+        if let Err(e) = outbox::record_all(self.app.db(), attempted).await {
+            // Not recorded: the deliveries stay due and are sent again (at least once).
+            tracing::warn!(attempts = attempted.len(), error = %crate::telemetry::error_chain(&e), "cannot record webhook attempts");
+            return;
+        }
+        for a in attempted {
+            if matches!(a.status, "delivered" | "dead") {
+                counter!("sessiond_webhook_deliveries_total", "outcome" => a.status).increment(1);
+            }
+            if a.status == "dead" {
+                tracing::warn!(delivery = %a.delivery_id, target = %a.target, "webhook delivery is dead after its last attempt");
+            }
+        }
+    }
+
+    /// What an attempt came to (a 410 from a subscription's endpoint disables it here).
+    async fn outcome(
         &self,
         d: &DueDelivery,
         response: &Response,
         gone: &mut Option<(String, i64)>,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<Attempted, Box<dyn std::error::Error + Send + Sync>> {
         let now = self.app.clock.now();
         let now_ms = now.timestamp_millis();
         let made = usize::try_from(d.round_attempts.saturating_add(1)).unwrap_or(usize::MAX);
@@ -534,28 +584,24 @@ impl Dispatcher {
                 _ => ("dead", now_ms, true),
             }
         };
-        outbox::record(
-            self.app.db(),
-            &Attempted {
-                delivery_id: &d.delivery_id,
-                status,
-                status_code: code,
-                error,
-                next_attempt_ms: next_ms,
-                delivered_ms: delivered.then_some(now_ms),
-            },
-        )
-        .await?;
-        if ended {
-            counter!("sessiond_webhook_deliveries_total", "outcome" => status).increment(1);
-            outbox::release_chain(self.app.db(), &d.target, &d.session_id, now_ms).await?;
+        let chain = if ended {
+            ChainAfter::Release(now_ms)
         } else if status == "failed" && next_ms > now_ms {
-            outbox::hold_chain(self.app.db(), &d.target, &d.session_id, next_ms).await?;
-        }
-        if status == "dead" {
-            tracing::warn!(delivery = %d.delivery_id, target = %d.target, "webhook delivery is dead after its last attempt");
-        }
-        Ok(())
+            ChainAfter::Hold(next_ms)
+        } else {
+            ChainAfter::Keep
+        };
+        Ok(Attempted {
+            delivery_id: d.delivery_id.clone(),
+            target: d.target.clone(),
+            session_id: d.session_id.clone(),
+            status,
+            status_code: code,
+            error,
+            next_attempt_ms: next_ms,
+            delivered_ms: delivered.then_some(now_ms),
+            chain,
+        })
     }
 }
 

@@ -455,11 +455,15 @@ pub struct DeliveryRow {
 
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempted<'a> {
+pub struct Attempted {
     /// The delivery.
-    pub delivery_id: &'a str,
+    pub delivery_id: String,
+    /// Its chain: the target.
+    pub target: String,
+    /// Its chain: the session.
+    pub session_id: String,
     /// delivered | failed | dead.
-    pub status: &'a str,
+    pub status: &'static str,
     /// The response's status code.
     pub status_code: Option<i64>,
     /// Why it failed.
@@ -468,6 +472,19 @@ pub struct Attempted<'a> {
     pub next_attempt_ms: i64,
     /// When it was delivered (unix ms).
     pub delivered_ms: Option<i64>,
+    /// What its chain's never attempted successors do now.
+    pub chain: ChainAfter,
+}
+
+/// What an attempt means for the rest of its chain (target, session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainAfter {
+    /// The head ended (delivered or dead): the successors are due at this time (ms).
+    Release(i64),
+    /// The head retries at this time (ms): the successors wait until then.
+    Hold(i64),
+    /// Nothing changes for them.
+    Keep,
 }
 
 /// Up to `limit` deliveries to attempt at `now_ms`.
@@ -480,51 +497,45 @@ pub async fn due(db: &Db, now_ms: i64, limit: i64) -> Result<Vec<DueDelivery>, P
         .await?)
 }
 
-/// Records an attempt.
-pub async fn record(db: &Db, a: &Attempted<'_>) -> Result<(), ProjectionError> {
-    db.execute(
-        &sql!(common "outbox/record"),
-        args![
-            a.delivery_id,
-            a.status,
-            a.status_code,
-            a.error.clone(),
-            a.next_attempt_ms,
-            a.delivered_ms
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The head of a chain failed and retries at `until_ms`: its never attempted
-/// successors wait until then.
-pub async fn hold_chain(
-    db: &Db,
-    target: &str,
-    session_id: &str,
-    until_ms: i64,
-) -> Result<(), ProjectionError> {
-    db.execute(
-        &sql!(common "outbox/hold_chain"),
-        args![target, session_id, until_ms],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The head of a chain ended: its never attempted successors are due at `now_ms`.
-pub async fn release_chain(
-    db: &Db,
-    target: &str,
-    session_id: &str,
-    now_ms: i64,
-) -> Result<(), ProjectionError> {
-    db.execute(
-        &sql!(common "outbox/release_chain"),
-        args![target, session_id, now_ms],
-    )
-    .await?;
+/// Records the outcomes of attempts, with what each means for its chain, in one
+/// transaction (one commit for all the attempts that ended together).
+pub async fn record_all(db: &Db, attempts: &[Attempted]) -> Result<(), ProjectionError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    for a in attempts {
+        tx.execute(
+            &sql!(common "outbox/record"),
+            args![
+                a.delivery_id.clone(),
+                a.status,
+                a.status_code,
+                a.error.clone(),
+                a.next_attempt_ms,
+                a.delivered_ms
+            ],
+        )
+        .await?;
+        match a.chain {
+            ChainAfter::Release(now_ms) => {
+                tx.execute(
+                    &sql!(common "outbox/release_chain"),
+                    args![a.target.clone(), a.session_id.clone(), now_ms],
+                )
+                .await?;
+            }
+            ChainAfter::Hold(until_ms) => {
+                tx.execute(
+                    &sql!(common "outbox/hold_chain"),
+                    args![a.target.clone(), a.session_id.clone(), until_ms],
+                )
+                .await?;
+            }
+            ChainAfter::Keep => {}
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 
