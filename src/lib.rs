@@ -53,6 +53,7 @@ pub mod ctl;
 pub mod follower;
 pub mod http;
 pub mod idempotency;
+pub mod maintenance;
 pub mod scheduler;
 pub mod server;
 pub mod sessions;

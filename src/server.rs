@@ -241,6 +241,7 @@ fn spawn_workers(
         async move { runner.run(app, stop).await }
     }));
     workers.extend(crate::webhooks::dispatcher::spawn(app, stopped.clone()));
+    workers.extend(crate::maintenance::spawn(app, stopped.clone()));
     workers.extend(crate::scheduler::spawn_workers(
         app.clone(),
         stopped.clone(),

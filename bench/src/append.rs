@@ -32,6 +32,7 @@ use store::{EventStore, StoreError, StoreOptions};
 use uuid::Uuid;
 
 use self::cell::{percentile_ms, run_cell};
+pub use self::cell::{CpuMeter, CpuUse};
 use self::workload::{enqueue, long_reader, RawRow, Workload};
 use crate::error::BenchError;
 

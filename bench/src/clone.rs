@@ -22,12 +22,13 @@
 //! # Layout
 //! - this module: the options, the reports and the two runs.
 //! - [`tree`]: the scratch directory, the size check, the generated tree, `cp -a`, sync.
-//! - [`api`]: the in-process server and the few API calls the scenarios make.
+//! - [`api`]: the in-process server and the few API calls the scenarios make (also
+//!   used by the webhooks scenario).
 //! - [`load`]: the 16 HTTP clients and their latency windows.
 //! - [`baseline`]: the original design on the bench's own tables (`sql/*/clone/`).
 //! - [`stats`]: samples, windows and percentiles.
 
-mod api;
+pub mod api;
 mod baseline;
 mod load;
 mod stats;
@@ -222,7 +223,7 @@ pub struct CloneLatencyReport {
 }
 
 /// The 1-minute load average (Linux `/proc/loadavg`).
-fn load_average() -> Option<f64> {
+pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()
@@ -233,7 +234,7 @@ fn load_average() -> Option<f64> {
 
 /// Opens the store (applying migrations), refuses a database that holds events, and
 /// says which backend it is.
-async fn check_empty(url: &str) -> Result<&'static str, BenchError> {
+pub async fn check_empty(url: &str) -> Result<&'static str, BenchError> {
     let store = EventStore::open(url, &StoreOptions::default()).await?;
     let existing = store.count_events().await?;
     let backend = match &store {

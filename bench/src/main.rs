@@ -22,6 +22,10 @@
 //!   the same tree (`clone`), and API latency idle vs during a clone against the
 //!   original design's copy inside one transaction (`clone-latency`); the baseline's
 //!   own tables (`sql/*/clone/`).
+//! - [`webhooks`]: webhook delivery through the in-process server to a loopback
+//!   receiver: deliveries/s (a backlog drained, and changes produced while delivering,
+//!   beside the rate they were produced at) and, at a steady 100 status changes/s, the
+//!   latency from commit to receipt (`webhooks`).
 //! - [`report`]: the Markdown printers.
 //! - [`error`]: `BenchError`, why a scenario failed.
 //! - [`progress`]: progress bars on stderr.
@@ -41,6 +45,7 @@ mod error;
 mod progress;
 mod report;
 mod scheduler;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 use sessiond::config::LogFormat;
@@ -72,13 +77,19 @@ enum Scenario {
     /// API p99 idle vs during a clone; baseline: writers vs a copy inside one open
     /// transaction.
     CloneLatency(clone::CloneLatencyArgs),
+    /// Webhook deliveries/s to a loopback receiver, and commit-to-receipt latency at a
+    /// steady 100 status changes/s.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 impl Scenario {
     /// Whether it runs the HTTP server in-process (whose one log line per request
     /// would flood stderr).
     fn serves_http(&self) -> bool {
-        matches!(self, Scenario::Clone(_) | Scenario::CloneLatency(_))
+        matches!(
+            self,
+            Scenario::Clone(_) | Scenario::CloneLatency(_) | Scenario::Webhooks(_)
+        )
     }
 }
 
@@ -133,6 +144,9 @@ async fn run(cli: Cli) {
         Scenario::CloneLatency(args) => interruptible(clone::clone_latency(&args))
             .await
             .map(|report| report::print_clone_latency_report(&report)),
+        Scenario::Webhooks(args) => interruptible(webhooks::webhooks(&args))
+            .await
+            .map(|report| report::print_webhooks_report(&report)),
     };
     if let Err(e) = outcome {
         eprintln!("sessiond-bench: {}", error_chain(&e));

@@ -5,6 +5,7 @@ use crate::append::{AppendPath, AppendRatios, AppendReport};
 use crate::catchup::Figure;
 use crate::clone::{CloneLatencyReport, CloneReport, Tool, WindowFigure, MIB};
 use crate::scheduler::SchedulerFigure;
+use crate::webhooks::{Distribution, WebhooksReport};
 
 /// Prints the scheduler figures with their SPEC §10 targets as a Markdown table.
 #[allow(clippy::print_stdout)]
@@ -376,6 +377,126 @@ pub fn print_clone_latency_report(report: &CloneLatencyReport) {
             verdict(r <= 1.2)
         );
     }
+    for n in &report.notes {
+        println!();
+        println!("Note: {n}");
+    }
+}
+
+/// Prints the webhooks report as Markdown tables on stdout: the throughput runs beside
+/// the plain-POST baseline, the latencies of the paced run, and the issue #15 verdicts.
+#[allow(clippy::print_stdout)]
+pub fn print_webhooks_report(report: &WebhooksReport) {
+    println!(
+        "{}; dispatcher concurrency {}; {} producing HTTP clients; outbox {}; {}",
+        report.backend,
+        report.concurrency,
+        report.clients,
+        if report.analyzed {
+            "ANALYZEd before the backlog drain (--analyze)"
+        } else {
+            "not analyzed by the bench (a fresh table: no planner statistics unless autovacuum ran)"
+        },
+        load_line(report.load)
+    );
+    println!();
+    println!(
+        "| throughput run | changes | produced in s | changes/s produced | deliveries | \
+         delivered in s | deliveries/s | / baseline | duplicates | missing | mean attempt ms \
+         | CPU cores: bench / machine |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let baseline = report
+        .throughput
+        .first()
+        .map(|b| b.deliver_rate())
+        .filter(|r| *r > 0.0);
+    for (i, f) in report.throughput.iter().enumerate() {
+        let (produced_s, produced_rate) = if f.produce_seconds > 0.0 {
+            (
+                format!("{:.2}", f.produce_seconds),
+                format!("{:.0}", f.produce_rate()),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
+        let ratio = match (i, baseline) {
+            (0, _) => "1.00 (baseline)".to_string(),
+            (_, Some(b)) => format!("{:.2}", f.deliver_rate() / b),
+            _ => "-".into(),
+        };
+        let cpu = f
+            .cpu
+            .map(|c| format!("{:.2} / {:.2}", c.process, c.machine))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} |",
+            f.name,
+            f.changes,
+            produced_s,
+            produced_rate,
+            f.deliveries,
+            f.deliver_seconds,
+            f.deliver_rate(),
+            ratio,
+            f.duplicates,
+            f.missing,
+            show_ms(f.mean_attempt_ms),
+            cpu
+        );
+    }
+    if let Some(tail) = report.throughput.iter().find_map(|f| f.tail_seconds) {
+        println!();
+        println!(
+            "live run: the last delivery arrived {tail:.2} s after the last enqueue was answered"
+        );
+    }
+    let l = &report.latency;
+    println!();
+    println!(
+        "paced run: {} changes measured at {:.1} changes/s (target {:.0}/s; an enqueue sent \
+         at most {:.1} ms late), {} without a delivery; mean dispatch lag (recorded to \
+         attempt start, the dispatcher's own histogram) {} ms; CPU cores bench / machine {}",
+        l.changes,
+        l.achieved_rate,
+        l.target_rate,
+        l.max_send_lag_ms,
+        l.missing,
+        show_ms(l.mean_dispatch_lag_ms),
+        l.cpu
+            .map(|c| format!("{:.2} / {:.2}", c.process, c.machine))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!();
+    println!("| latency | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, d: &Distribution| {
+        println!("| {name} | {:.1} | {:.1} | {:.1} |", d.p50, d.p99, d.max);
+    };
+    row("commit (event recorded_at) -> receipt", &l.from_commit);
+    row("API answered the enqueue -> receipt", &l.from_answer);
+    row(
+        "occurred_at (payload timestamp) -> receipt",
+        &l.from_occurred,
+    );
+    row("the enqueue itself (POST /v1/sessions)", &l.enqueue);
+    println!();
+    println!("| issue #15 target | measured | verdict |");
+    println!("|---|---:|---|");
+    if let Some(drain) = report.throughput.get(1) {
+        println!(
+            "| >= 1,000 deliveries/s to a loopback receiver answering 200 at once (backlog \
+             drain) | {:.0}/s | {} |",
+            drain.deliver_rate(),
+            verdict(drain.deliver_rate() >= 1000.0 && drain.missing == 0)
+        );
+    }
+    println!(
+        "| p99 commit -> receipt <= 250 ms at a steady {:.0} status changes/s | {:.1} ms | {} |",
+        l.target_rate,
+        l.from_commit.p99,
+        verdict(l.from_commit.p99 <= 250.0 && l.missing == 0)
+    );
     for n in &report.notes {
         println!();
         println!("Note: {n}");

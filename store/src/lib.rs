@@ -39,6 +39,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod lease;
 pub mod log;
+pub mod maintenance;
 pub mod notify;
 pub mod postgres;
 pub mod sqlite;

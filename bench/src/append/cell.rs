@@ -21,7 +21,7 @@ pub struct CellOutcome {
 }
 
 /// CPU used during the measured window, in cores (1.0 = one core busy throughout).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct CpuUse {
     /// This process (the clients, the pool, sqlx, tokio).
     pub process: f64,
@@ -66,6 +66,22 @@ fn cpu_ticks() -> Option<CpuTicks> {
         machine_total: total,
         cores,
     })
+}
+
+/// CPU use over a span the caller chooses (the webhooks scenario's windows).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter(Option<CpuTicks>);
+
+impl CpuMeter {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        CpuMeter(cpu_ticks())
+    }
+
+    /// The CPU used since [`CpuMeter::start`] (`None` off Linux).
+    pub fn stop(self) -> Option<CpuUse> {
+        cpu_use(self.0?, cpu_ticks()?)
+    }
 }
 
 fn cpu_use(a: CpuTicks, b: CpuTicks) -> Option<CpuUse> {

@@ -1,6 +1,7 @@
 //! The in-process server (`sessiond::server::start`, the real HTTP server on port 0,
 //! one volume `local` in the bench's scratch directory) and the API calls the clone
 //! scenarios make: keys, a scaling group, vfolders, clones, background tasks, sessions.
+//! The webhooks scenario starts it too ([`Server::start_with`]).
 
 use indicatif::ProgressBar;
 use reqwest::{Method, StatusCode};
@@ -67,18 +68,34 @@ impl Server {
         clone_parallelism: Option<u32>,
         max_connections: u32,
     ) -> Result<Self, BenchError> {
+        Self::start_with(database_url, volume, max_connections, |settings| {
+            if let Some(p) = clone_parallelism {
+                settings.clone_parallelism = p;
+            }
+        })
+        .await
+    }
+
+    /// Starts the server on `database_url` with one volume `local` at `volume`, a pool
+    /// of `max_connections`, and `change` applied to its settings last.
+    pub async fn start_with(
+        database_url: &str,
+        volume: &Path,
+        max_connections: u32,
+        change: impl FnOnce(&mut Settings),
+    ) -> Result<Self, BenchError> {
         let defaults = Settings::default();
         // Through serde, so every optional setting of a volume keeps its default.
         let local: VolumeSettings = serde_json::from_value(json!({ "root": volume }))
             .map_err(|e| BenchError::Other(format!("the bench's volume settings: {e}")))?;
-        let settings = Settings {
+        let mut settings = Settings {
             database_url: DatabaseUrl::new(database_url),
             listen: "127.0.0.1:0".into(),
             volumes: std::collections::BTreeMap::from([("local".to_string(), local)]),
-            clone_parallelism: clone_parallelism.unwrap_or(defaults.clone_parallelism),
             max_connections,
             ..defaults
         };
+        change(&mut settings);
         let clone_parallelism = settings.clone_parallelism;
         let admin_key = format!("sdk_bench_admin_{}", Uuid::new_v4().simple());
         let running = start(
@@ -133,6 +150,11 @@ impl Server {
         }
     }
 
+    /// The application's database (`None` once stopped).
+    pub fn db(&self) -> Option<&store::Db> {
+        self.running.as_ref().map(|r| r.app.db())
+    }
+
     /// `<volume>/<vfolder_id>`: where a folder's files live.
     pub fn folder_dir(&self, vfolder_id: Uuid) -> PathBuf {
         self.volume.join(vfolder_id.to_string())
@@ -166,7 +188,7 @@ impl Server {
     }
 
     /// A call that must answer `expected`.
-    async fn expect(
+    pub async fn expect(
         &self,
         method: Method,
         path: &str,

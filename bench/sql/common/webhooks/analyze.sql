@@ -1,0 +1,2 @@
+-- Fresh planner statistics of the outbox (what autovacuum would eventually gather).
+ANALYZE webhook_deliveries
