@@ -6,6 +6,7 @@
 #[macro_use]
 mod late_commit;
 mod migrations;
+mod planner;
 
 use chrono::{DateTime, Utc};
 use domain::scaling_group::{ScalingGroup, ScalingGroupError, SchedulerKind, SchedulerOpts};
