@@ -316,6 +316,19 @@ impl TestApp {
     }
 }
 
+/// The statuses a session passes through from enqueue to TERMINATED, in order.
+pub const LIFECYCLE: [&str; 9] = [
+    "PENDING",
+    "SCHEDULED",
+    "PREPARING",
+    "PULLING",
+    "PREPARED",
+    "CREATING",
+    "RUNNING",
+    "TERMINATING",
+    "TERMINATED",
+];
+
 /// One test per backend for each named `async fn(Backend)`.
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{both_backends, spawn_app, Backend, TestApp, ADMIN_KEY};
+use crate::helpers::{both_backends, spawn_app, Backend, TestApp, ADMIN_KEY, LIFECYCLE};
 
 /// Reads the session at `position` (read-your-writes) and its history; checks the
 /// status, `status_history`, and that the history's lifecycle events are exactly
@@ -143,17 +143,7 @@ async fn a_session_walks_from_pending_to_terminated(backend: Backend) {
     let p = r.body["position"].as_i64().unwrap();
     let view = check_step(&app, &alice, &id, p, "TERMINATED", &so_far, "agent:a1").await;
     let history = view["status_history"].as_object().unwrap();
-    for s in [
-        "PENDING",
-        "SCHEDULED",
-        "PREPARING",
-        "PULLING",
-        "PREPARED",
-        "CREATING",
-        "RUNNING",
-        "TERMINATING",
-        "TERMINATED",
-    ] {
+    for s in LIFECYCLE {
         assert!(
             history.contains_key(s),
             "status_history lacks {s}: {history:?}"

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    audit_clean, both_backends, spawn_app_with_settings, Backend, TestApp, ADMIN_KEY,
+    audit_clean, both_backends, spawn_app_with_settings, Backend, TestApp, ADMIN_KEY, LIFECYCLE,
 };
 
 const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -815,19 +815,6 @@ async fn a_receiver_that_never_answers_costs_one_timeout_not_a_stuck_queue(backe
     .await;
     app.stop().await;
 }
-
-/// The statuses a session passes through from enqueue to TERMINATED, in order.
-const LIFECYCLE: [&str; 9] = [
-    "PENDING",
-    "SCHEDULED",
-    "PREPARING",
-    "PULLING",
-    "PREPARED",
-    "CREATING",
-    "RUNNING",
-    "TERMINATING",
-    "TERMINATED",
-];
 
 /// Drives session `id` on agent `agent_key` from SCHEDULED to TERMINATED.
 async fn drive(app: &TestApp, user: &str, agent_key: &str, id: &str) {

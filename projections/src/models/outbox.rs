@@ -16,8 +16,8 @@
 //!
 //! Per-session order per endpoint: the dispatcher only attempts the earliest open
 //! delivery of a chain (target, session). A chain whose head failed holds its later,
-//! never attempted deliveries until the head's next attempt ([`hold_chain`]), so the
-//! due query reads only what it may send.
+//! never attempted deliveries until the head's next attempt ([`ChainAfter::Hold`],
+//! recorded by [`record_all`]), so the due query reads only what it may send.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
