@@ -5,7 +5,7 @@
 use domain::agent::{Agent, AgentCommand, AgentError};
 use domain::ids::{AgentAddr, AgentId, GroupName};
 use domain::scaling_group::ScalingGroup;
-use domain::session::{Session, SessionStatus};
+use domain::session::{Notice, SessionStatus, SessionType};
 use domain::{ResourceSlots, ValidationError};
 use projections::models::documents;
 use projections::ProjectionError;
@@ -121,9 +121,10 @@ async fn record_heartbeat(app: &App, agent_id: &str) -> Result<(), StoreError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AssignmentAction {
-    /// Bring it up.
+    /// Bring it up (or keep it running).
     Start,
-    /// Tear it down: termination requested, or cancelled while it was being prepared.
+    /// Tear it down: an abort notice (SPEC §9). It stays until the agent reports the
+    /// kernel ended (`terminated` / `failed`), even after the slots were released.
     Stop,
 }
 
@@ -137,68 +138,87 @@ impl AssignmentAction {
     }
 }
 
+impl From<Notice> for AssignmentAction {
+    fn from(n: Notice) -> Self {
+        match n {
+            Notice::Start => Self::Start,
+            Notice::Stop => Self::Stop,
+        }
+    }
+}
+
 /// What an agent should do about one session placed on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assignment {
     /// The session.
     pub session_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// `interactive | batch | inference`.
+    pub session_type: SessionType,
     /// Bring it up, or tear it down.
     pub action: AssignmentAction,
     /// Its status now.
     pub status: SessionStatus,
     /// Image to run.
     pub image: String,
-    /// Slots held for it on this agent.
+    /// Slots allocated to it on this agent.
     pub slots: ResourceSlots,
     /// Batch command, if any.
     pub startup_command: Option<String>,
+    /// Batch: seconds it may run.
+    pub batch_timeout: Option<u64>,
     /// Kernels.
     pub cluster_size: u32,
 }
 
-/// The sessions placed on `agent_id` that need the agent: SCHEDULED..CREATING to start,
-/// TERMINATING (and CANCELLED ones still holding slots here) to stop. Read from the
-/// `agent_occupancy` and `sessions` read models.
+/// What `agent_id` must do: every session placed on it from SCHEDULED to
+/// RUNNING_DEGRADED (start, or keep running), and every one that must stop and whose
+/// end the agent has not reported yet (abort notices: TERMINATING, and CANCELLED,
+/// TERMINATED or ERROR while its kernel may still exist), by session id. Read from the
+/// `sessions` read model through its agent index ([`domain::session::Session::notice_for`]).
 pub async fn assignments(app: &App, agent_id: &str) -> Result<Vec<Assignment>, AgentCommandError> {
-    let Some(agent) = documents::agent_occupancy().get(app.db(), agent_id).await? else {
-        // Registered but not projected yet (the read model lags the store): nothing
-        // can have been placed on it that the read model does not show, so no work.
-        let registered = app
-            .store
-            .read_first(<Agent as domain::Decider>::TYPE, agent_id)
+    let sessions = documents::sessions_of_agent(app.db(), agent_id).await?;
+    if sessions.is_empty() {
+        // Unknown agents are 404; a registered one the read models have not caught up
+        // with has nothing placed on it that they would show.
+        let known = documents::agent_occupancy()
+            .get(app.db(), agent_id)
             .await?
-            .is_some();
-        return if registered {
+            .is_some()
+            || app
+                .store
+                .read_first(<Agent as domain::Decider>::TYPE, agent_id)
+                .await?
+                .is_some();
+        return if known {
             Ok(vec![])
         } else {
             Err(AgentCommandError::NotFound)
         };
-    };
-    let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
-    let sessions: Vec<Session> = documents::sessions().get_many(app.db(), &ids).await?;
+    }
     let mut out: Vec<Assignment> = sessions
         .into_iter()
         .filter_map(|s| {
-            use SessionStatus::*;
-            let spec = s.spec?;
+            let action = s.notice_for(agent_id)?.into();
+            let spec = s.spec.as_ref()?;
             let status = s.status?;
-            let action = match status {
-                Scheduled | Preparing | Pulling | Prepared | Creating => AssignmentAction::Start,
-                Terminating | Cancelled => AssignmentAction::Stop,
-                _ => return None,
-            };
-            let slots = agent
+            let slots = s
                 .allocations
-                .get(&spec.session_id)
-                .cloned()
+                .iter()
+                .find(|a| a.agent_id == agent_id)
+                .map(|a| a.slots.clone())
                 .unwrap_or_default();
             Some(Assignment {
                 session_id: spec.session_id,
+                name: spec.name.to_string(),
+                session_type: spec.session_type,
                 action,
                 status,
                 image: spec.image.to_string(),
                 slots,
-                startup_command: spec.startup_command,
+                startup_command: spec.startup_command.clone(),
+                batch_timeout: spec.batch_timeout.map(|t| t.get()),
                 cluster_size: spec.cluster_size.get(),
             })
         })

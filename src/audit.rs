@@ -27,6 +27,7 @@ use domain::name_claim::NameClaim;
 use domain::pending_quota::PendingQuota;
 use domain::policy::{ResourcePolicy, ResourcePolicyEvent, RESOURCE_POLICY_EVENT_VERSION};
 use domain::scaling_group::{ScalingGroup, ScalingGroupEvent, SCALING_GROUP_EVENT_VERSION};
+use domain::session::reasons::AGENT_LOST;
 use domain::session::{Session, SessionEvent, SessionStatus, SESSION_EVENT_VERSION};
 use domain::Decider;
 use projections::engine::read_checkpoint;
@@ -338,6 +339,19 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
                         ),
                     ));
                 }
+                (SessionEvent::SessionKernelEnded { .. }, _)
+                    if !from.is_some_and(|s| s.is_terminal() || s == SessionStatus::Error) =>
+                {
+                    findings.push(finding(
+                        "transition",
+                        subject(e),
+                        format!(
+                            "SessionKernelEnded at sequence {} while {} (only an ended or failed session acknowledges a stop)",
+                            e.sequence,
+                            from.map(|s| s.as_str()).unwrap_or("not enqueued")
+                        ),
+                    ));
+                }
                 (_, Some(to)) => {
                     let legal = match from {
                         None => to == SessionStatus::Pending,
@@ -640,11 +654,14 @@ fn expected_rows(model: &str, w: &World) -> BTreeMap<String, Value> {
             let mut expected = BTreeMap::new();
             for (agent_id, agent) in &w.agents {
                 for session_id in agent.allocations.keys() {
-                    let ended = w
-                        .sessions
-                        .get(&session_id.to_string())
-                        .and_then(|s| s.status)
-                        .is_some_and(|s| s.is_terminal());
+                    // Due once the session ended, or once this agent reported its
+                    // kernel gone.
+                    let ended = w.sessions.get(&session_id.to_string()).is_some_and(|s| {
+                        s.status.is_some_and(|st| st.is_terminal())
+                            || s.kernels_ended.iter().any(|a| a == agent_id)
+                            || (s.status == Some(SessionStatus::Error)
+                                && s.status_info.as_deref() == Some(AGENT_LOST))
+                    });
                     expected.insert(
                         format!("{agent_id}/{session_id}"),
                         serde_json::json!({"due": i64::from(ended)}),

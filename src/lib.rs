@@ -9,6 +9,7 @@
 //! - [`store`]: the `store` crate, re-exported: the event store on PostgreSQL and SQLite,
 //!   the commit-order log reader, leases, the tables that are not events.
 //! - [`command`]: load -> decide -> append, with bounded, jittered retry on conflicts.
+//! - [`agent`]: `sessiond agent`, the process agent (SPEC §9), a client of the agent API.
 //! - [`sessions`], [`agents`]: the session and agent commands as the API and the
 //!   workers issue them (enqueue with its invariants, delete, kernel events,
 //!   registration, assignments).
@@ -40,6 +41,7 @@
 //! benchmark in `bench` (`sessiond-bench`), shared test support in `testkit`.
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects))]
 
+pub mod agent;
 pub mod agents;
 pub mod app;
 pub mod audit;
@@ -50,6 +52,7 @@ pub mod command;
 pub mod compat;
 pub mod config;
 pub mod ctl;
+pub mod demo;
 pub mod follower;
 pub mod http;
 pub mod idempotency;

@@ -340,7 +340,13 @@ pub async fn delete(
         let Some(status) = session.status else {
             return Err(SessionCommandError::NotFound);
         };
-        let Some(command) = delete_command(status, forced, &meta.actor, app.clock.now()) else {
+        let Some(command) = delete_command(
+            status,
+            session.kernels_gone(),
+            forced,
+            &meta.actor,
+            app.clock.now(),
+        ) else {
             return Ok(Deleted {
                 committed: Committed {
                     state: session,
@@ -370,27 +376,61 @@ pub async fn delete(
 }
 
 /// POST /v1/sessions/{id}/kernel-events: an agent's report. With `reporting_agent`
-/// (an agent key), the session must be placed on that agent.
+/// (an agent key), the session must be placed on that agent; an admin's report stands
+/// for every agent of the session. A final report (`terminated`, `failed`) may carry
+/// the tails of the kernel's output (`logs`), recorded before the event is appended
+/// (so a client that sees the session end finds its logs); a session that has already
+/// ended gets the acknowledgement of its abort notice instead of a 409 (SPEC §9).
 pub async fn kernel_event(
     app: &App,
     session_id: Uuid,
     reporting_agent: Option<&str>,
     event: KernelEvent,
+    logs: Option<(String, String)>,
     meta: &EventMetadata,
 ) -> Result<Committed<Session>, SessionCommandError> {
     let id = session_id.to_string();
     let session: Session = app.commands.load(&id).await?;
-    let Some(status) = session.status else {
+    if session.status.is_none() {
         return Err(SessionCommandError::NotFound);
-    };
-    if let Some(agent) = reporting_agent {
-        if !session.allocations.iter().any(|a| a.agent_id == agent) {
-            return Err(SessionCommandError::NotPlacedOnAgent {
-                session_id,
-                agent_id: agent.to_string(),
-            });
-        }
     }
-    let command = event.command(status, app.clock.now());
+    let agents: Vec<String> = match reporting_agent {
+        Some(agent) => {
+            if !session.is_placed_on(agent) {
+                return Err(SessionCommandError::NotPlacedOnAgent {
+                    session_id,
+                    agent_id: agent.to_string(),
+                });
+            }
+            vec![agent.to_string()]
+        }
+        None => session
+            .allocations
+            .iter()
+            .map(|a| a.agent_id.to_string())
+            .collect(),
+    };
+    if let (Some((stdout, stderr)), true) = (logs, event.is_final()) {
+        let tails = store::session_logs::SessionLogs {
+            agent_id: agents.first().cloned().unwrap_or_default(),
+            stdout,
+            stderr,
+            reported_ms: app.clock.now().timestamp_millis(),
+        };
+        store::session_logs::record(app.db(), &id, &tails)
+            .await
+            .map_err(StoreError::from)?;
+    }
+    let command = event.command(agents, app.clock.now());
     Ok(app.commands.execute::<Session>(&id, command, meta).await?)
+}
+
+/// The log tails an agent sent for `session_id` (SPEC §9), if any.
+pub async fn logs(
+    app: &App,
+    session_id: Uuid,
+) -> Result<Option<store::session_logs::SessionLogs>, SessionCommandError> {
+    Ok(store::session_logs::get(app.db(), &session_id.to_string())
+        .await
+        .map_err(StoreError::from)?)
 }

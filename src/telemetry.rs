@@ -16,8 +16,14 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber. Calling it twice is harmless (the second is ignored).
 pub fn init(format: LogFormat) {
+    init_with_default(format, "info,sqlx=warn");
+}
+
+/// [`init`] with another filter when `RUST_LOG` is not set (`sessiond demo` logs only
+/// warnings: its live view is the output).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -161,8 +161,14 @@ pub struct AssignmentParams {
 pub struct AssignmentView {
     /// The session.
     pub session_id: String,
-    /// `start` or `stop`.
+    /// `start` (bring it up, or keep it running) or `stop` (an abort notice: it stays
+    /// until the agent reports the kernel ended with `terminated` or `failed`).
     pub action: String,
+    /// Its name (the process agent exports it as `SESSIOND_SESSION_NAME`).
+    pub name: String,
+    /// `interactive | batch | inference`.
+    #[serde(rename = "type")]
+    pub session_type: String,
     /// Its status.
     pub status: String,
     /// Image.
@@ -172,6 +178,8 @@ pub struct AssignmentView {
     pub slots: ResourceSlots,
     /// Batch command.
     pub startup_command: Option<String>,
+    /// Batch: seconds it may run before the agent kills it (`batch-timeout`).
+    pub batch_timeout: Option<u64>,
     /// Kernels.
     pub cluster_size: u32,
 }
@@ -192,10 +200,13 @@ async fn current(state: &AppState, agent_id: &str) -> Result<Assignments, ApiErr
         .map(|a| AssignmentView {
             session_id: a.session_id.to_string(),
             action: a.action.as_str().to_string(),
+            name: a.name,
+            session_type: a.session_type.as_str().to_string(),
             status: a.status.as_str().to_string(),
             image: a.image,
             slots: a.slots,
             startup_command: a.startup_command,
+            batch_timeout: a.batch_timeout,
             cluster_size: a.cluster_size,
         })
         .collect();
@@ -208,7 +219,8 @@ async fn current(state: &AppState, agent_id: &str) -> Result<Assignments, ApiErr
     Ok(Assignments { items, version })
 }
 
-/// The read models assignments are computed from.
+/// The read models assignments are computed from (`agent_occupancy` says whether a
+/// registered agent is known).
 const ASSIGNMENT_MODELS: [&str; 2] = [AGENT_OCCUPANCY, SESSIONS];
 
 /// Sessions to start or stop on this agent; long-poll with `?wait=` (seconds) and
@@ -261,7 +273,8 @@ async fn assignments(
                 let relevant = match e.aggregate_type.as_str() {
                     Agent::TYPE => e.aggregate_id == id,
                     // A new placement is an event of the agent (its ledger); a change to
-                    // a session already assigned here is one of that session.
+                    // a session already assigned here (a cancellation, which opens an
+                    // abort notice, or its acknowledgement) is one of that session.
                     Session::TYPE => now.items.iter().any(|a| a.session_id == e.aggregate_id),
                     _ => false,
                 };

@@ -14,6 +14,7 @@ use domain::agent::AgentAllocation;
 use domain::bounds::{BatchTimeout, ClusterSize, Priority};
 use domain::ids::{GroupName, ImageRef, Owner, Reason, SessionName};
 use domain::resources::{ResourceSlots, SlotUse};
+use domain::session::reasons::QUEUE_ORDER;
 use domain::session::spec::{parse_dependencies, parse_labels, parse_startup_command};
 use domain::session::{
     FailedPredicate, KernelEvent, PassedPredicate, Session, SessionEvent, SessionSpec,
@@ -35,6 +36,7 @@ use super::extract::{integer, Caller, Json, JsonObject, MinPosition, Query};
 use super::{schema, AppState};
 use crate::auth::Role;
 use crate::idempotency::{self, Begin, Finish};
+use store::session_logs::LOG_TAIL_BYTES;
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -42,6 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_sessions, enqueue_session))
         .routes(routes!(get_session, delete_session))
         .routes(routes!(session_history))
+        .routes(routes!(session_logs))
         .routes(routes!(kernel_event))
 }
 
@@ -122,6 +125,10 @@ pub struct SchedulerData {
     pub retries: i64,
     /// The last attempt (RFC 3339).
     pub last_try: Option<String>,
+    /// Its 1-based place in the group's queue when the last pass did not evaluate it
+    /// because a strict queue is blocked ahead of it (`failed_predicates` is then the
+    /// one `queue_order` predicate naming the blocking session); `null` otherwise.
+    pub queue_position: Option<i64>,
 }
 
 /// A session's `status_data`: `scheduler` while PENDING, empty otherwise.
@@ -204,11 +211,19 @@ impl SessionView {
     pub fn of(session: &Session, queue: Option<&PendingEntry>) -> Option<Self> {
         let spec = session.spec.clone()?;
         let status = session.status?;
+        let queued = queue.and_then(|q| q.queue_position.zip(q.queue_reason.clone()));
         let scheduler = (status == SessionStatus::Pending).then(|| SchedulerData {
-            failed_predicates: session.failed_predicates.clone(),
+            failed_predicates: match &queued {
+                Some((_, msg)) => vec![FailedPredicate {
+                    name: QUEUE_ORDER.to_string(),
+                    msg: msg.clone(),
+                }],
+                None => session.failed_predicates.clone(),
+            },
             passed_predicates: session.passed_predicates.clone(),
             retries: queue.map(|q| q.retries).unwrap_or(0),
             last_try: queue.and_then(|q| q.last_try.clone()),
+            queue_position: queued.map(|(p, _)| p),
         });
         Some(Self {
             session_id: spec.session_id,
@@ -579,6 +594,55 @@ async fn session_history(
                 payload: e.payload.clone(),
             })
             .collect(),
+    }))
+}
+
+/// The end of a session's output, as its agent sent it with the final report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionLogsView {
+    /// The session.
+    pub session_id: Uuid,
+    /// The agent that sent them (`null`: nothing sent yet).
+    pub agent_id: Option<String>,
+    /// The last 16 KiB of stdout (empty when nothing was sent).
+    pub stdout: String,
+    /// The last 16 KiB of stderr.
+    pub stderr: String,
+    /// When the agent sent them (`null`: nothing sent yet).
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// The last 16 KiB of the session's stdout and stderr that its agent sent with the
+/// final report (SPEC §9); empty, with `reported_at: null`, until then.
+#[utoipa::path(get, path = "/v1/sessions/{id}/logs", tag = "sessions",
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
+    responses((status = 200, body = SessionLogsView),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn session_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: SessionId,
+) -> Result<axum::Json<SessionLogsView>, ApiError> {
+    let session_id = id.0;
+    visible_stream(&state, &caller, id).await?;
+    let logs = crate::sessions::logs(&state.app, session_id).await?;
+    Ok(axum::Json(match logs {
+        Some(l) => SessionLogsView {
+            session_id,
+            agent_id: Some(l.agent_id),
+            stdout: l.stdout,
+            stderr: l.stderr,
+            reported_at: DateTime::from_timestamp_millis(l.reported_ms),
+        },
+        None => SessionLogsView {
+            session_id,
+            agent_id: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            reported_at: None,
+        },
     }))
 }
 
@@ -965,6 +1029,23 @@ pub struct KernelEventBody {
     /// Short machine-readable reason, e.g. `image-pull-failed`.
     #[schema(schema_with = schema::reason_or_null)]
     pub reason: Option<String>,
+    /// With `terminated` or `failed`: the last 16 KiB (at most) of the kernel's stdout
+    /// and stderr, served at `GET /v1/sessions/{id}/logs`.
+    pub logs: Option<LogTails>,
+}
+
+/// The tails of a kernel's output an agent sends with its final report.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogTails {
+    /// The end of stdout (at most 16384 bytes of UTF-8).
+    #[serde(default)]
+    #[schema(max_length = 16384)]
+    pub stdout: String,
+    /// The end of stderr (at most 16384 bytes of UTF-8).
+    #[serde(default)]
+    #[schema(max_length = 16384)]
+    pub stderr: String,
 }
 
 /// An agent's report about a session placed on it (agent keys: only their own
@@ -1016,10 +1097,31 @@ async fn kernel_event(
             format!("must be one of {}", KERNEL_EVENTS.join(", ")),
         )
     })?;
+    let logs = match body.logs {
+        None => None,
+        Some(_) if !event.is_final() => {
+            return Err(ApiError::validation(
+                "logs",
+                "is sent with a final report only (terminated, failed)",
+            ))
+        }
+        Some(l) => {
+            for (field, text) in [("logs.stdout", &l.stdout), ("logs.stderr", &l.stderr)] {
+                if text.len() > LOG_TAIL_BYTES {
+                    return Err(ApiError::validation(
+                        field,
+                        format!("must be at most {LOG_TAIL_BYTES} bytes (the end of the output)"),
+                    ));
+                }
+            }
+            Some((l.stdout, l.stderr))
+        }
+    };
     let text = id.0.to_string();
     let meta = state.metadata(&caller.0);
     let committed =
-        crate::sessions::kernel_event(&state.app, id.0, agent.as_deref(), event, &meta).await?;
+        crate::sessions::kernel_event(&state.app, id.0, agent.as_deref(), event, logs, &meta)
+            .await?;
     super::metrics::command_attempts(committed.attempts);
     let position = match committed.last_position() {
         Some(p) => p.global_position,

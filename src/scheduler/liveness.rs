@@ -1,8 +1,11 @@
 //! Agent liveness (SPEC §1.4): an ALIVE agent whose last heartbeat is older than
 //! `agent_lost_after_secs` is marked LOST (one `AgentLost` event), and its live
-//! sessions go to ERROR with `status_info = "agent-lost"`. Their slots stay held until
-//! the sessions are cleaned up to TERMINATED (SPEC §1.1), when the slot-release worker
-//! gives them back.
+//! sessions go to ERROR with `status_info = "agent-lost"`. Nothing of them runs on a
+//! lost agent, so the slot-release worker gives their slots back (a restarted agent
+//! comes back with its capacity; docs/adr/0008), but they keep their abort notices: an
+//! agent that comes back stops whatever of them still runs and reports it. A session
+//! that was not moved to ERROR before its agent came back keeps its slots, and the
+//! agent reports it `agent-restarted`.
 //!
 //! The second half is a reconciliation, not a one-shot reaction: every check looks at
 //! every LOST agent's sessions, so a crash between `AgentLost` and the sessions' errors
@@ -13,7 +16,6 @@ use domain::ids::Reason;
 use domain::session::reasons::AGENT_LOST;
 use domain::session::{Session, SessionCommand, SessionStatus};
 use projections::models::documents;
-use uuid::Uuid;
 
 use super::{scheduler_metadata, SchedulerError};
 use crate::app::App;
@@ -72,8 +74,9 @@ pub async fn check_agents(app: &App) -> Result<LivenessReport, SchedulerError> {
         }
     }
     for agent in lost {
-        let ids: Vec<String> = agent.allocations.keys().map(Uuid::to_string).collect();
-        for s in documents::sessions().get_many(app.db(), &ids).await? {
+        // Its live sessions, through the sessions' agent index (its ledger was emptied
+        // with `AgentLost`).
+        for s in documents::sessions_of_agent(app.db(), &agent.agent_id).await? {
             let (Some(spec), Some(status)) = (&s.spec, s.status) else {
                 continue;
             };

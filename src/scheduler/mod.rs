@@ -73,6 +73,8 @@ pub struct PassReport {
     pub scheduled: usize,
     /// Sessions that stayed PENDING.
     pub waiting: usize,
+    /// Sessions not evaluated because a strict queue is blocked ahead of them.
+    pub queued: usize,
     /// `SessionSchedulingFailed` events appended (only when a failure set changed).
     pub failures_recorded: usize,
     /// Sessions cancelled because a dependency can never succeed.
@@ -392,6 +394,35 @@ impl Scheduler {
         PendingQueue
             .record_attempts(db, &attempted, &now.to_rfc3339())
             .await?;
+        // Queue order: who waits behind a blocked strict queue, and where. Written only
+        // where it changed (a blocked head keeps every position still).
+        let known: HashMap<&str, (Option<i64>, Option<&str>)> = queue
+            .iter()
+            .map(|q| {
+                (
+                    q.session_id.as_str(),
+                    (q.queue_position, q.queue_reason.as_deref()),
+                )
+            })
+            .collect();
+        let mut order_rows: Vec<(String, Option<i64>, Option<String>)> = Vec::new();
+        for q in &planned.queued {
+            let id = q.session_id.to_string();
+            let now_known = (Some(q.position), Some(q.reason.msg.as_str()));
+            if known.get(id.as_str()) != Some(&now_known) {
+                order_rows.push((id, Some(q.position), Some(q.reason.msg.clone())));
+            }
+        }
+        for id in &attempted {
+            if known
+                .get(id.as_str())
+                .is_some_and(|(position, _)| position.is_some())
+            {
+                order_rows.push((id.clone(), None, None));
+            }
+        }
+        report.queued = planned.queued.len();
+        PendingQueue.record_queue_order(db, &order_rows).await?;
 
         for (id, dep) in planned.doomed {
             let r = app

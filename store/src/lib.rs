@@ -42,6 +42,7 @@ pub mod log;
 pub mod maintenance;
 pub mod notify;
 pub mod postgres;
+pub mod session_logs;
 pub mod sqlite;
 pub mod webhook_secrets;
 

@@ -528,6 +528,8 @@ pub async fn expected_queue(w: &World, group: &str) -> Vec<(PendingEntry, DateTi
                 deadline_ms: (timeout > 0).then_some(enqueued_ms + timeout * 1000),
                 retries: 0,
                 last_try: None,
+                queue_position: None,
+                queue_reason: None,
             },
             enqueued_at,
         ));

@@ -7,7 +7,7 @@ use domain::agent::{Agent, AgentCommand, AgentEvent, AgentStatus};
 use domain::scaling_group::{GroupSettings, SchedulerKind, SchedulerOpts};
 use domain::scaling_group::{ScalingGroup, ScalingGroupCommand};
 use domain::session::{AgentAllocation, Session, SessionStatus};
-use domain::session::{KernelEvent, SessionSpec};
+use domain::session::{KernelEnd, KernelEvent, SessionSpec};
 use domain::ResourceSlots;
 use projections::models::documents;
 use projections::models::slot_releases::SlotReleases;
@@ -182,20 +182,23 @@ fn next_kernel_event(status: SessionStatus, rng: &mut StdRng) -> Option<KernelEv
         Prepared => KernelEvent::Creating,
         Creating => KernelEvent::Started,
         Running | RunningDegraded | Restarting => match rng.gen_range(0..10) {
-            0..=5 => KernelEvent::Terminated {
+            0..=5 => KernelEvent::Ended(KernelEnd::Terminated {
                 exit_code: Some(0),
                 reason: None,
-            },
-            6..=7 => KernelEvent::Terminated {
+            }),
+            6..=7 => KernelEvent::Ended(KernelEnd::Terminated {
                 exit_code: Some(1),
                 reason: None,
-            },
-            _ => KernelEvent::Failed { reason: None },
+            }),
+            _ => KernelEvent::Ended(KernelEnd::Failed {
+                exit_code: None,
+                reason: None,
+            }),
         },
-        Error | Terminating => KernelEvent::Terminated {
+        Error | Terminating => KernelEvent::Ended(KernelEnd::Terminated {
             exit_code: None,
             reason: None,
-        },
+        }),
         Pending | Terminated | Cancelled => return None,
     })
 }
@@ -378,6 +381,7 @@ pub async fn run(cfg: Run) -> usize {
                     id,
                     reporter.as_deref(),
                     event,
+                    None,
                     &meta(&format!("agent:{}", reporter.as_deref().unwrap_or("?"))),
                 )
                 .await
@@ -515,6 +519,11 @@ pub async fn run(cfg: Run) -> usize {
                 holders.is_empty() && s.allocations.is_empty(),
                 "{ctx}: PENDING session {id} holds slots on {holders:?}"
             );
+        } else if status == SessionStatus::Error && holders.is_empty() {
+            // (d') an ERROR session whose kernel its agent reported gone, or whose agent
+            // was lost (its ledger is emptied with it), holds nothing (ADR 0008); it
+            // still names where it ran.
+            assert_eq!(s.allocations.len(), 1, "{ctx}: session {id} ({status:?})");
         } else {
             // (d) exactly one ledger, with the slots it was scheduled with.
             assert!(status.holds_slots());

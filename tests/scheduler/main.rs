@@ -443,7 +443,8 @@ async fn placement_follows_the_strategy_and_ended_sessions_give_their_slots_back
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_agent_errors_its_sessions_once_and_their_slots_return_when_they_are_cleaned_up() {
+async fn a_lost_agent_errors_its_sessions_once_its_slots_are_released_with_it_and_the_sessions_keep_their_stop_notices(
+) {
     for backend in BACKENDS {
         let w = world(backend).await;
         w.group("gpu", "fifo", json!({})).await;
@@ -473,18 +474,39 @@ async fn a_lost_agent_errors_its_sessions_once_and_their_slots_return_when_they_
         let s = w.session(id).await;
         assert_eq!(s.status, Some(SessionStatus::Error));
         assert_eq!(s.status_info.as_deref(), Some("agent-lost"));
+        // Nothing runs on a lost agent: its ERROR agent-lost sessions' slots are
+        // released (ADR 0008).
         let ledger: Agent = w.app.commands.load("a1").await.unwrap();
-        assert!(
-            ledger.allocations.contains_key(&id),
-            "held until cleaned up"
+        assert!(ledger.allocations.is_empty(), "{backend:?}");
+        assert_eq!(
+            agent_events
+                .iter()
+                .filter(|t| *t == "SlotsReleased")
+                .count(),
+            1,
+            "{backend:?}"
         );
-        // Cleaned up (forced) -> TERMINATED -> slots released.
+        // The session still tells the agent to stop, should it come back.
+        assert_eq!(
+            s.notice_for("a1"),
+            Some(domain::session::Notice::Stop),
+            "{backend:?}"
+        );
+        // Cleaned up (forced) -> TERMINATED; releasing again appends nothing.
         sessiond::sessions::delete(&w.app, id, true, &meta("admin"))
             .await
             .unwrap();
         w.tick().await;
         w.tick().await;
-        let ledger: Agent = w.app.commands.load("a1").await.unwrap();
-        assert!(ledger.allocations.is_empty(), "{backend:?}");
+        let after: Vec<String> = w
+            .app
+            .store
+            .read_stream("Agent", "a1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(after, agent_events, "{backend:?}");
     }
 }

@@ -25,6 +25,7 @@ use crate::ids::{AgentId, GroupName};
 use crate::policy::ResourceLimits;
 use crate::resources::ResourceSlots;
 use crate::scaling_group::{ScalingGroup, SchedulerKind};
+use crate::session::reasons::QUEUE_ORDER;
 use crate::session::{
     FailedPredicate, PassedPredicate, Session, SessionCommand, SessionEvent, SessionStatus,
 };
@@ -96,6 +97,18 @@ pub struct Waiting {
     pub passed: Vec<PassedPredicate>,
 }
 
+/// A session that was not evaluated because a strict queue is blocked ahead of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The session.
+    pub session_id: Uuid,
+    /// Its 1-based position in the group's queue, in the scheduler's order.
+    pub position: i64,
+    /// Why it waits: the `queue_order` predicate, naming the blocking session and its
+    /// failed predicate.
+    pub reason: FailedPredicate,
+}
+
 /// What a pass decided.
 #[derive(Debug, Clone, Default)]
 pub struct PassPlan {
@@ -105,6 +118,9 @@ pub struct PassPlan {
     pub placements: Vec<Placement>,
     /// Sessions that keep waiting, with their reasons.
     pub waiting: Vec<Waiting>,
+    /// Sessions not evaluated because of queue order (kept in the read model, not as
+    /// events: their position changes whenever the queue moves).
+    pub queued: Vec<Queued>,
     /// Sessions to cancel `dependency-failed`: (session, the dependency that failed).
     pub doomed: Vec<(Uuid, Uuid)>,
     /// The agent chosen last.
@@ -128,7 +144,48 @@ enum Outcome {
         no_agent: bool,
     },
     Doomed(Uuid),
+    /// Not evaluated: a strict queue is blocked ahead of it.
+    Queued,
     Skip,
+}
+
+/// The `queue_order` reason of a session `ahead` places behind the head of a strict
+/// queue (`kind`), blocked by `blocker` (its name, its failed predicate's message, and
+/// whether it is the very head).
+pub fn queue_order_reason(
+    group: &GroupName,
+    kind: SchedulerKind,
+    ahead: usize,
+    blocker: &Blocker,
+) -> FailedPredicate {
+    let order = match kind {
+        SchedulerKind::Lifo => "strict LIFO",
+        _ => "strict FIFO",
+    };
+    let sessions = if ahead == 1 { "session" } else { "sessions" };
+    let who = if blocker.is_head {
+        format!("the head '{}'", blocker.name)
+    } else {
+        format!("'{}' ahead of it", blocker.name)
+    };
+    FailedPredicate {
+        name: QUEUE_ORDER.into(),
+        msg: format!(
+            "waiting behind {ahead} {sessions} in '{group}' ({order}; {who} waits for: {})",
+            blocker.msg
+        ),
+    }
+}
+
+/// The session that blocks a strict queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// Its name.
+    pub name: String,
+    /// Its failed predicate's message.
+    pub msg: String,
+    /// Whether it is first in the queue.
+    pub is_head: bool,
 }
 
 /// Plans one pass (see the module documentation).
@@ -214,7 +271,8 @@ pub fn plan(input: PassInput<'_>) -> PassPlan {
         .collect();
     let default_limits = ResourceLimits::default();
     let mut blocked = false;
-    for item in ordered {
+    let mut blocker: Option<Blocker> = None;
+    for (index, item) in ordered.into_iter().enumerate() {
         let Some(pending) = sessions.get_mut(&item.session_id) else {
             continue;
         };
@@ -248,6 +306,15 @@ pub fn plan(input: PassInput<'_>) -> PassPlan {
         });
         match outcome {
             Outcome::Skip => {}
+            Outcome::Queued => {
+                if let Some(b) = &blocker {
+                    out.queued.push(Queued {
+                        session_id: item.session_id,
+                        position: i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1),
+                        reason: queue_order_reason(group, kind, index, b),
+                    });
+                }
+            }
             Outcome::Doomed(dep) => out.doomed.push((item.session_id, dep)),
             Outcome::Wait {
                 failed,
@@ -256,8 +323,18 @@ pub fn plan(input: PassInput<'_>) -> PassPlan {
             } => {
                 if no_agent {
                     let may_skip = skip_after > 0 && item.retries >= skip_after;
-                    if kind != SchedulerKind::Drf && !may_skip {
+                    if kind != SchedulerKind::Drf && !may_skip && !blocked {
                         blocked = true;
+                        blocker = Some(Blocker {
+                            name: pending
+                                .session
+                                .spec
+                                .as_ref()
+                                .map(|s| s.name.to_string())
+                                .unwrap_or_default(),
+                            msg: failed.first().map(|f| f.msg.clone()).unwrap_or_default(),
+                            is_head: index == 0,
+                        });
                     }
                 }
                 out.waiting.push(Waiting {
@@ -360,7 +437,7 @@ fn decide_one(session: &Session, item: &QueueItem, cx: DecideContext<'_>) -> Out
     }
     if cx.blocked {
         // Strict ordering: nobody overtakes a head of line that does not fit.
-        return Outcome::Skip;
+        return Outcome::Queued;
     }
     let Some(i) = select_agent(cx.strategy, cx.candidates, &requested, cx.last_agent) else {
         return Outcome::Wait {
@@ -398,5 +475,92 @@ fn decide_one(session: &Session, item: &QueueItem, cx: DecideContext<'_>) -> Out
         requested,
         agent_events,
         session_events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{epoch, session_name, spec_in};
+
+    fn group() -> ScalingGroup {
+        ScalingGroup {
+            exists: true,
+            name: "g".into(),
+            is_active: true,
+            public: true,
+            ..ScalingGroup::default()
+        }
+    }
+
+    /// `n` PENDING sessions named `q1..qn`, enqueued in that order.
+    fn queue(n: i64) -> Vec<PendingItem> {
+        (1..=n)
+            .map(|i| {
+                let mut spec = spec_in(Uuid::new_v4(), "g", "alice");
+                spec.name = session_name(&format!("q{i}"));
+                let mut session = Session::default();
+                for e in session
+                    .decide(SessionCommand::Enqueue { spec, now: epoch() })
+                    .unwrap_or_default()
+                {
+                    session.apply(&e);
+                }
+                PendingItem {
+                    session,
+                    enqueue_position: i,
+                    retries: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn plan_of(sg: &ScalingGroup, pending: Vec<PendingItem>) -> PassPlan {
+        let name = GroupName::from_stored("g");
+        plan(PassInput {
+            group: &name,
+            scaling_group: Some(sg),
+            now: epoch(),
+            pending,
+            agents: vec![],
+            limits: &HashMap::new(),
+            usage: HashMap::new(),
+            dependencies: &BTreeMap::new(),
+            last_agent: None,
+        })
+    }
+
+    #[test]
+    fn given_a_strict_fifo_queue_without_capacity_when_planned_then_the_head_waits_for_an_agent_and_everyone_behind_it_says_so(
+    ) {
+        let pending = queue(20);
+        let head = pending[0].session.spec.as_ref().map(|s| s.session_id);
+        let last = pending[19].session.spec.as_ref().map(|s| s.session_id);
+        let planned = plan_of(&group(), pending);
+        assert_eq!(planned.waiting.len(), 1);
+        assert_eq!(Some(planned.waiting[0].session_id), head);
+        assert_eq!(planned.queued.len(), 19);
+        let q20 = planned.queued.iter().find(|q| Some(q.session_id) == last);
+        let Some(q20) = q20 else {
+            panic!("the last session is not reported as queued")
+        };
+        assert_eq!(q20.position, 20);
+        assert_eq!(q20.reason.name, "queue_order");
+        assert_eq!(
+            q20.reason.msg,
+            "waiting behind 19 sessions in 'g' (strict FIFO; the head 'q1' waits for: no agent in 'g' can host {cpu: 1})"
+        );
+        let q2 = planned.queued.iter().find(|q| q.position == 2);
+        assert!(q2.is_some_and(|q| q.reason.msg.starts_with("waiting behind 1 session in 'g'")));
+    }
+
+    #[test]
+    fn given_a_drf_queue_without_capacity_when_planned_then_every_session_is_evaluated_and_none_is_queued(
+    ) {
+        let mut sg = group();
+        sg.scheduler = SchedulerKind::Drf;
+        let planned = plan_of(&sg, queue(3));
+        assert_eq!(planned.waiting.len(), 3);
+        assert!(planned.queued.is_empty());
     }
 }

@@ -4,10 +4,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::commands::SessionCommand;
+use super::commands::{KernelEnd, SessionCommand};
 use super::error::SessionError;
 use super::events::SessionEvent;
-use super::reasons::PENDING_TIMEOUT;
+use super::reasons::{
+    AGENT_LOST, KERNEL_FAILED, KERNEL_TERMINATED, PENDING_TIMEOUT, SELF_TERMINATED, USER_REQUESTED,
+};
 use super::spec::{validate_spec, SessionSpec};
 use super::status::SessionStatus;
 use crate::agent::AgentAllocation;
@@ -36,10 +38,25 @@ pub struct Session {
     pub passed_predicates: Vec<PassedPredicate>,
     /// Where it was scheduled; empty before SCHEDULED.
     pub allocations: Vec<AgentAllocation>,
-    /// Exit code reported on termination.
+    /// Exit code reported on termination (or with an error, when the kernel exited
+    /// with one).
     pub exit_code: Option<i32>,
+    /// The agents that reported the session's kernel gone (sorted, no duplicates): an
+    /// agent listed here has nothing left to stop (SPEC §9 abort notices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernels_ended: Vec<String>,
     /// Number of events folded (equals the stream's last sequence).
     pub version: u64,
+}
+
+/// What an agent must do about a session placed on it (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Bring it up, or keep it running.
+    Start,
+    /// Tear it down: the session was cancelled, terminated or failed while its kernel
+    /// may still exist there. Stays until the agent reports the kernel ended.
+    Stop,
 }
 
 impl Session {
@@ -147,6 +164,7 @@ impl Session {
             } => SessionEvent::SessionTerminated {
                 reason: reason.into(),
                 exit_code,
+                ended_on: vec![],
                 occurred_at: now,
             },
             SessionCommand::Cancel { reason, .. } => SessionEvent::SessionCancelled {
@@ -184,8 +202,16 @@ impl Session {
             SessionCommand::Fail { reason, detail, .. } => SessionEvent::SessionErrored {
                 reason: reason.into(),
                 detail,
+                exit_code: None,
+                ended_on: vec![],
                 occurred_at: now,
             },
+            SessionCommand::EndKernel { agents, report, .. } => {
+                match self.end_kernel(current, agents, report, now)? {
+                    Some(event) => event,
+                    None => return Ok(vec![]),
+                }
+            }
         };
         if let Some(to) = event.target_status() {
             if !current.can_transition_to(to) {
@@ -193,6 +219,140 @@ impl Session {
             }
         }
         Ok(vec![event])
+    }
+
+    /// The event of a kernel report (see [`SessionCommand::EndKernel`]); `None` when it
+    /// is already recorded.
+    fn end_kernel(
+        &self,
+        current: SessionStatus,
+        mut agents: Vec<String>,
+        report: KernelEnd,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionEvent>, SessionError> {
+        use SessionStatus::*;
+        agents.sort();
+        agents.dedup();
+        agents.retain(|a| !a.is_empty());
+        if agents.is_empty() {
+            return Err(ValidationError::new(
+                "agents",
+                "a kernel report names the agent whose kernel ended",
+            )
+            .into());
+        }
+        let new: Vec<String> = agents
+            .iter()
+            .filter(|a| self.kernels_ended.binary_search(a).is_err())
+            .cloned()
+            .collect();
+        let (failed, exit_code, reason) = match report {
+            KernelEnd::Terminated { exit_code, reason } => (false, exit_code, reason),
+            KernelEnd::Failed { exit_code, reason } => (true, exit_code, reason),
+        };
+        let exit_reason = exit_code
+            .filter(|c| *c != 0)
+            .map(|c| format!("exit-code-{c}"));
+        // Ended already, or in ERROR with a failure to report: the acknowledgement of an
+        // abort notice, once per agent.
+        if current.is_terminal() || (current == Error && failed) {
+            if new.is_empty() {
+                return Ok(None);
+            }
+            let reason = reason.map(String::from).or(exit_reason).unwrap_or_else(|| {
+                (if failed {
+                    KERNEL_FAILED
+                } else {
+                    KERNEL_TERMINATED
+                })
+                .to_string()
+            });
+            return Ok(Some(SessionEvent::SessionKernelEnded {
+                ended_on: new,
+                reason,
+                exit_code,
+                occurred_at: now,
+            }));
+        }
+        let asked_to_stop = matches!(current, Terminating | Error);
+        let event = if !failed && (asked_to_stop || exit_reason.is_none()) {
+            let default = if asked_to_stop {
+                USER_REQUESTED
+            } else {
+                SELF_TERMINATED
+            };
+            SessionEvent::SessionTerminated {
+                reason: reason.map_or_else(|| default.to_string(), String::from),
+                exit_code,
+                ended_on: agents,
+                occurred_at: now,
+            }
+        } else {
+            // A non-zero exit of a session nobody asked to stop is a failure too.
+            let reason = if failed {
+                reason
+                    .map(String::from)
+                    .or(exit_reason)
+                    .unwrap_or_else(|| KERNEL_FAILED.to_string())
+            } else {
+                exit_reason.unwrap_or_else(|| KERNEL_FAILED.to_string())
+            };
+            SessionEvent::SessionErrored {
+                reason,
+                detail: None,
+                exit_code,
+                ended_on: agents,
+                occurred_at: now,
+            }
+        };
+        Ok(Some(event))
+    }
+
+    /// Whether the session is placed on `agent_id`.
+    pub fn is_placed_on(&self, agent_id: &str) -> bool {
+        self.allocations.iter().any(|a| a.agent_id == agent_id)
+    }
+
+    /// Whether every agent the session was placed on reported its kernel gone (true
+    /// for a session never placed: nothing of it runs anywhere).
+    pub fn kernels_gone(&self) -> bool {
+        self.allocations.iter().all(|a| {
+            self.kernels_ended
+                .binary_search(&a.agent_id.to_string())
+                .is_ok()
+        })
+    }
+
+    /// What agent `agent_id` must do about this session (SPEC §9): start (or keep
+    /// running) a session placed on it from SCHEDULED to RUNNING_DEGRADED; stop one
+    /// that is TERMINATING, CANCELLED, TERMINATED or ERROR until the agent reports its
+    /// kernel ended — even after the slots were released; nothing otherwise.
+    pub fn notice_for(&self, agent_id: &str) -> Option<Notice> {
+        use SessionStatus::*;
+        if !self.is_placed_on(agent_id)
+            || self
+                .kernels_ended
+                .binary_search(&agent_id.to_string())
+                .is_ok()
+        {
+            return None;
+        }
+        match self.status? {
+            Pending => None,
+            Scheduled | Preparing | Pulling | Prepared | Creating | Running | Restarting
+            | RunningDegraded => Some(Notice::Start),
+            Terminating | Terminated | Cancelled | Error => Some(Notice::Stop),
+        }
+    }
+
+    /// The agent that must act on this session now (the read model indexes it, so an
+    /// agent's assignments are one lookup): the first agent it is placed on that has a
+    /// notice.
+    pub fn agent_to_notify(&self) -> Option<&str> {
+        self.allocations
+            .iter()
+            .map(|a| a.agent_id.as_str())
+            .find(|a| self.notice_for(a).is_some())
     }
 
     /// Folds one event into the state. Events are facts: `apply` never rejects.
@@ -214,8 +374,26 @@ impl Session {
             SessionEvent::SessionScheduled { agents, .. } => {
                 self.allocations = agents.clone();
             }
-            SessionEvent::SessionTerminated { exit_code, .. } => {
+            SessionEvent::SessionTerminated {
+                exit_code,
+                ended_on,
+                ..
+            } => {
                 self.exit_code = *exit_code;
+                self.record_kernels_ended(ended_on);
+            }
+            SessionEvent::SessionErrored {
+                exit_code,
+                ended_on,
+                ..
+            } => {
+                if exit_code.is_some() {
+                    self.exit_code = *exit_code;
+                }
+                self.record_kernels_ended(ended_on);
+            }
+            SessionEvent::SessionKernelEnded { ended_on, .. } => {
+                self.record_kernels_ended(ended_on);
             }
             _ => {}
         }
@@ -228,8 +406,16 @@ impl Session {
                 self.failed_predicates.clear();
                 self.passed_predicates.clear();
             }
-        } else {
+        } else if let SessionEvent::SessionSchedulingFailed { .. } = event {
             self.status_info = event.status_info();
+        }
+    }
+
+    fn record_kernels_ended(&mut self, agents: &[String]) {
+        for a in agents {
+            if let Err(i) = self.kernels_ended.binary_search(a) {
+                self.kernels_ended.insert(i, a.clone());
+            }
         }
     }
 
@@ -242,9 +428,13 @@ impl Session {
         session
     }
 
-    /// Whether the session holds slots on agents (SCHEDULED .. ERROR).
+    /// Whether the session holds slots on agents: SCHEDULED .. ERROR, except an ERROR
+    /// session whose agents all reported its kernel gone, or whose agent was lost
+    /// (nothing of it runs; docs/adr/0008).
     pub fn holds_slots(&self) -> bool {
         self.status.is_some_and(SessionStatus::holds_slots)
+            && !(self.status == Some(SessionStatus::Error)
+                && (self.kernels_gone() || self.status_info.as_deref() == Some(AGENT_LOST)))
     }
 }
 

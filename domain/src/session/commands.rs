@@ -118,6 +118,21 @@ pub enum SessionCommand {
         /// When.
         now: DateTime<Utc>,
     },
+    /// An agent's (or an admin's) report that the session's kernel ended (kernel events
+    /// `terminated` and `failed`). What it does depends on the status at the time it is
+    /// decided: a live session goes to TERMINATED or ERROR, one that was asked to stop
+    /// goes to TERMINATED, and one that has already ended (or is in ERROR and reports a
+    /// failure) records `SessionKernelEnded`, the acknowledgement of its abort notice
+    /// (SPEC §9). Repeating a report that is already recorded appends nothing.
+    EndKernel {
+        /// The agents whose kernel ended: the reporting agent, or every agent of the
+        /// session for an admin's report.
+        agents: Vec<String>,
+        /// What ended it.
+        report: KernelEnd,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// -> ERROR.
     Fail {
         /// Short machine-readable reason, e.g. `agent-lost`.
@@ -148,7 +163,29 @@ impl SessionCommand {
             | Self::Cancel { now, .. }
             | Self::CancelPending { now, .. }
             | Self::ExpirePending { now, .. }
+            | Self::EndKernel { now, .. }
             | Self::Fail { now, .. } => *now,
         }
     }
+}
+
+/// How a kernel ended, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelEnd {
+    /// It exited (`terminated`): with 0 (or no code) it succeeded; with another code
+    /// it failed unless the session was asked to stop.
+    Terminated {
+        /// Exit code, when known.
+        exit_code: Option<i32>,
+        /// Reason, when given.
+        reason: Option<Reason>,
+    },
+    /// It failed (`failed`): killed by a signal, timed out, could not start, or gone
+    /// after an agent restart.
+    Failed {
+        /// Exit code, when it exited with one.
+        exit_code: Option<i32>,
+        /// Reason, e.g. `signal-SIGKILL`, `batch-timeout`, `agent-restarted`.
+        reason: Option<Reason>,
+    },
 }

@@ -98,6 +98,12 @@ pub enum SessionEvent {
         reason: String,
         /// Exit code, when known.
         exit_code: Option<i32>,
+        /// The agents that reported the session's kernel gone with this event (its
+        /// `terminated` report; every agent of the session for an admin's report).
+        /// Empty when nobody reported it (a forced termination): those agents are
+        /// still told to stop (SPEC §9). Absent in events written before it existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ended_on: Vec<String>,
         /// When.
         occurred_at: DateTime<Utc>,
     },
@@ -114,6 +120,29 @@ pub enum SessionEvent {
         reason: String,
         /// Human detail.
         detail: Option<String>,
+        /// The kernel's exit code, when it exited with one (`exit-code-N`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// The agents that reported the kernel gone with this event (see
+        /// `SessionTerminated::ended_on`); empty when the error was not an agent's
+        /// report (e.g. `agent-lost`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ended_on: Vec<String>,
+        /// When.
+        occurred_at: DateTime<Utc>,
+    },
+    /// An agent reported that the session's kernel ended, after the session had already
+    /// ended (it was cancelled, or terminated without waiting for the agent), or while
+    /// it was in ERROR: the acknowledgement of an abort notice (SPEC §9). Not a status
+    /// change.
+    SessionKernelEnded {
+        /// The agents that reported it (every agent of the session for an admin).
+        ended_on: Vec<String>,
+        /// What the agent reported: `terminated`, `exit-code-N`, `agent-restarted`, ...
+        reason: String,
+        /// Exit code, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
         /// When.
         occurred_at: DateTime<Utc>,
     },
@@ -137,6 +166,7 @@ impl SessionEvent {
             Self::SessionTerminated { .. } => "SessionTerminated",
             Self::SessionCancelled { .. } => "SessionCancelled",
             Self::SessionErrored { .. } => "SessionErrored",
+            Self::SessionKernelEnded { .. } => "SessionKernelEnded",
         }
     }
 
@@ -156,17 +186,18 @@ impl SessionEvent {
             | Self::SessionTerminating { occurred_at, .. }
             | Self::SessionTerminated { occurred_at, .. }
             | Self::SessionCancelled { occurred_at, .. }
-            | Self::SessionErrored { occurred_at, .. } => *occurred_at,
+            | Self::SessionErrored { occurred_at, .. }
+            | Self::SessionKernelEnded { occurred_at, .. } => *occurred_at,
         }
     }
 
     /// The status this event moves the session into (`None` for scheduling failures,
-    /// which keep it PENDING).
+    /// which keep it PENDING, and for an agent's late report that the kernel ended).
     pub fn target_status(&self) -> Option<super::SessionStatus> {
         use super::SessionStatus as S;
         Some(match self {
             Self::SessionEnqueued { .. } => S::Pending,
-            Self::SessionSchedulingFailed { .. } => return None,
+            Self::SessionSchedulingFailed { .. } | Self::SessionKernelEnded { .. } => return None,
             Self::SessionScheduled { .. } => S::Scheduled,
             Self::SessionPreparing { .. } => S::Preparing,
             Self::SessionPulling { .. } => S::Pulling,

@@ -4,18 +4,21 @@
 
 use chrono::{DateTime, Utc};
 
-use super::commands::SessionCommand;
-use super::reasons::{FORCE_TERMINATED, KERNEL_FAILED, SELF_TERMINATED, USER_REQUESTED};
+use super::commands::{KernelEnd, SessionCommand};
+use super::reasons::{FORCE_TERMINATED, USER_REQUESTED};
 use super::status::SessionStatus;
 use crate::ids::Reason;
 
 /// The command DELETE issues for a session in `status` (SPEC §4): PENDING..CREATING are
 /// cancelled (`user-requested`), RUNNING, RESTARTING, RUNNING_DEGRADED and ERROR go to
 /// TERMINATING, TERMINATING is a no-op (`None`) and ended sessions are rejected by the
-/// table. `forced` ends it at once: TERMINATED (`force-terminated`) where the table
-/// allows it, otherwise (before RUNNING) CANCELLED with the same reason.
+/// table. An ERROR session whose kernels are all gone (`kernels_gone`: its agents
+/// reported them ended) has nothing to stop and goes to TERMINATED at once. `forced`
+/// ends it at once: TERMINATED (`force-terminated`) where the table allows it,
+/// otherwise (before RUNNING) CANCELLED with the same reason.
 pub fn delete_command(
     status: SessionStatus,
+    kernels_gone: bool,
     forced: bool,
     actor: &str,
     now: DateTime<Utc>,
@@ -40,6 +43,11 @@ pub fn delete_command(
             now,
         },
         (false, false) if status == Terminating => return None,
+        (false, false) if status == Error && kernels_gone => SessionCommand::MarkTerminated {
+            reason: Reason::from_static(USER_REQUESTED),
+            exit_code: None,
+            now,
+        },
         // Ended sessions: the table rejects this (409).
         (false, false) if status.is_terminal() => SessionCommand::Cancel {
             reason: Reason::from_static(USER_REQUESTED),
@@ -66,19 +74,8 @@ pub enum KernelEvent {
     Creating,
     /// -> RUNNING.
     Started,
-    /// The kernel exited: TERMINATED when it was asked to stop or exited with 0,
-    /// ERROR `exit-code-N` otherwise.
-    Terminated {
-        /// Exit code, when known.
-        exit_code: Option<i32>,
-        /// Reason, when given.
-        reason: Option<Reason>,
-    },
-    /// The kernel failed: ERROR.
-    Failed {
-        /// Short reason, e.g. `image-pull-failed`.
-        reason: Option<Reason>,
-    },
+    /// The kernel ended; see [`KernelEnd`] and [`SessionCommand::EndKernel`].
+    Ended(KernelEnd),
 }
 
 /// The wire names of the kernel events, in lifecycle order.
@@ -102,45 +99,29 @@ impl KernelEvent {
             "prepared" => Self::Prepared,
             "creating" => Self::Creating,
             "started" => Self::Started,
-            "terminated" => Self::Terminated { exit_code, reason },
-            "failed" => Self::Failed { reason },
+            "terminated" => Self::Ended(KernelEnd::Terminated { exit_code, reason }),
+            "failed" => Self::Ended(KernelEnd::Failed { exit_code, reason }),
             _ => return None,
         })
     }
 
-    /// The command this report means for a session in `status`.
-    pub fn command(self, status: SessionStatus, now: DateTime<Utc>) -> SessionCommand {
+    /// Whether this is a final report (`terminated`, `failed`).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Ended(_))
+    }
+
+    /// The command this report means; `agents` are the agents whose kernel it is about
+    /// (the reporting agent, or all of the session's for an admin).
+    pub fn command(self, agents: Vec<String>, now: DateTime<Utc>) -> SessionCommand {
         match self {
             Self::Preparing => SessionCommand::MarkPreparing { now },
             Self::Pulling => SessionCommand::MarkPulling { now },
             Self::Prepared => SessionCommand::MarkPrepared { now },
             Self::Creating => SessionCommand::MarkCreating { now },
             Self::Started => SessionCommand::Start { now },
-            Self::Terminated { exit_code, reason } => {
-                let asked_to_stop =
-                    matches!(status, SessionStatus::Terminating | SessionStatus::Error);
-                match exit_code {
-                    Some(code) if code != 0 && !asked_to_stop => SessionCommand::Fail {
-                        reason: Reason::from_stored(format!("exit-code-{code}")),
-                        detail: reason.map(String::from),
-                        now,
-                    },
-                    _ => SessionCommand::MarkTerminated {
-                        reason: reason.unwrap_or_else(|| {
-                            Reason::from_static(if asked_to_stop {
-                                USER_REQUESTED
-                            } else {
-                                SELF_TERMINATED
-                            })
-                        }),
-                        exit_code,
-                        now,
-                    },
-                }
-            }
-            Self::Failed { reason } => SessionCommand::Fail {
-                reason: reason.unwrap_or_else(|| Reason::from_static(KERNEL_FAILED)),
-                detail: None,
+            Self::Ended(report) => SessionCommand::EndKernel {
+                agents,
+                report,
                 now,
             },
         }
@@ -165,7 +146,7 @@ mod tests {
     #[test]
     fn given_a_session_before_running_when_deleted_then_it_is_cancelled_user_requested() {
         for s in [Pending, Scheduled, Preparing, Pulling, Prepared, Creating] {
-            let c = delete_command(s, false, "k", epoch());
+            let c = delete_command(s, false, false, "k", epoch());
             assert!(matches!(c, Some(SessionCommand::Cancel { .. })), "{s}");
             assert_eq!(reason_of(&c), Some(USER_REQUESTED));
         }
@@ -175,7 +156,7 @@ mod tests {
     fn given_a_running_or_failed_session_when_deleted_then_termination_is_requested() {
         for s in [Running, Restarting, RunningDegraded, Error] {
             assert!(matches!(
-                delete_command(s, false, "k", epoch()),
+                delete_command(s, false, false, "k", epoch()),
                 Some(SessionCommand::RequestTermination { .. })
             ));
         }
@@ -183,67 +164,43 @@ mod tests {
 
     #[test]
     fn given_a_terminating_session_when_deleted_then_nothing_is_to_be_done() {
-        assert_eq!(delete_command(Terminating, false, "k", epoch()), None);
+        assert_eq!(
+            delete_command(Terminating, false, false, "k", epoch()),
+            None
+        );
     }
 
     #[test]
     fn given_any_live_session_when_force_deleted_then_it_ends_at_once_force_terminated() {
         for s in [Running, Restarting, RunningDegraded, Error, Terminating] {
-            let c = delete_command(s, true, "k", epoch());
+            let c = delete_command(s, false, true, "k", epoch());
             assert!(
                 matches!(c, Some(SessionCommand::MarkTerminated { .. })),
                 "{s}"
             );
             assert_eq!(reason_of(&c), Some(FORCE_TERMINATED));
         }
-        let c = delete_command(Pending, true, "k", epoch());
+        let c = delete_command(Pending, false, true, "k", epoch());
         assert!(matches!(c, Some(SessionCommand::Cancel { .. })));
         assert_eq!(reason_of(&c), Some(FORCE_TERMINATED));
     }
 
     #[test]
-    fn given_a_running_session_when_the_kernel_exits_non_zero_then_it_errors_with_the_exit_code() {
-        let ev = KernelEvent::Terminated {
-            exit_code: Some(1),
-            reason: None,
-        };
-        assert!(
-            matches!(ev.command(Running, epoch()), SessionCommand::Fail { ref reason, .. } if reason == "exit-code-1")
-        );
+    fn given_a_failed_session_whose_kernels_are_gone_when_deleted_then_it_is_terminated_at_once() {
+        let c = delete_command(Error, true, false, "k", epoch());
+        assert!(matches!(c, Some(SessionCommand::MarkTerminated { .. })));
+        assert_eq!(reason_of(&c), Some(USER_REQUESTED));
     }
 
     #[test]
-    fn given_a_terminating_session_when_the_kernel_exits_non_zero_then_it_is_terminated() {
-        let ev = KernelEvent::Terminated {
-            exit_code: Some(137),
-            reason: None,
-        };
-        assert!(
-            matches!(ev.command(Terminating, epoch()), SessionCommand::MarkTerminated { ref reason, .. } if reason == USER_REQUESTED)
-        );
-    }
-
-    #[test]
-    fn given_a_running_session_when_the_kernel_exits_zero_then_it_self_terminated() {
-        let ev = KernelEvent::Terminated {
-            exit_code: Some(0),
-            reason: None,
-        };
+    fn given_a_final_report_when_parsed_then_it_ends_the_kernel_of_the_reporting_agents() {
+        let ev = KernelEvent::parse("failed", Some(3), None);
+        assert!(ev.as_ref().is_some_and(KernelEvent::is_final));
+        let c = ev.map(|e| e.command(vec!["a1".into()], epoch()));
         assert!(matches!(
-            ev.command(Running, epoch()),
-            SessionCommand::MarkTerminated {
-                exit_code: Some(0),
-                ref reason,
-                ..
-            } if reason == SELF_TERMINATED
+            c,
+            Some(SessionCommand::EndKernel { ref agents, report: KernelEnd::Failed { exit_code: Some(3), .. }, .. }) if agents == &["a1".to_string()]
         ));
-    }
-
-    #[test]
-    fn given_a_failure_without_reason_when_reported_then_it_is_kernel_failed() {
-        assert!(
-            matches!(KernelEvent::Failed { reason: None }.command(Creating, epoch()), SessionCommand::Fail { ref reason, .. } if reason == KERNEL_FAILED)
-        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::Session;
-pub use commands::SessionCommand;
+pub use aggregate::{Notice, Session};
+pub use commands::{KernelEnd, SessionCommand};
 pub use error::SessionError;
 pub use events::{
     AgentAllocation, FailedPredicate, PassedPredicate, SessionEvent, SESSION_EVENT_VERSION,

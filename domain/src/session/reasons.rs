@@ -20,7 +20,20 @@ pub const PENDING_TIMEOUT: &str = "pending_timeout";
 pub const PREDICATE_CHECKS_FAILED: &str = "predicate-checks-failed";
 
 /// Every reason above (tests check each is a valid [`crate::ids::Reason`]).
-pub const ALL: [&str; 8] = [
+/// An agent stopped the kernel of a session that had already ended (its abort notice
+/// acknowledged without another reason).
+pub const KERNEL_TERMINATED: &str = "kernel-terminated";
+/// The agent restarted and the session's process was gone (SPEC §9).
+pub const AGENT_RESTARTED: &str = "agent-restarted";
+/// The agent was stopped (SIGTERM) and stopped the session's process with it.
+pub const AGENT_STOPPED: &str = "agent-stopped";
+/// A batch session ran past its `batch_timeout`; the agent killed it (SPEC §9).
+pub const BATCH_TIMEOUT: &str = "batch-timeout";
+/// Queue order: evaluated behind a blocked head of a strict queue (read model only).
+pub const QUEUE_ORDER: &str = "queue_order";
+
+/// Every reason above, for the test that each parses.
+pub const ALL: [&str; 13] = [
     USER_REQUESTED,
     FORCE_TERMINATED,
     SELF_TERMINATED,
@@ -29,6 +42,11 @@ pub const ALL: [&str; 8] = [
     AGENT_LOST,
     PENDING_TIMEOUT,
     PREDICATE_CHECKS_FAILED,
+    KERNEL_TERMINATED,
+    AGENT_RESTARTED,
+    AGENT_STOPPED,
+    BATCH_TIMEOUT,
+    QUEUE_ORDER,
 ];
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! Time is always an input: every timestamp is derived from the fixed [`now`].
 
 use super::{
-    AgentAllocation, FailedPredicate, PassedPredicate, Session, SessionCommand, SessionError,
-    SessionEvent, SessionSpec, SessionStatus as S, SessionType, ALL_STATUSES, TRANSITIONS,
+    AgentAllocation, FailedPredicate, KernelEnd, Notice, PassedPredicate, Session, SessionCommand,
+    SessionError, SessionEvent, SessionSpec, SessionStatus as S, SessionType, ALL_STATUSES,
+    TRANSITIONS,
 };
 use crate::bounds::BatchTimeout;
 use crate::fixtures::{self, agent_id, group, reason};
@@ -171,6 +172,7 @@ fn expected_event(to: S, occurred_at: DateTime<Utc>) -> SessionEvent {
         S::Terminated => SessionEvent::SessionTerminated {
             reason: "user-requested".to_string(),
             exit_code: Some(0),
+            ended_on: vec![],
             occurred_at,
         },
         S::Cancelled => SessionEvent::SessionCancelled {
@@ -180,6 +182,8 @@ fn expected_event(to: S, occurred_at: DateTime<Utc>) -> SessionEvent {
         S::Error => SessionEvent::SessionErrored {
             reason: "agent-lost".to_string(),
             detail: Some("agent-1 stopped sending heartbeats".to_string()),
+            exit_code: None,
+            ended_on: vec![],
             occurred_at,
         },
     }
@@ -918,6 +922,7 @@ fn given_a_running_session_when_a_termination_without_reason_and_exit_code_1_is_
     session.apply(&SessionEvent::SessionTerminated {
         reason: String::new(),
         exit_code: Some(1),
+        ended_on: vec![],
         occurred_at: later(),
     });
     assert_eq!(session.status, Some(S::Terminated));
@@ -947,7 +952,207 @@ fn given_a_running_session_when_it_fails_then_status_info_is_the_reason() {
     let mut session = given(&reach(S::Running));
     execute(&mut session, command_for(S::Error, later()));
     assert_eq!(session.status_info.as_deref(), Some("agent-lost"));
+    assert!(
+        !session.holds_slots(),
+        "an agent-lost session's slots are released"
+    );
+}
+
+#[test]
+fn given_a_running_session_when_its_kernel_fails_then_it_holds_its_slots_no_more() {
+    let mut session = given(&reach(S::Running));
     assert!(session.holds_slots());
+    execute(&mut session, end("agent-1", failed_with("signal-SIGKILL")));
+    assert!(session.holds_slots(), "agent-2 has not reported");
+    execute(&mut session, end("agent-2", failed_with("signal-SIGKILL")));
+    assert!(!session.holds_slots());
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernel reports and abort notices (SPEC §9)
+// ---------------------------------------------------------------------------------------
+
+fn end(agent: &str, report: KernelEnd) -> SessionCommand {
+    SessionCommand::EndKernel {
+        agents: vec![agent.to_string()],
+        report,
+        now: later(),
+    }
+}
+
+fn exited(code: Option<i32>) -> KernelEnd {
+    KernelEnd::Terminated {
+        exit_code: code,
+        reason: None,
+    }
+}
+
+fn failed_with(reason_text: &str) -> KernelEnd {
+    KernelEnd::Failed {
+        exit_code: None,
+        reason: Some(reason(reason_text)),
+    }
+}
+
+#[test]
+fn given_a_running_session_when_its_kernel_exits_zero_then_it_is_terminated_self_terminated_and_acknowledged(
+) {
+    let mut session = given(&reach(S::Running));
+    execute(&mut session, end("agent-1", exited(Some(0))));
+    assert_eq!(session.status, Some(S::Terminated));
+    assert_eq!(session.status_info.as_deref(), Some("self-terminated"));
+    assert_eq!(session.kernels_ended, vec!["agent-1".to_string()]);
+    assert_eq!(session.notice_for("agent-1"), None);
+}
+
+#[test]
+fn given_a_running_session_when_its_kernel_exits_non_zero_then_it_errors_with_the_exit_code() {
+    let mut session = given(&reach(S::Running));
+    execute(&mut session, end("agent-1", exited(Some(3))));
+    assert_eq!(session.status, Some(S::Error));
+    assert_eq!(session.status_info.as_deref(), Some("exit-code-3"));
+    assert_eq!(session.exit_code, Some(3));
+}
+
+#[test]
+fn given_a_running_session_when_a_failure_with_an_exit_code_and_no_reason_is_reported_then_status_info_is_exit_code_n(
+) {
+    let mut session = given(&reach(S::Running));
+    let report = KernelEnd::Failed {
+        exit_code: Some(7),
+        reason: None,
+    };
+    execute(&mut session, end("agent-1", report));
+    assert_eq!(session.status_info.as_deref(), Some("exit-code-7"));
+    assert_eq!(session.exit_code, Some(7));
+}
+
+#[test]
+fn given_a_creating_session_when_a_failure_without_reason_is_reported_then_it_is_kernel_failed() {
+    let mut session = given(&reach(S::Creating));
+    let report = KernelEnd::Failed {
+        exit_code: None,
+        reason: None,
+    };
+    execute(&mut session, end("agent-1", report));
+    assert_eq!(session.status, Some(S::Error));
+    assert_eq!(session.status_info.as_deref(), Some("kernel-failed"));
+}
+
+#[test]
+fn given_a_terminating_session_when_its_kernel_exits_non_zero_then_it_is_terminated_user_requested()
+{
+    let mut session = given(&reach(S::Terminating));
+    execute(&mut session, end("agent-1", exited(Some(143))));
+    assert_eq!(session.status, Some(S::Terminated));
+    assert_eq!(session.status_info.as_deref(), Some("user-requested"));
+    assert_eq!(session.exit_code, Some(143));
+}
+
+#[test]
+fn given_a_session_cancelled_while_preparing_then_both_its_agents_get_a_stop_notice_until_each_reports(
+) {
+    let mut session = given(&reach(S::Preparing));
+    assert_eq!(session.notice_for("agent-1"), Some(Notice::Start));
+    execute(&mut session, command_for(S::Cancelled, later()));
+    assert_eq!(session.notice_for("agent-1"), Some(Notice::Stop));
+    assert_eq!(session.notice_for("agent-2"), Some(Notice::Stop));
+    assert_eq!(session.agent_to_notify(), Some("agent-1"));
+    let events = execute(&mut session, end("agent-1", exited(None)));
+    assert!(matches!(
+        events.as_slice(),
+        [SessionEvent::SessionKernelEnded { ref reason, .. }] if reason == "kernel-terminated"
+    ));
+    assert_eq!(session.status, Some(S::Cancelled), "not a status change");
+    assert_eq!(session.status_info.as_deref(), Some("user-requested"));
+    assert_eq!(session.notice_for("agent-1"), None);
+    assert_eq!(session.notice_for("agent-2"), Some(Notice::Stop));
+    assert_eq!(session.agent_to_notify(), Some("agent-2"));
+}
+
+#[test]
+fn given_an_acknowledged_stop_when_the_agent_reports_again_then_nothing_is_appended() {
+    let mut session = given(&reach(S::Cancelled));
+    execute(&mut session, end("agent-1", exited(None)));
+    assert_eq!(
+        session.decide(end("agent-1", exited(None))).unwrap(),
+        vec![]
+    );
+}
+
+#[test]
+fn given_a_session_not_placed_anywhere_then_no_agent_is_told_anything() {
+    let session = given(&reach(S::Cancelled)[..1]);
+    assert_eq!(session.status, Some(S::Pending));
+    assert_eq!(session.notice_for("agent-1"), None);
+    assert_eq!(session.agent_to_notify(), None);
+}
+
+#[test]
+fn given_a_session_failed_by_agent_lost_when_the_restarted_agent_reports_agent_restarted_then_the_notice_closes_and_its_slots_are_free(
+) {
+    let mut session = given(&reach(S::Error));
+    assert_eq!(session.status_info.as_deref(), Some("agent-lost"));
+    assert_eq!(session.notice_for("agent-1"), Some(Notice::Stop));
+    assert!(!session.holds_slots(), "its agent is lost");
+    let events = execute(&mut session, end("agent-1", failed_with("agent-restarted")));
+    assert!(matches!(
+        events.as_slice(),
+        [SessionEvent::SessionKernelEnded { ref reason, .. }] if reason == "agent-restarted"
+    ));
+    assert_eq!(session.status_info.as_deref(), Some("agent-lost"));
+    assert_eq!(session.notice_for("agent-1"), None);
+    assert_eq!(session.notice_for("agent-2"), Some(Notice::Stop));
+    execute(&mut session, end("agent-2", failed_with("agent-restarted")));
+    assert!(session.kernels_gone());
+    assert_eq!(session.agent_to_notify(), None);
+}
+
+#[test]
+fn given_an_error_session_when_its_agent_reports_terminated_then_it_is_terminated() {
+    let mut session = given(&reach(S::Error));
+    execute(&mut session, end("agent-1", exited(Some(0))));
+    assert_eq!(session.status, Some(S::Terminated));
+}
+
+#[test]
+fn given_a_pending_session_when_a_kernel_end_is_reported_then_it_is_an_illegal_transition() {
+    let session = given(&reach(S::Pending));
+    assert_eq!(
+        session.decide(end("agent-1", exited(Some(0)))),
+        Err(SessionError::IllegalTransition {
+            from: S::Pending,
+            to: S::Terminated
+        })
+    );
+}
+
+#[test]
+fn given_a_kernel_report_naming_no_agent_when_decided_then_it_is_rejected() {
+    let session = given(&reach(S::Running));
+    let command = SessionCommand::EndKernel {
+        agents: vec![],
+        report: exited(Some(0)),
+        now: later(),
+    };
+    assert!(matches!(
+        session.decide(command),
+        Err(SessionError::Validation(_))
+    ));
+}
+
+#[test]
+fn given_a_forced_termination_of_a_running_session_then_its_agent_still_gets_a_stop_notice() {
+    let mut session = given(&reach(S::Running));
+    execute(
+        &mut session,
+        SessionCommand::MarkTerminated {
+            reason: reason("force-terminated"),
+            exit_code: None,
+            now: later(),
+        },
+    );
+    assert_eq!(session.notice_for("agent-1"), Some(Notice::Stop));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1080,6 +1285,24 @@ mod properties {
                     detail,
                     now,
                 }),
+            (
+                prop::collection::vec(select(vec!["agent-1", "agent-2", "agent-9"]), 1..3),
+                any::<bool>(),
+                prop::option::of(-2_i32..140),
+                prop::option::of(reason()),
+                time()
+            )
+                .prop_map(|(agents, failed, exit_code, reason, now)| {
+                    SessionCommand::EndKernel {
+                        agents: agents.into_iter().map(String::from).collect(),
+                        report: if failed {
+                            KernelEnd::Failed { exit_code, reason }
+                        } else {
+                            KernelEnd::Terminated { exit_code, reason }
+                        },
+                        now,
+                    }
+                }),
         ]
     }
 
@@ -1099,8 +1322,12 @@ mod properties {
                     prop_assert!(events.len() <= 1, "{command:?} -> {events:?}");
                     if events.is_empty() {
                         prop_assert!(
-                            matches!(command, SessionCommand::RecordSchedulingFailure { .. }),
-                            "only a repeated scheduling failure may produce nothing: {command:?}"
+                            matches!(
+                                command,
+                                SessionCommand::RecordSchedulingFailure { .. }
+                                    | SessionCommand::EndKernel { .. }
+                            ),
+                            "only a repeated scheduling failure or kernel report may produce nothing: {command:?}"
                         );
                     }
                     for event in &events {
@@ -1113,7 +1340,14 @@ mod properties {
                                 in_table(from, to),
                                 "{from} -> {to} is not in the table ({command:?})"
                             ),
-                            (Some(from), None) => prop_assert_eq!(from, S::Pending),
+                            (Some(from), None) => match event {
+                                // A late kernel report: the session has ended or failed.
+                                SessionEvent::SessionKernelEnded { .. } => prop_assert!(
+                                    from.is_terminal() || from == S::Error,
+                                    "a kernel report in {from} is not a status change"
+                                ),
+                                _ => prop_assert_eq!(from, S::Pending),
+                            },
                         }
                         // (d) JSON round trip.
                         let json = serde_json::to_string(event).unwrap();
@@ -1184,7 +1418,8 @@ mod properties {
                     | SessionCommand::Degrade { .. }
                     | SessionCommand::RequestTermination { .. }
                     | SessionCommand::MarkTerminated { .. }
-                    | SessionCommand::Fail { .. } => given(&reach(S::Running)),
+                    | SessionCommand::Fail { .. }
+                    | SessionCommand::EndKernel { .. } => given(&reach(S::Running)),
                     SessionCommand::Cancel { .. }
                     | SessionCommand::CancelPending { .. }
                     | SessionCommand::ExpirePending { .. } => given(&reach(S::Pending)),

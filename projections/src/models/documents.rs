@@ -63,6 +63,10 @@ pub fn sessions() -> DocProjection<Session> {
                 "session_type".into(),
                 text(spec.map(|p| p.session_type.as_str().to_string())),
             );
+            m.insert(
+                "agent_id".into(),
+                text(s.agent_to_notify().map(str::to_string)),
+            );
             m
         },
     }
@@ -386,6 +390,18 @@ pub async fn agents_of_group(db: &Db, scaling_group: &str) -> Result<Vec<Agent>,
         .fetch_all(
             &sql!(common "documents/agents_of_group"),
             args![AGENT_OCCUPANCY, scaling_group],
+        )
+        .await?;
+    docs.iter().map(|(d,)| decode_doc(d)).collect()
+}
+
+/// The sessions agent `agent_id` must act on now: its assignments and abort notices
+/// (the `agent_id` column, [`Session::agent_to_notify`]), by session id.
+pub async fn sessions_of_agent(db: &Db, agent_id: &str) -> Result<Vec<Session>, ProjectionError> {
+    let docs: Vec<(String,)> = db
+        .fetch_all(
+            &sql!(common "documents/sessions_of_agent"),
+            args![SESSIONS, agent_id],
         )
         .await?;
     docs.iter().map(|(d,)| decode_doc(d)).collect()

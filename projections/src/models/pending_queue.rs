@@ -45,6 +45,11 @@ pub struct PendingEntry {
     pub retries: i64,
     /// Last attempt (written by the scheduler).
     pub last_try: Option<String>,
+    /// Its 1-based position when the last pass did not evaluate it because a strict
+    /// queue is blocked ahead of it (written by the scheduler; `None`: evaluated).
+    pub queue_position: Option<i64>,
+    /// The `queue_order` message of that pass, naming the blocking session.
+    pub queue_reason: Option<String>,
 }
 
 /// The longest timeout that gets a deadline (a thousand years; validated timeouts are at
@@ -368,6 +373,31 @@ impl PendingQueue {
         db.execute(
             &sql!("pending_queue/record_attempts"),
             args![PENDING_QUEUE, at, session_ids.to_vec()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records the queue order of sessions the last pass did not evaluate (`position`,
+    /// `reason`) and clears it (`None`) for those it did: `(session id, position,
+    /// reason)` for each row whose value changes. Not an event, like `retries`.
+    pub async fn record_queue_order(
+        &self,
+        db: &Db,
+        rows: &[(String, Option<i64>, Option<String>)],
+    ) -> Result<(), ProjectionError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|(id, position, reason)| {
+                json!({"session_id": id, "queue_position": position, "queue_reason": reason})
+            })
+            .collect();
+        db.execute(
+            &sql!("pending_queue/record_queue_order"),
+            args![PENDING_QUEUE, Value::Array(rows)],
         )
         .await?;
         Ok(())

@@ -1,6 +1,8 @@
 //! `slot_releases`: the durable process manager that gives slots back (SPEC §1.4).
 //!
-//! Slots are held from SCHEDULED until the session reaches TERMINATED or CANCELLED. This
+//! Slots are held from SCHEDULED until the session reaches TERMINATED or CANCELLED, or
+//! ERROR with `agent-lost`, or until its agent reports the kernel gone while it is in
+//! ERROR (docs/adr/0008). This
 //! projection keeps one row per ledger entry (agent, session) — inserted on
 //! `SlotsAllocated`, deleted on `SlotsReleased` — and marks the rows of a session `due`
 //! when the session ends. A worker (`sessiond`'s scheduler workers) reads the due rows
@@ -14,6 +16,7 @@
 
 use async_trait::async_trait;
 use domain::agent::AgentEvent;
+use domain::session::reasons::AGENT_LOST;
 use domain::session::SessionEvent;
 
 use domain::agent::Agent;
@@ -81,6 +84,27 @@ impl Projection for SlotReleases {
                             args![generation, &e.aggregate_id],
                         )
                         .await?;
+                    } else if matches!(&event, SessionEvent::SessionErrored { reason, .. } if reason == AGENT_LOST)
+                    {
+                        // Its agent was lost: nothing of it runs there any more (and a
+                        // revived agent must not find its capacity taken by it).
+                        tx.execute(
+                            &sql!(common "slot_releases/ended"),
+                            args![generation, &e.aggregate_id],
+                        )
+                        .await?;
+                    } else if let SessionEvent::SessionErrored { ended_on, .. }
+                    | SessionEvent::SessionKernelEnded { ended_on, .. } = &event
+                    {
+                        // An agent reported the kernel gone (an ERROR it reported, or
+                        // the acknowledgement of a stop): nothing holds those slots.
+                        for agent in ended_on {
+                            tx.execute(
+                                &sql!(common "slot_releases/ended_on_agent"),
+                                args![generation, &e.aggregate_id, agent],
+                            )
+                            .await?;
+                        }
                     }
                 }
                 _ => {}

@@ -4,12 +4,13 @@
 -- columns; its first position stays.
 INSERT INTO rm_sessions (
     generation, id, doc, first_position, last_position,
-    owner, name, status, scaling_group, session_type)
+    owner, name, status, scaling_group, session_type, agent_id)
 SELECT $1, r.id, r.doc, r.first_position, r.last_position,
-       r.owner, r.name, r.status, r.scaling_group, r.session_type
+       r.owner, r.name, r.status, r.scaling_group, r.session_type, r.agent_id
 FROM jsonb_to_recordset($2::jsonb) AS r(id text, doc text, first_position bigint,
      last_position bigint,
-     owner text, name text, status text, scaling_group text, session_type text)
+     owner text, name text, status text, scaling_group text, session_type text,
+     agent_id text)
 ON CONFLICT (generation, id) DO UPDATE
 SET doc = excluded.doc,
     last_position = excluded.last_position,
@@ -17,4 +18,5 @@ SET doc = excluded.doc,
     name = excluded.name,
     status = excluded.status,
     scaling_group = excluded.scaling_group,
-    session_type = excluded.session_type
+    session_type = excluded.session_type,
+    agent_id = excluded.agent_id

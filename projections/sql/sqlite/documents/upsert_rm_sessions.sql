@@ -5,9 +5,10 @@
 -- clause after a SELECT.)
 INSERT INTO rm_sessions (
     generation, id, doc, first_position, last_position,
-    owner, name, status, scaling_group, session_type)
+    owner, name, status, scaling_group, session_type, agent_id)
 SELECT $1, value ->> '$.id', value ->> '$.doc', value ->> '$.first_position',
-       value ->> '$.last_position', value ->> '$.owner', value ->> '$.name', value ->> '$.status', value ->> '$.scaling_group', value ->> '$.session_type'
+       value ->> '$.last_position', value ->> '$.owner', value ->> '$.name', value ->> '$.status', value ->> '$.scaling_group', value ->> '$.session_type',
+       value ->> '$.agent_id'
 FROM json_each($2)
 WHERE true
 ON CONFLICT (generation, id) DO UPDATE
@@ -17,4 +18,5 @@ SET doc = excluded.doc,
     name = excluded.name,
     status = excluded.status,
     scaling_group = excluded.scaling_group,
-    session_type = excluded.session_type
+    session_type = excluded.session_type,
+    agent_id = excluded.agent_id

@@ -1,7 +1,7 @@
 -- The pending-queue rows of the sessions $2 (a JSON array of ids) in the live
 -- generation ($1: the projection's name); ids not pending are skipped.
 SELECT session_id, scaling_group, owner, session_type, priority, enqueue_position,
-       enqueued_at, deadline_ms, retries, last_try
+       enqueued_at, deadline_ms, retries, last_try, queue_position, queue_reason
 FROM rm_pending_queue
 WHERE generation = COALESCE((SELECT generation FROM projection_checkpoints WHERE name = $1), 1)
   AND session_id IN (SELECT value FROM json_each($2))
