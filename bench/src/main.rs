@@ -26,6 +26,9 @@
 //!   receiver: deliveries/s (a backlog drained, and changes produced while delivering,
 //!   beside the rate they were produced at) and, at a steady 100 status changes/s, the
 //!   latency from commit to receipt (`webhooks`).
+//! - [`agents`]: simulated agents (the real `sessiond::agent` client, `--simulate` with
+//!   zero delays) and batch sessions through their whole lifecycle over HTTP: sessions
+//!   completed per second and the enqueue -> RUNNING latency (`agents`).
 //! - [`report`]: the Markdown printers.
 //! - [`error`]: `BenchError`, why a scenario failed.
 //! - [`progress`]: progress bars on stderr.
@@ -38,6 +41,7 @@
 // obscure it.
 #![allow(clippy::arithmetic_side_effects)]
 
+mod agents;
 mod append;
 mod catchup;
 mod clone;
@@ -80,6 +84,9 @@ enum Scenario {
     /// Webhook deliveries/s to a loopback receiver, and commit-to-receipt latency at a
     /// steady 100 status changes/s.
     Webhooks(webhooks::WebhooksArgs),
+    /// Simulated agents and batch sessions through their whole lifecycle over HTTP:
+    /// sessions completed per second, enqueue -> RUNNING latency.
+    Agents(agents::AgentsArgs),
 }
 
 impl Scenario {
@@ -88,7 +95,10 @@ impl Scenario {
     fn serves_http(&self) -> bool {
         matches!(
             self,
-            Scenario::Clone(_) | Scenario::CloneLatency(_) | Scenario::Webhooks(_)
+            Scenario::Clone(_)
+                | Scenario::CloneLatency(_)
+                | Scenario::Webhooks(_)
+                | Scenario::Agents(_)
         )
     }
 }
@@ -147,6 +157,9 @@ async fn run(cli: Cli) {
         Scenario::Webhooks(args) => interruptible(webhooks::webhooks(&args))
             .await
             .map(|report| report::print_webhooks_report(&report)),
+        Scenario::Agents(args) => interruptible(agents::agents(&args))
+            .await
+            .map(|report| report::print_agents_report(&report)),
     };
     if let Err(e) = outcome {
         eprintln!("sessiond-bench: {}", error_chain(&e));

@@ -502,3 +502,29 @@ pub fn print_webhooks_report(report: &WebhooksReport) {
         println!("Note: {n}");
     }
 }
+
+/// `agents`: one table row of what a run measured.
+#[allow(clippy::print_stdout)]
+pub fn print_agents_report(r: &crate::agents::AgentsReport) {
+    use crate::agents::percentile;
+    let secs = r.elapsed.as_secs_f64();
+    println!(
+        "| backend | agents | sessions | seconds | completed/s | enqueue -> RUNNING p50 / p99 (ms) | enqueue -> ended p50 / p99 (ms) | load |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {:.2} | {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {} |",
+        r.backend,
+        r.agents,
+        r.sessions,
+        secs,
+        r.sessions as f64 / secs.max(1e-9),
+        percentile(&r.to_running_ms, 50.0),
+        percentile(&r.to_running_ms, 99.0),
+        percentile(&r.to_end_ms, 50.0),
+        percentile(&r.to_end_ms, 99.0),
+        r.load
+            .map(|l| format!("{l:.2}"))
+            .unwrap_or_else(|| "?".into()),
+    );
+}
