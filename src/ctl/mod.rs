@@ -1,5 +1,5 @@
 //! `sessionctl`: operator tooling that talks to the store directly, and the user CLI
-//! that talks to a running `sessiond serve` over HTTP (SPEC §11: `vfolder`, `bgtask`, `webhooks`;
+//! that talks to a running `sessiond serve` over HTTP (SPEC §11: `session`, `vfolder`, `bgtask`, `webhooks`;
 //! these never open the store).
 //!
 //! Output for people goes to stdout; progress bars and errors go to stderr. Every
@@ -21,6 +21,8 @@
 //! - `keys`: `sessionctl keys create | list | revoke`, API keys of the HTTP API.
 //! - `remote`: the HTTP client of the remote commands (`--server`, `--key`, the server's
 //!   error body as one line, transport failures naming the server, Server-Sent Events).
+//! - `session`: `sessionctl session create | list | show | cancel | watch | logs |
+//!   history`, a researcher's sessions.
 //! - `vfolder`: `sessionctl vfolder create | list | clone | upload | download | rm`.
 //! - `webhooks`: `sessionctl webhooks list | deliveries | redeliver | test` (admin).
 //! - `bgtask`: `sessionctl bgtask watch`, a background task's progress bar fed by its
@@ -40,6 +42,7 @@ mod keys;
 mod projections;
 mod remote;
 mod replay;
+mod session;
 mod vfolder;
 mod webhooks;
 
@@ -102,6 +105,10 @@ pub enum CtlCommand {
     /// API keys of the HTTP API: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Your sessions on a running server: create, list, show, cancel, watch, logs,
+    /// history.
+    #[command(after_help = EXIT_CODES)]
+    Session(SessionArgs),
     /// Virtual folders on a running server: create, list, clone, upload, download, rm.
     #[command(after_help = EXIT_CODES)]
     Vfolder(VfolderArgs),
@@ -134,6 +141,104 @@ pub struct RemoteArgs {
     /// one JSON object per frame and line).
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// `sessionctl session ...`: the server options and the subcommand.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Server and key.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SessionCommand,
+}
+
+/// `sessionctl session ...` (`<SESSION>`: an id, or a name among your sessions: the
+/// live one, else the newest).
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Enqueue a session; prints its id.
+    Create {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// interactive | batch | inference
+        #[arg(long = "type", default_value = "batch", value_parser = ["interactive", "batch", "inference"])]
+        session_type: String,
+        /// Container image.
+        #[arg(long)]
+        image: String,
+        /// Slots per kernel, e.g. `cpu=1,mem=2g`.
+        #[arg(long)]
+        resources: String,
+        /// Scaling group (default: resolved by the server).
+        #[arg(long)]
+        group: Option<String>,
+        /// The command a batch session runs.
+        #[arg(long)]
+        command: Option<String>,
+        /// Seconds a batch session may run.
+        #[arg(long)]
+        batch_timeout: Option<u64>,
+        /// 0..100 (default 10).
+        #[arg(long)]
+        priority: Option<u8>,
+        /// Follow it: a batch session until it ends (exit 0 TERMINATED, 1 ERROR or
+        /// CANCELLED), another until RUNNING.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Your sessions: ID NAME TYPE STATUS GROUP AGE INFO (INFO: why a PENDING one waits).
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this scaling group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Only this type.
+        #[arg(long = "type")]
+        session_type: Option<String>,
+        /// At most this many (oldest first).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One session, and why it waits while PENDING.
+    Show {
+        /// Id or name.
+        session: String,
+    },
+    /// Cancel (before RUNNING) or terminate it.
+    Cancel {
+        /// Id or name.
+        session: String,
+        /// End it at once (admin keys).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Follow its status changes live until it ends (exit 0 TERMINATED, 1 ERROR or
+    /// CANCELLED).
+    Watch {
+        /// Id or name.
+        session: String,
+    },
+    /// The last 16 KiB of its stdout, then of its stderr, as its agent reported them.
+    Logs {
+        /// Id or name.
+        session: String,
+        /// Only stdout.
+        #[arg(long, conflicts_with = "stderr_only")]
+        stdout_only: bool,
+        /// Only stderr.
+        #[arg(long)]
+        stderr_only: bool,
+    },
+    /// Its timeline: TIME STATUS EVENT REASON ACTOR.
+    History {
+        /// Id or name.
+        session: String,
+    },
 }
 
 /// `sessionctl vfolder ...`: the server options and the subcommand.
@@ -516,6 +621,7 @@ pub async fn run(ctl: Ctl) -> i32 {
 /// it and closes it.
 async fn execute(ctl: Ctl) -> Result<(), CtlError> {
     let command = match ctl.command {
+        CtlCommand::Session(args) => return session::run(args).await,
         CtlCommand::Vfolder(args) => return vfolder::run(args).await,
         CtlCommand::Bgtask(args) => return bgtask::run(args).await,
         CtlCommand::Webhooks(args) => return webhooks::run(args).await,
@@ -548,6 +654,7 @@ async fn dispatch(
         CtlCommand::Events(cmd) => events::run(store, cmd).await,
         CtlCommand::Keys(cmd) => keys::run(store, cmd, database_url).await,
         // Remote commands never use the store (`execute` runs them without opening it).
+        CtlCommand::Session(args) => session::run(args).await,
         CtlCommand::Vfolder(args) => vfolder::run(args).await,
         CtlCommand::Bgtask(args) => bgtask::run(args).await,
         CtlCommand::Webhooks(args) => webhooks::run(args).await,

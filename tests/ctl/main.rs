@@ -4,6 +4,7 @@
 #![allow(clippy::arithmetic_side_effects)]
 
 mod remote;
+mod session;
 use domain::session::{Session, SessionEvent};
 use domain::Decider;
 use projections::engine::read_checkpoint;

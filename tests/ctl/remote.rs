@@ -18,11 +18,11 @@ const CLONE_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
 
 /// A `sessiond serve` on its own SQLite file and volume; killed (and its directory
 /// removed) on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
-    dir: PathBuf,
-    db: String,
+    pub(crate) base: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) db: String,
 }
 
 impl Drop for Server {
@@ -35,7 +35,7 @@ impl Drop for Server {
 
 // The child is owned by `Server`, whose Drop kills and reaps it.
 #[allow(clippy::zombie_processes)]
-fn start_server() -> Server {
+pub(crate) fn start_server() -> Server {
     let dir = std::env::temp_dir().join(format!("sessionctl-remote-{}", uuid::Uuid::new_v4()));
     let volume = dir.join("vol");
     std::fs::create_dir_all(&volume).unwrap();
@@ -89,10 +89,10 @@ fn start_server() -> Server {
 }
 
 /// Exit code, stdout, stderr.
-type Ran = (i32, String, String);
+pub(crate) type Ran = (i32, String, String);
 
 /// Runs `sessionctl ARGS` with a clean environment (no `SESSIOND_*` from outside).
-async fn sessionctl(args: &[&str]) -> Ran {
+pub(crate) async fn sessionctl(args: &[&str]) -> Ran {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionctl"))
         .args(args)
         .env_remove("SESSIOND_SERVER")
@@ -109,7 +109,7 @@ async fn sessionctl(args: &[&str]) -> Ran {
 }
 
 /// `sessionctl ARGS --server BASE --key KEY`.
-async fn remote(server: &Server, key: &str, args: &[&str]) -> Ran {
+pub(crate) async fn remote(server: &Server, key: &str, args: &[&str]) -> Ran {
     let mut all = args.to_vec();
     all.extend(["--server", &server.base, "--key", key]);
     sessionctl(&all).await
@@ -117,7 +117,7 @@ async fn remote(server: &Server, key: &str, args: &[&str]) -> Ran {
 
 /// A user key for `owner`, made with `sessionctl keys create` on the server's store,
 /// returned once the server accepts it (it polls the keys table).
-async fn user_key(server: &Server, owner: &str) -> String {
+pub(crate) async fn user_key(server: &Server, owner: &str) -> String {
     let (code, out, err) = sessionctl(&[
         "keys",
         "create",
@@ -197,7 +197,7 @@ async fn wait_listed(server: &Server, key: &str, name: &str, status: Option<&str
     }
 }
 
-fn one_line(err: &str) -> &str {
+pub(crate) fn one_line(err: &str) -> &str {
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err:?}");
     assert!(!err.contains("panicked"), "{err}");
     err.trim()
