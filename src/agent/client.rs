@@ -43,16 +43,21 @@ impl ClientError {
     }
 }
 
-/// The server's error body.
+/// The server's error body, `{"error": {"code", "message"}}` (also read by
+/// `sessionctl`'s remote commands).
 #[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
 }
 
+/// `code` and `message` of an error body.
 #[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
+pub struct ErrorDetail {
+    /// Machine-readable code (`not_found`, ...).
+    pub code: String,
+    /// For people.
+    pub message: String,
 }
 
 /// One session in the agent's assignments (`GET /v1/agents/{id}/assignments`).
@@ -283,8 +288,9 @@ impl Client {
     }
 }
 
-/// The text of the innermost cause of an error (`Connection refused (os error 111)`).
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+/// The text of the innermost cause of an error: `Connection refused (os error 111)`
+/// rather than reqwest's `error sending request for url (...)`.
+pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

@@ -256,17 +256,23 @@ async fn heartbeats(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             Ok(()) => {}
             Err(e) if e.is_status(404) => {
                 tracing::warn!("the server does not know this agent any more; registering again");
-                let c = &shared.config;
-                if let Err(e) = shared
-                    .client
-                    .register(&c.scaling_group, &c.addr, &c.slots)
-                    .await
-                {
-                    tracing::warn!(error = %e, "registering again failed");
-                }
+                register_again(&shared).await;
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
+    }
+}
+
+/// Registers once more (the server forgot the agent, or came back); a failure is
+/// logged, and the next heartbeat or poll tries again.
+async fn register_again(shared: &Shared) {
+    let c = &shared.config;
+    if let Err(e) = shared
+        .client
+        .register(&c.scaling_group, &c.addr, &c.slots)
+        .await
+    {
+        tracing::warn!(error = %e, "registering again failed");
     }
 }
 
@@ -291,14 +297,7 @@ async fn follow(
             Ok(a) => {
                 if failing {
                     // The server is back (maybe restarted): make sure it knows us.
-                    let c = &shared.config;
-                    if let Err(e) = shared
-                        .client
-                        .register(&c.scaling_group, &c.addr, &c.slots)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "registering again failed");
-                    }
+                    register_again(shared).await;
                     failing = false;
                 }
                 backoff.reset();
@@ -307,11 +306,7 @@ async fn follow(
             }
             Err(e) => {
                 if e.is_status(404) {
-                    let c = &shared.config;
-                    let _ = shared
-                        .client
-                        .register(&c.scaling_group, &c.addr, &c.slots)
-                        .await;
+                    register_again(shared).await;
                 }
                 tracing::warn!(error = %e, "cannot read assignments; retrying");
                 failing = true;

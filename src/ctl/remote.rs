@@ -7,10 +7,10 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, RequestBuilder, Response, Url};
-use serde::Deserialize;
 use std::time::Duration;
 
 use super::{CtlError, RemoteArgs};
+use crate::agent::client::ErrorBody;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,19 +25,6 @@ pub(super) struct Remote {
     shown: String,
     /// `--json`: print the server's JSON.
     pub(super) json: bool,
-}
-
-/// The server's error body.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// `code` and `message` of an error body.
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
 }
 
 impl Remote {
@@ -172,14 +159,9 @@ fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or_default().to_string()
 }
 
-/// The text of the innermost cause of an error: `Connection refused (os error 111)`
-/// rather than reqwest's `error sending request for url (...)`.
+/// The first line of the innermost cause of an error.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    first_line(&cur.to_string())
+    first_line(&crate::agent::client::innermost(e))
 }
 
 /// A progress bar in bytes on stderr (not drawn when stderr is not a terminal).
