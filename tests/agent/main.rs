@@ -62,9 +62,21 @@ fn start_server(envs: &[(&str, &str)]) -> Server {
     let dir = std::env::temp_dir().join(format!("sessiond-agent-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sqlite://{}", dir.join("s.db").display());
+    let (proc, base) = spawn_serve(&dir, &db, "127.0.0.1:0", envs);
+    Server {
+        _proc: proc,
+        base,
+        dir,
+        db,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Starts `sessiond serve` on `db` listening on `listen`; answers once it listens.
+fn spawn_serve(dir: &Path, db: &str, listen: &str, envs: &[(&str, &str)]) -> (Proc, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-    cmd.args(["serve", "--database-url", &db, "--listen", "127.0.0.1:0"])
-        .current_dir(&dir)
+    cmd.args(["serve", "--database-url", db, "--listen", listen])
+        .current_dir(dir)
         .env_remove("SESSIOND_DATABASE_URL")
         .env_remove("SESSIOND_LISTEN")
         .env("RUST_LOG", "info")
@@ -90,13 +102,7 @@ fn start_server(envs: &[(&str, &str)]) -> Server {
                 .collect();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in rx {});
-            return Server {
-                _proc: proc,
-                base: format!("http://{addr}"),
-                dir,
-                db,
-                http: reqwest::Client::new(),
-            };
+            return (proc, format!("http://{addr}"));
         }
     }
 }
@@ -656,4 +662,72 @@ async fn a_killed_agent_is_lost_its_slots_are_released_and_a_restart_with_the_sa
         (200, Some("TERMINATED")),
         "{b}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_survives_a_server_restart_and_stopped_with_sigterm_leaves_no_process() {
+    let mut server = start_server(&[]);
+    server.group("g").await;
+    let user = server.key(&["--role", "user", "--owner", "alice"]).await;
+    let key = server.key(&["--role", "agent", "--agent-id", "a1"]).await;
+    let marker = format!("m{}", uuid::Uuid::new_v4().simple());
+    let agent = start_agent(
+        &server,
+        &key,
+        "a1",
+        &server.dir.join("a1"),
+        &["--stop-grace-secs", "1"],
+    );
+    let first = server
+        .enqueue(
+            &user,
+            batch("first", &format!("sleep 300; : {marker}"), None),
+        )
+        .await;
+    server
+        .wait_session(&user, &first, "RUNNING", |s| s["status"] == "RUNNING")
+        .await;
+    // The server goes away and comes back on the same address and store.
+    let listen = server.base.trim_start_matches("http://").to_string();
+    drop(std::mem::replace(
+        &mut server._proc,
+        Proc(Command::new("true").spawn().unwrap()),
+    ));
+    let (proc, base) = spawn_serve(&server.dir, &server.db, &listen, &[]);
+    server._proc = proc;
+    assert_eq!(base, server.base);
+    // The agent carries on: its running session is untouched, and new work reaches it.
+    let second = server
+        .enqueue(
+            &user,
+            batch("second", &format!("echo after; : {marker}"), None),
+        )
+        .await;
+    let s = server.wait_session(&user, &second, "ended", ended).await;
+    assert_eq!(s["status"], "TERMINATED", "{s}");
+    assert_eq!(server.session(&user, &first).await["status"], "RUNNING");
+    // SIGTERM: the agent stops its session's process group, reports it, and exits 0.
+    let pid = agent.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut agent = agent;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = agent.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    wait_no_processes(&marker).await;
+    let s = server.wait_session(&user, &first, "ended", ended).await;
+    assert_eq!(s["status"], "ERROR", "{s}");
+    assert_eq!(s["status_info"], "agent-stopped", "{s}");
 }
