@@ -434,11 +434,19 @@ async fn a_cancelled_session_that_ignores_sigterm_is_killed_after_the_grace_peri
         "ended before the grace period: SIGTERM was not ignored?"
     );
     wait_no_processes(&marker).await;
-    // Acknowledged: nothing is left in the agent's assignments.
-    let (_, a) = server
-        .call(Method::GET, "/v1/agents/a1/assignments", &key, None)
-        .await;
-    assert_eq!(a["items"], json!([]), "{a}");
+    // Acknowledged: nothing is left in the agent's assignments (once the read models
+    // include the acknowledgement).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, a) = server
+            .call(Method::GET, "/v1/agents/a1/assignments", &key, None)
+            .await;
+        if a["items"] == json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stop notice stayed: {a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The agent's ledger, folded from the store by `sessionctl replay`.
@@ -501,10 +509,19 @@ async fn a_session_cancelled_while_preparing_keeps_its_stop_notice_after_its_slo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ... and the agent is still told to stop it, by a long-poll that wakes for it too.
-    let (code, a) = server
-        .call(Method::GET, "/v1/agents/a1/assignments", &key, None)
-        .await;
-    assert_eq!(code, 200, "{a}");
+    // (Polled: the `sessions` read model may lag the cancellation for a moment.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let a = loop {
+        let (code, a) = server
+            .call(Method::GET, "/v1/agents/a1/assignments", &key, None)
+            .await;
+        assert_eq!(code, 200, "{a}");
+        if a["items"][0]["status"] == "CANCELLED" {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no stop notice: {a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let items = a["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 1, "{a}");
     assert_eq!(items[0]["session_id"], id.as_str());

@@ -153,20 +153,33 @@ async fn session_commands_create_list_show_watch_logs_history_and_cancel_over_ht
         "{err}"
     );
 
-    // list --json, filtered.
+    // list --json, filtered (the list is a read model: wait until it has caught up with
+    // the stream the waits followed).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let errs: Vec<Value> = loop {
+        let (code, out, err) = remote(
+            &server,
+            &key,
+            &["session", "list", "--status", "ERROR", "--json"],
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        let errs: Vec<Value> = serde_json::from_str(&out).unwrap();
+        if !errs.is_empty() {
+            break errs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the list never showed the ERROR session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0]["name"], "bad");
     let (code, out, err) = remote(&server, &key, &["session", "list", "--json"]).await;
     assert_eq!(code, 0, "{err}");
     let all: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(all.len(), 2);
-    let (_, out, _) = remote(
-        &server,
-        &key,
-        &["session", "list", "--status", "ERROR", "--json"],
-    )
-    .await;
-    let errs: Vec<Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(errs.len(), 1);
-    assert_eq!(errs[0]["name"], "bad");
     let (code, out, _) = remote(&server, &key, &["session", "list"]).await;
     assert_eq!(code, 0);
     assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
@@ -235,7 +248,7 @@ async fn session_commands_create_list_show_watch_logs_history_and_cancel_over_ht
                 .unwrap()
         })
     };
-    let (code, out, err) = remote(&server, &key, &["session", "cancel", "long"]).await;
+    let (code, out, err) = remote(&server, &key, &["session", "cancel", &long]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), format!("{long} TERMINATING"));
     let watched = tokio::time::timeout(Duration::from_secs(60), watcher)
