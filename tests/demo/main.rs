@@ -1,5 +1,6 @@
-//! `sessiond demo` as a newcomer runs it (with `--no-tui`, the same view as lines): every
-//! status shows up, SIGINT ends it with exit 0, and no process of it is left.
+//! `sessiond demo` as a newcomer runs it (with `--no-tui`, the same view as lines) for a
+//! minute: every status shows up within it, SIGINT ends it with exit 0, and no process
+//! of it is left.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::arithmetic_side_effects)]
@@ -57,7 +58,8 @@ fn the_demo_shows_every_status_and_ends_cleanly_on_sigint() {
         "rejected at enqueue",
     ];
     let mut seen = [false; 7];
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
     while !seen.iter().all(|s| *s) {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -66,6 +68,16 @@ fn the_demo_shows_every_status_and_ends_cleanly_on_sigint() {
             if line.contains(w) {
                 seen[i] = true;
             }
+        }
+    }
+    // It keeps running (and drawing) for the rest of a minute.
+    let minute = started + Duration::from_secs(60);
+    while Instant::now() < minute {
+        let left = minute.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_secs(10))) {
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= minute => break,
+            Err(e) => panic!("the demo stopped drawing before a minute was up: {e}"),
         }
     }
     let sent = Command::new("kill")
