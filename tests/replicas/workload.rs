@@ -519,10 +519,10 @@ pub async fn run(cfg: Run) -> usize {
                 holders.is_empty() && s.allocations.is_empty(),
                 "{ctx}: PENDING session {id} holds slots on {holders:?}"
             );
-        } else if status == SessionStatus::Error && holders.is_empty() {
-            // (d') an ERROR session whose kernel its agent reported gone, or whose agent
-            // was lost (its ledger is emptied with it), holds nothing (ADR 0008); it
-            // still names where it ran.
+        } else if holders.is_empty() && s.status_history.contains_key(&SessionStatus::Error) {
+            // (d') a session that went to ERROR with its agent lost or its kernel reported
+            // gone gave its slots back then (ADR 0008), and holds nothing in the
+            // statuses that may follow (TERMINATING); it still names where it ran.
             assert_eq!(s.allocations.len(), 1, "{ctx}: session {id} ({status:?})");
         } else {
             // (d) exactly one ledger, with the slots it was scheduled with.
