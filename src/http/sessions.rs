@@ -1030,7 +1030,7 @@ pub struct KernelEventBody {
     #[schema(schema_with = schema::reason_or_null)]
     pub reason: Option<String>,
     /// With `terminated` or `failed`: the last 16 KiB (at most) of the kernel's stdout
-    /// and stderr, served at `GET /v1/sessions/{id}/logs`.
+    /// and stderr, served at `GET /v1/sessions/{id}/logs` (ignored with other events).
     pub logs: Option<LogTails>,
 }
 
@@ -1099,12 +1099,8 @@ async fn kernel_event(
     })?;
     let logs = match body.logs {
         None => None,
-        Some(_) if !event.is_final() => {
-            return Err(ApiError::validation(
-                "logs",
-                "is sent with a final report only (terminated, failed)",
-            ))
-        }
+        // Kept with a final report only; a progress report's are ignored.
+        Some(_) if !event.is_final() => None,
         Some(l) => {
             for (field, text) in [("logs.stdout", &l.stdout), ("logs.stderr", &l.stderr)] {
                 if text.len() > LOG_TAIL_BYTES {
