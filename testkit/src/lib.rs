@@ -9,6 +9,8 @@
 //! - [`fixtures`]: valid specs, metadata, group and agent commands.
 //! - [`world`]: a recorded workload and the read-model-equals-fold checks.
 //! - [`http`]: one call to a running server (the tests that drive a real process).
+//! - [`serve`]: real `sessiond serve`, `sessionctl` and `sessiond agent` processes, and
+//!   waiting for a condition with a deadline.
 //! - [`webhooks`]: checking a webhook signature as a receiver would.
 //! - the macros [`conformance!`] (each test on a fresh store of each backend) and
 //!   [`both_backends!`] (each test given a backend).
@@ -18,6 +20,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod http;
+pub mod serve;
 pub mod webhooks;
 pub mod world;
 

@@ -8,204 +8,21 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::serve::{spawn_serve, Bins, Proc, Server};
 
-const ADMIN_KEY: &str = "agent-test-admin-key-0123456789abcdef";
-
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `sessiond serve` on its own SQLite file.
-struct Server {
-    _proc: Proc,
-    base: String,
-    dir: PathBuf,
-    db: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn echo_lines(
-    name: &'static str,
-    r: impl std::io::Read + Send + 'static,
-) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let echo = std::env::var_os("TEST_LOG").is_some();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if echo {
-                eprintln!("[{name}] {line}");
-            }
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
+const BINS: Bins = Bins {
+    sessiond: env!("CARGO_BIN_EXE_sessiond"),
+    sessionctl: env!("CARGO_BIN_EXE_sessionctl"),
+};
 
 fn start_server(envs: &[(&str, &str)]) -> Server {
-    let dir = std::env::temp_dir().join(format!("sessiond-agent-test-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}", dir.join("s.db").display());
-    let (proc, base) = spawn_serve(&dir, &db, "127.0.0.1:0", envs);
-    Server {
-        _proc: proc,
-        base,
-        dir,
-        db,
-        http: reqwest::Client::new(),
-    }
+    Server::start(BINS, envs)
 }
 
-/// Starts `sessiond serve` on `db` listening on `listen`; answers once it listens.
-fn spawn_serve(dir: &Path, db: &str, listen: &str, envs: &[(&str, &str)]) -> (Proc, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-    cmd.args(["serve", "--database-url", db, "--listen", listen])
-        .current_dir(dir)
-        .env_remove("SESSIOND_DATABASE_URL")
-        .env_remove("SESSIOND_LISTEN")
-        .env("RUST_LOG", "info")
-        .env("SESSIOND_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-        .env("SESSIOND_SCHEDULER_INTERVAL_MS", "100")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let rx = echo_lines("sessiond", child.stderr.take().unwrap());
-    let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no 'listening on' line from sessiond serve");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in rx {});
-            return (proc, format!("http://{addr}"));
-        }
-    }
-}
-
-impl Server {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let (s, v) = testkit::http::call(
-            &self.http,
-            method,
-            format!("{}{path}", self.base),
-            key,
-            body,
-        )
-        .await;
-        (s.as_u16(), v)
-    }
-
-    /// A key made with `sessionctl keys create`, once the server accepts it.
-    async fn key(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
-            .args(["keys", "create", "--database-url", &self.db])
-            .args(args)
-            .env_remove("SESSIOND_DATABASE_URL")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // Anything but 401 means the key is known (an agent key may get 403 here).
-            let (s, _) = self
-                .call(Method::GET, "/v1/scaling-groups", &key, None)
-                .await;
-            if s != 401 {
-                return key;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server never accepted the new key"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn group(&self, name: &str) {
-        let (s, b) = self
-            .call(
-                Method::POST,
-                "/v1/scaling-groups",
-                ADMIN_KEY,
-                Some(json!({"name": name, "description": "agent test"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
-
-    async fn enqueue(&self, key: &str, body: Value) -> String {
-        let (s, b) = self
-            .call(Method::POST, "/v1/sessions", key, Some(body))
-            .await;
-        assert_eq!(s, 201, "{b}");
-        b["session_id"].as_str().unwrap().to_string()
-    }
-
-    async fn session(&self, key: &str, id: &str) -> Value {
-        let (s, b) = self
-            .call(Method::GET, &format!("/v1/sessions/{id}"), key, None)
-            .await;
-        assert_eq!(s, 200, "{b}");
-        b
-    }
-
-    /// Waits until `pred` holds for the session (returning it).
-    async fn wait_session(
-        &self,
-        key: &str,
-        id: &str,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let s = self.session(key, id).await;
-            if pred(&s) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "session {id} never {what}: {s}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// A `sessiond agent` process.
+/// A `sessiond agent` process in group `g` with 8 CPUs.
 fn start_agent(
     server: &Server,
     key: &str,
@@ -213,35 +30,7 @@ fn start_agent(
     work_dir: &Path,
     extra: &[&str],
 ) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args([
-            "agent",
-            "--server",
-            &server.base,
-            "--key",
-            key,
-            "--agent-id",
-            agent_id,
-            "--scaling-group",
-            "g",
-            "--slots",
-            "cpu=8,mem=8g",
-            "--heartbeat-secs",
-            "1",
-            "--work-dir",
-        ])
-        .arg(work_dir)
-        .args(extra)
-        .env_remove("SESSIOND_KEY")
-        .env_remove("SESSIOND_SERVER")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = echo_lines("agent", child.stderr.take().unwrap());
-    std::thread::spawn(move || for _ in rx {});
-    Proc(child)
+    server.agent(key, agent_id, "g", "cpu=8,mem=8g", work_dir, extra)
 }
 
 /// Processes whose command line contains `marker` (other than this test itself).
@@ -707,11 +496,11 @@ async fn an_agent_survives_a_server_restart_and_stopped_with_sigterm_leaves_no_p
     // The server goes away and comes back on the same address and store.
     let listen = server.base.trim_start_matches("http://").to_string();
     drop(std::mem::replace(
-        &mut server._proc,
+        &mut server.proc,
         Proc(Command::new("true").spawn().unwrap()),
     ));
-    let (proc, base) = spawn_serve(&server.dir, &server.db, &listen, &[]);
-    server._proc = proc;
+    let (proc, base) = spawn_serve(BINS, &server.dir, &server.db, &listen, &[]);
+    server.proc = proc;
     assert_eq!(base, server.base);
     // The agent carries on: its running session is untouched, and new work reaches it.
     let second = server
