@@ -149,13 +149,15 @@ enum Outcome {
     Skip,
 }
 
-/// The `queue_order` reason of a session `ahead` places behind the head of a strict
-/// queue (`kind`), blocked by `blocker` (its name, its failed predicate's message, and
-/// whether it is the very head).
+/// The `queue_order` reason of a session of `owner`, `ahead` places behind the head of
+/// a strict queue (`kind`), blocked by `blocker` (its failed predicate's message, and
+/// whether it is the very head). The blocker is named only to its own owner's sessions:
+/// a user is never told the name of another user's session.
 pub fn queue_order_reason(
     group: &GroupName,
     kind: SchedulerKind,
     ahead: usize,
+    owner: &str,
     blocker: &Blocker,
 ) -> FailedPredicate {
     let order = match kind {
@@ -163,10 +165,11 @@ pub fn queue_order_reason(
         _ => "strict FIFO",
     };
     let sessions = if ahead == 1 { "session" } else { "sessions" };
-    let who = if blocker.is_head {
-        format!("the head '{}'", blocker.name)
-    } else {
-        format!("'{}' ahead of it", blocker.name)
+    let who = match (blocker.is_head, blocker.owner == owner) {
+        (true, true) => format!("the head '{}'", blocker.name),
+        (true, false) => "the head (another user's session)".to_string(),
+        (false, true) => format!("'{}' ahead of it", blocker.name),
+        (false, false) => "another user's session ahead of it".to_string(),
     };
     FailedPredicate {
         name: QUEUE_ORDER.into(),
@@ -182,6 +185,8 @@ pub fn queue_order_reason(
 pub struct Blocker {
     /// Its name.
     pub name: String,
+    /// Its owner (the name is shown to this owner's sessions only).
+    pub owner: String,
     /// Its failed predicate's message.
     pub msg: String,
     /// Whether it is first in the queue.
@@ -311,7 +316,18 @@ pub fn plan(input: PassInput<'_>) -> PassPlan {
                     out.queued.push(Queued {
                         session_id: item.session_id,
                         position: i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1),
-                        reason: queue_order_reason(group, kind, index, b),
+                        reason: queue_order_reason(
+                            group,
+                            kind,
+                            index,
+                            pending
+                                .session
+                                .spec
+                                .as_ref()
+                                .map(|s| s.owner.as_str())
+                                .unwrap_or_default(),
+                            b,
+                        ),
                     });
                 }
             }
@@ -325,13 +341,10 @@ pub fn plan(input: PassInput<'_>) -> PassPlan {
                     let may_skip = skip_after > 0 && item.retries >= skip_after;
                     if kind != SchedulerKind::Drf && !may_skip && !blocked {
                         blocked = true;
+                        let spec = pending.session.spec.as_ref();
                         blocker = Some(Blocker {
-                            name: pending
-                                .session
-                                .spec
-                                .as_ref()
-                                .map(|s| s.name.to_string())
-                                .unwrap_or_default(),
+                            name: spec.map(|s| s.name.to_string()).unwrap_or_default(),
+                            owner: spec.map(|s| s.owner.to_string()).unwrap_or_default(),
                             msg: failed.first().map(|f| f.msg.clone()).unwrap_or_default(),
                             is_head: index == 0,
                         });
@@ -552,6 +565,42 @@ mod tests {
         );
         let q2 = planned.queued.iter().find(|q| q.position == 2);
         assert!(q2.is_some_and(|q| q.reason.msg.starts_with("waiting behind 1 session in 'g'")));
+    }
+
+    #[test]
+    fn given_another_users_session_at_the_head_when_planned_then_those_behind_it_are_not_told_its_name(
+    ) {
+        let mut pending = queue(3);
+        let mut spec = spec_in(Uuid::new_v4(), "g", "bob");
+        spec.name = session_name("bobs-secret-project");
+        let mut head = Session::default();
+        for e in head
+            .decide(SessionCommand::Enqueue { spec, now: epoch() })
+            .unwrap_or_default()
+        {
+            head.apply(&e);
+        }
+        pending[0] = PendingItem {
+            session: head,
+            enqueue_position: 0,
+            retries: 0,
+        };
+        let planned = plan_of(&group(), pending);
+        assert_eq!(planned.queued.len(), 2);
+        for q in &planned.queued {
+            assert!(
+                !q.reason.msg.contains("bobs-secret-project"),
+                "{}",
+                q.reason.msg
+            );
+            assert!(
+                q.reason
+                    .msg
+                    .contains("the head (another user's session) waits for: no agent"),
+                "{}",
+                q.reason.msg
+            );
+        }
     }
 
     #[test]
