@@ -28,6 +28,7 @@
 //! - [`follower`]: the one log follower per process that streams and long-polls share.
 //! - [`server`]: `sessiond serve` (start-up, bootstrap admin key, graceful shutdown).
 //! - [`http`]: the HTTP/JSON command API (axum), one module per resource.
+//! - [`ui`]: the operator dashboard at `/ui` (embedded static files over the API).
 //! - [`compat`]: Backend.AI client compatibility (its request signature, its routes).
 //! - [`auth`]: API keys (stored hashed), roles, the key cache and revocations.
 //! - [`idempotency`]: the `Idempotency-Key` protocol of POST /v1/sessions.
@@ -63,6 +64,7 @@ pub mod sessions;
 pub mod supervisor;
 pub mod tasks;
 pub mod telemetry;
+pub mod ui;
 pub mod vfolders;
 pub mod volumes;
 pub mod webhooks;

@@ -7,7 +7,7 @@ use domain::ids::{AgentAddr, AgentId, GroupName};
 use domain::resources::SlotUse;
 use domain::session::Session;
 use domain::{Decider, ResourceSlots};
-use projections::models::{AGENT_OCCUPANCY, SESSIONS};
+use projections::models::{documents, AGENT_OCCUPANCY, SESSIONS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -15,13 +15,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, Json, Query};
+use super::extract::{Caller, Json, MinPosition, Query};
 use super::{schema, AppState};
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(register_agent))
+        .routes(routes!(register_agent, list_agents))
         .routes(routes!(heartbeat))
         .routes(routes!(assignments))
 }
@@ -44,13 +44,15 @@ pub struct RegisterAgentBody {
     pub available_slots: serde_json::Value,
 }
 
-/// An agent after registration.
+/// An agent as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentWritten {
+pub struct AgentView {
     /// Id.
     pub agent_id: String,
     /// Group.
     pub scaling_group: String,
+    /// Where it can be reached.
+    pub addr: String,
     /// `ALIVE | LOST | TERMINATED`.
     pub status: String,
     /// Capacity.
@@ -63,8 +65,53 @@ pub struct AgentWritten {
     /// allocated. Its sessions keep running; nothing new is placed on it until enough
     /// of them end (docs/adr/0003-scheduler.md).
     pub over_capacity: bool,
+    /// Number of sessions holding slots on it.
+    pub sessions: usize,
+}
+
+impl From<&Agent> for AgentView {
+    fn from(a: &Agent) -> Self {
+        Self {
+            agent_id: a.agent_id.clone(),
+            scaling_group: a.scaling_group.clone(),
+            addr: a.addr.clone(),
+            status: a.status.as_str().to_string(),
+            available_slots: a.available_slots.clone(),
+            occupied_slots: a.occupied_slots().unwrap_or_default(),
+            over_capacity: a.over_capacity(),
+            sessions: a.allocations.len(),
+        }
+    }
+}
+
+/// An agent after registration.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentWritten {
+    /// The agent after the command.
+    #[serde(flatten)]
+    pub agent: AgentView,
     /// Consistency token.
     pub position: i64,
+}
+
+/// An agent in the list, with its liveness.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentListItem {
+    /// The agent.
+    #[serde(flatten)]
+    pub agent: AgentView,
+    /// Its last heartbeat as this store recorded it (`null`: none recorded yet).
+    pub last_heartbeat_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds since then by the server's clock (`null`: none recorded yet); the agent
+    /// is marked LOST after `agent_lost_after_secs` (default 30).
+    pub seconds_since_heartbeat: Option<i64>,
+}
+
+/// Registered agents.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentList {
+    /// Every registered agent, by scaling group then id.
+    pub items: Vec<AgentListItem>,
 }
 
 /// Register an agent, or update its group, address or capacity (re-registering a LOST
@@ -98,16 +145,42 @@ async fn register_agent(
     let committed = crate::agents::register(&state.app, request, &meta).await?;
     super::metrics::command_attempts(committed.attempts);
     let position = state.position_after(&committed, &agent_id).await?;
-    let a = &committed.state;
     Ok(axum::Json(AgentWritten {
-        agent_id: a.agent_id.clone(),
-        scaling_group: a.scaling_group.clone(),
-        status: a.status.as_str().to_string(),
-        available_slots: a.available_slots.clone(),
-        occupied_slots: a.occupied_slots().unwrap_or_default(),
-        over_capacity: a.over_capacity(),
+        agent: (&committed.state).into(),
         position,
     }))
+}
+
+/// Every registered agent with its occupancy and liveness (admin).
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    params(("min_position" = Option<i64>, Query, minimum = 0, description = "Wait until the read models include this position")),
+    responses((status = 200, body = AgentList),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_agents(
+    State(state): State<AppState>,
+    caller: Caller,
+    min: MinPosition,
+) -> Result<axum::Json<AgentList>, ApiError> {
+    caller.require_admin()?;
+    min.wait(&state, &[AGENT_OCCUPANCY]).await?;
+    let mut agents = documents::agent_occupancy().all(state.app.db()).await?;
+    agents.retain(|a| a.registered);
+    agents.sort_by(|a, b| (&a.scaling_group, &a.agent_id).cmp(&(&b.scaling_group, &b.agent_id)));
+    let heartbeats = state.app.store.heartbeats().await?;
+    let now_ms = state.app.clock.now().timestamp_millis();
+    let items = agents
+        .iter()
+        .map(|a| {
+            let last = heartbeats.get(&a.agent_id).copied();
+            AgentListItem {
+                agent: a.into(),
+                last_heartbeat_at: last.and_then(chrono::DateTime::from_timestamp_millis),
+                seconds_since_heartbeat: last.map(|ms| now_ms.saturating_sub(ms).max(0) / 1000),
+            }
+        })
+        .collect();
+    Ok(axum::Json(AgentList { items }))
 }
 
 /// An agent id from a path: 422 naming `id` unless valid.

@@ -21,6 +21,7 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use domain::bgtask::{BackgroundTask, BackgroundTaskEvent, TaskStatus};
 use domain::session::SessionEvent;
 use futures::Stream;
 use projections::{LogPosition, RecordedEvent};
@@ -39,7 +40,9 @@ use crate::follower::{Followed, Subscription};
 
 /// `router()` of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(session_events))
+    OpenApiRouter::new()
+        .routes(routes!(session_events))
+        .routes(routes!(background_task_events))
 }
 
 /// Query parameters of the session event stream.
@@ -154,11 +157,6 @@ async fn session_events(
         }
     }
     let cursor = match (last_event_id, &session_id) {
-        (Some(0), _) => LogPosition::START,
-        (Some(p), _) => db
-            .position_of(p)
-            .await?
-            .ok_or_else(|| ApiError::validation("Last-Event-ID", format!("no event {p}")))?,
         (None, Some(id)) => {
             let first = db
                 .read_first(<domain::session::Session as domain::Decider>::TYPE, id)
@@ -172,24 +170,14 @@ async fn session_events(
                 None => LogPosition::START,
             }
         }
-        (None, None) => follower.position(),
+        (last, _) => resume_at(&state, last).await?,
     };
-    let stream = StreamState {
-        subscription: follower.subscribe(cursor),
-        filter: Filter {
-            session_id,
-            scaling_group: params.scaling_group,
-            owner,
-        },
-        key_id: caller.0.key_id.clone(),
-        state: state.clone(),
-        revocations: state.app.keys.revocations(),
-        _permit: permit,
+    let filter = Filter {
+        session_id,
+        scaling_group: params.scaling_group,
+        owner,
     };
-    let events = futures::stream::unfold(stream, |mut s| async move {
-        s.next().await.map(|event| (Ok(event), s))
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(follow(&state, &caller, permit, cursor, filter))
 }
 
 #[derive(Debug)]
@@ -226,17 +214,29 @@ impl Filter {
     }
 }
 
-/// One open stream: its place in the log, its filter, and its slot.
-struct StreamState {
+/// What a stream sends for each followed event (`None`: nothing).
+pub(crate) trait Frames: Send {
+    /// The frame of `f`, if this stream shows it.
+    fn frame(&mut self, f: &Followed) -> impl std::future::Future<Output = Option<Event>> + Send;
+}
+
+impl Frames for Filter {
+    async fn frame(&mut self, f: &Followed) -> Option<Event> {
+        self.matches(f).then(|| sse_event(&f.event))
+    }
+}
+
+/// One open stream: its place in the log, what it shows, and its slot.
+struct StreamState<F> {
     subscription: Subscription,
-    filter: Filter,
+    frames: F,
     key_id: String,
     state: AppState,
     revocations: tokio::sync::watch::Receiver<i64>,
     _permit: StreamPermit,
 }
 
-impl StreamState {
+impl<F: Frames> StreamState<F> {
     /// The next event to send; `None` ends the stream (shutdown, revoked key, or a log
     /// that cannot be read).
     async fn next(&mut self) -> Option<Event> {
@@ -247,8 +247,11 @@ impl StreamState {
             }
             tokio::select! {
                 next = self.subscription.next() => match next {
-                    Ok(f) if self.filter.matches(&f) => return Some(sse_event(&f.event)),
-                    Ok(_) => {}
+                    Ok(f) => {
+                        if let Some(frame) = self.frames.frame(&f).await {
+                            return Some(frame);
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %crate::telemetry::error_chain(&e), "SSE stream: cannot read the log; closing");
                         return None;
@@ -259,6 +262,206 @@ impl StreamState {
             }
         }
     }
+}
+
+/// An SSE response following the log from `cursor` with `frames`.
+fn follow<F: Frames + 'static>(
+    state: &AppState,
+    caller: &Caller,
+    permit: StreamPermit,
+    cursor: LogPosition,
+    frames: F,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = StreamState {
+        subscription: state.app.follower.subscribe(cursor),
+        frames,
+        key_id: caller.0.key_id.clone(),
+        state: state.clone(),
+        revocations: state.app.keys.revocations(),
+        _permit: permit,
+    };
+    let events = futures::stream::unfold(stream, |mut s| async move {
+        s.next().await.map(|event| (Ok(event), s))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// Where a stream starts: after `Last-Event-ID` (0: the first event), else at the head.
+async fn resume_at(state: &AppState, last_event_id: Option<i64>) -> Result<LogPosition, ApiError> {
+    Ok(match last_event_id {
+        Some(0) => LogPosition::START,
+        Some(p) => state
+            .app
+            .db()
+            .position_of(p)
+            .await?
+            .ok_or_else(|| ApiError::validation("Last-Event-ID", format!("no event {p}")))?,
+        None => state.app.follower.position(),
+    })
+}
+
+/// Query parameters of the background-task event stream.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStreamParams {
+    /// Resume after this event id (same as the `Last-Event-ID` header, which wins).
+    #[param(minimum = 0)]
+    pub last_event_id: Option<i64>,
+}
+
+/// The `data` of one background-task event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskEventData {
+    /// Global position (also the SSE `id`).
+    pub position: i64,
+    /// The task.
+    pub task_id: String,
+    /// e.g. `BackgroundTaskProgressed` (also the SSE `event`).
+    pub event_type: String,
+    /// The status the task is in after it: `running | done | failed | cancelled`.
+    pub status: String,
+    /// Units done, for `BackgroundTaskStarted` (0) and `BackgroundTaskProgressed`.
+    pub current_progress: Option<u64>,
+    /// Units in all, for the same two.
+    pub total_progress: Option<u64>,
+    /// The progress message, the final message or the failure reason.
+    pub message: Option<String>,
+    /// When it happened (domain time).
+    pub occurred_at: String,
+}
+
+/// The background-task events a caller may see: every task's for admins, their own
+/// tasks' for users (a task's owner is read from its first event, once per task).
+struct TaskFrames {
+    owner: Option<String>,
+    owners: std::collections::HashMap<String, Option<String>>,
+    state: AppState,
+}
+
+impl TaskFrames {
+    async fn visible(&mut self, task_id: &str) -> bool {
+        let Some(me) = &self.owner else {
+            return true;
+        };
+        if !self.owners.contains_key(task_id) {
+            let first = self
+                .state
+                .app
+                .store
+                .load_first::<BackgroundTask>(task_id)
+                .await
+                .ok()
+                .flatten();
+            let owner = match first {
+                Some(BackgroundTaskEvent::BackgroundTaskStarted { owner, .. }) => {
+                    Some(owner.to_string())
+                }
+                _ => None,
+            };
+            self.owners.insert(task_id.to_string(), owner);
+        }
+        self.owners
+            .get(task_id)
+            .is_some_and(|o| o.as_ref() == Some(me))
+    }
+}
+
+impl Frames for TaskFrames {
+    async fn frame(&mut self, f: &Followed) -> Option<Event> {
+        let e = &f.event;
+        if e.aggregate_type != <BackgroundTask as domain::Decider>::TYPE {
+            return None;
+        }
+        let decoded = e.decode::<BackgroundTaskEvent>().ok()?;
+        if !self.visible(&e.aggregate_id).await {
+            return None;
+        }
+        let (status, current, total, message) = match &decoded {
+            BackgroundTaskEvent::BackgroundTaskStarted { total, .. } => {
+                (TaskStatus::Running, Some(0), Some(*total), None)
+            }
+            BackgroundTaskEvent::BackgroundTaskProgressed {
+                current,
+                total,
+                message,
+                ..
+            } => (
+                TaskStatus::Running,
+                Some(*current),
+                Some(*total),
+                Some(message.clone()),
+            ),
+            BackgroundTaskEvent::BackgroundTaskResumed { reason, .. } => {
+                (TaskStatus::Running, None, None, Some(reason.clone()))
+            }
+            BackgroundTaskEvent::BackgroundTaskCompleted { message, .. } => {
+                (TaskStatus::Done, None, None, Some(message.clone()))
+            }
+            BackgroundTaskEvent::BackgroundTaskFailed { reason, .. } => {
+                (TaskStatus::Failed, None, None, Some(reason.clone()))
+            }
+            BackgroundTaskEvent::BackgroundTaskCancelled { .. } => {
+                (TaskStatus::Cancelled, None, None, None)
+            }
+        };
+        let data = TaskEventData {
+            position: e.global_position,
+            task_id: e.aggregate_id.clone(),
+            event_type: e.event_type.clone(),
+            status: status.as_str().to_string(),
+            current_progress: current,
+            total_progress: total,
+            message,
+            occurred_at: decoded
+                .occurred_at()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        };
+        let id = e.global_position.to_string();
+        Some(
+            Event::default()
+                .id(id.clone())
+                .event(&e.event_type)
+                .json_data(&data)
+                .unwrap_or_else(|_| Event::default().id(id).event(&e.event_type).data("{}")),
+        )
+    }
+}
+
+/// Every background task's lifecycle events as Server-Sent Events (`id` = position,
+/// `event` = event type, `data` = JSON of [`TaskEventData`]): starts, persisted
+/// progress, ends. From the head of the log unless resuming with `Last-Event-ID`. Users
+/// receive their own tasks' events. For one task's live progress in Backend.AI's
+/// protocol, see `GET /v1/events/background-task?task_id=`. The `Last-Event-ID` header
+/// is honoured as on every stream (it wins over `?last_event_id=`); it is not declared
+/// as a parameter here, see docs/CONTRACT.md.
+#[utoipa::path(get, path = "/v1/events/background-tasks", tag = "events",
+    params(TaskStreamParams),
+    responses((status = 200, description = "text/event-stream: frames `id: <position>`, `event: <event type>`, `data: <TaskEventData as JSON>`", content_type = "text/event-stream", body = String),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody),
+              (status = 429, description = "too_many_streams", body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn background_task_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<TaskStreamParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require_user_or_admin()?;
+    let owner = match &caller.0.role {
+        Role::User { owner } => Some(owner.clone()),
+        _ => None,
+    };
+    let last_event_id = last_event_id(&headers, params.last_event_id)?;
+    let permit = state.streams.acquire(&caller.0.key_id)?;
+    let cursor = resume_at(&state, last_event_id).await?;
+    let frames = TaskFrames {
+        owner,
+        owners: Default::default(),
+        state: state.clone(),
+    };
+    Ok(follow(&state, &caller, permit, cursor, frames))
 }
 
 fn sse_event(e: &RecordedEvent) -> Event {

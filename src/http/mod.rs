@@ -131,7 +131,7 @@ impl AppState {
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(error::ErrorBody, error::ErrorDetail, events::SessionEventData))
+    components(schemas(error::ErrorBody, error::ErrorDetail, events::SessionEventData, events::TaskEventData))
 )]
 struct ApiDoc;
 
@@ -172,8 +172,9 @@ pub fn openapi() -> serde_json::Value {
 /// Routes that stream or long-poll: exempt from the request timeout.
 /// File transfers are streamed too: their length is bounded by `max_upload_bytes`,
 /// not by time.
-pub const STREAMING_ROUTES: [&str; 5] = [
+pub const STREAMING_ROUTES: [&str; 6] = [
     "/v1/events/sessions",
+    "/v1/events/background-tasks",
     "/v1/agents/{id}/assignments",
     "/v1/events/background-task",
     "/events/background-task",
@@ -191,6 +192,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .merge(files::router())
         .merge(compat::router())
+        .merge(crate::ui::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

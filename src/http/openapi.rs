@@ -37,18 +37,20 @@ fn add(responses: &mut Map<String, Value>, code: &str, description: &str) {
         .or_insert_with(|| error_response(description));
 }
 
-/// The envelope of one Server-Sent Event of `GET /v1/events/sessions`.
-fn sse_envelope() -> Value {
+/// The envelope of one Server-Sent Event of a log-following stream whose `data` is the
+/// JSON of the component schema `data` (`GET /v1/events/sessions`: SessionEventData;
+/// `GET /v1/events/background-tasks`: TaskEventData).
+fn sse_envelope(data: &str) -> Value {
     json!({
         "type": "object",
-        "description": "One Server-Sent Event: `id` is the event's global position (resume with Last-Event-ID), `event` its event type, `data` the JSON of SessionEventData.",
+        "description": format!("One Server-Sent Event: `id` is the event's global position (resume with Last-Event-ID), `event` its event type, `data` the JSON of {data}."),
         "properties": {
             "id": {"type": "string", "pattern": "^[0-9]+$"},
             "event": {"type": "string"},
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "contentSchema": {"$ref": "#/components/schemas/SessionEventData"}
+                "contentSchema": {"$ref": format!("#/components/schemas/{data}")}
             },
             "retry": {"type": "integer", "minimum": 0}
         },
@@ -230,7 +232,8 @@ pub fn complete(mut doc: Value) -> Value {
                 );
             }
             let envelope = match path.as_str() {
-                "/v1/events/sessions" => Some(sse_envelope()),
+                "/v1/events/sessions" => Some(sse_envelope("SessionEventData")),
+                "/v1/events/background-tasks" => Some(sse_envelope("TaskEventData")),
                 "/v1/events/background-task" => Some(task_sse_envelope()),
                 _ => None,
             };

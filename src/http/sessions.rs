@@ -45,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_session, delete_session))
         .routes(routes!(session_history))
         .routes(routes!(session_logs))
+        .routes(routes!(session_counts))
         .routes(routes!(kernel_event))
 }
 
@@ -291,6 +292,94 @@ pub struct ListParams {
     pub min_position: Option<i64>,
 }
 
+/// The owner a list is limited to: a user's own (naming another is 403), or the one an
+/// admin names (`None`: everyone's).
+fn listed_owner(caller: &Caller, asked: Option<&str>) -> Result<Option<String>, ApiError> {
+    caller.require_user_or_admin()?;
+    let asked = asked.map(|o| Owner::parse("owner", o)).transpose()?;
+    match (&caller.0.role, asked) {
+        (Role::User { owner }, Some(asked)) if asked.as_str() != owner => Err(ApiError::forbidden(
+            "owner: names another user; only admins may list others' sessions",
+        )),
+        (Role::User { owner }, _) => Ok(Some(owner.clone())),
+        (_, asked) => Ok(asked.map(String::from)),
+    }
+}
+
+/// Query parameters of `GET /v1/session-counts`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CountParams {
+    /// Only this scaling group.
+    #[param(schema_with = schema::group_name)]
+    pub scaling_group: Option<String>,
+    /// Only this owner (admins; a user may only name themself).
+    #[param(schema_with = schema::owner)]
+    pub owner: Option<String>,
+    /// Wait until the read models include this position.
+    #[param(minimum = 0)]
+    pub min_position: Option<i64>,
+}
+
+/// Sessions in one status of one scaling group.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionCount {
+    /// The scaling group.
+    pub scaling_group: String,
+    /// The status.
+    #[schema(schema_with = status_schema)]
+    pub status: String,
+    /// How many sessions are in it.
+    pub count: i64,
+}
+
+/// Session counts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionCounts {
+    /// Non-zero counts, by scaling group then status.
+    pub items: Vec<SessionCount>,
+}
+
+/// How many sessions are in each status of each scaling group (a user counts their own
+/// sessions only). The dashboard's overview.
+#[utoipa::path(get, path = "/v1/session-counts", tag = "sessions",
+    params(CountParams),
+    responses((status = 200, body = SessionCounts),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn session_counts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<CountParams>,
+) -> Result<axum::Json<SessionCounts>, ApiError> {
+    let owner = listed_owner(&caller, params.owner.as_deref())?;
+    if let Some(g) = &params.scaling_group {
+        GroupName::parse("scaling_group", g)?;
+    }
+    MinPosition {
+        min_position: params.min_position,
+    }
+    .wait(&state, &[SESSIONS])
+    .await?;
+    let rows = session_list::count_by_group(
+        state.app.db(),
+        owner.as_deref(),
+        params.scaling_group.as_deref(),
+    )
+    .await?;
+    Ok(axum::Json(SessionCounts {
+        items: rows
+            .into_iter()
+            .map(|(scaling_group, status, count)| SessionCount {
+                scaling_group,
+                status,
+                count,
+            })
+            .collect(),
+    }))
+}
+
 /// Sessions, filtered, in enqueue order, with keyset pagination.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
     params(ListParams),
@@ -302,21 +391,7 @@ async fn list_sessions(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<SessionList>, ApiError> {
-    caller.require_user_or_admin()?;
-    let asked = params
-        .owner
-        .as_deref()
-        .map(|o| Owner::parse("owner", o))
-        .transpose()?;
-    let owner = match (&caller.0.role, asked) {
-        (Role::User { owner }, Some(asked)) if asked.as_str() != owner => {
-            return Err(ApiError::forbidden(
-                "owner: names another user; only admins may list others' sessions",
-            ))
-        }
-        (Role::User { owner }, _) => Some(owner.clone()),
-        (_, asked) => asked.map(String::from),
-    };
+    let owner = listed_owner(&caller, params.owner.as_deref())?;
     if let Some(s) = &params.status {
         if s.parse::<SessionStatus>().is_err() {
             return Err(ApiError::validation(

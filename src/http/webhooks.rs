@@ -230,7 +230,47 @@ pub struct WebhookWritten {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookList {
     /// Subscriptions, oldest first.
-    pub items: Vec<WebhookView>,
+    pub items: Vec<WebhookListItem>,
+}
+
+/// A subscription in the list, with its delivery health.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookListItem {
+    /// The subscription.
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// How its deliveries fare.
+    pub deliveries: DeliveryHealth,
+}
+
+/// Delivery health of a subscription.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct DeliveryHealth {
+    /// Deliveries not made yet (pending, or failed and to be retried).
+    pub open: i64,
+    /// Deliveries made.
+    pub delivered: i64,
+    /// Deliveries given up (every attempt failed; `redeliver` starts one again).
+    pub dead: i64,
+    /// When a delivery last succeeded.
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    /// When the oldest open delivery was written (how far behind the endpoint is).
+    pub oldest_open_at: Option<DateTime<Utc>>,
+    /// The most recent failure.
+    pub last_error: Option<String>,
+}
+
+impl From<&outbox::TargetHealth> for DeliveryHealth {
+    fn from(h: &outbox::TargetHealth) -> Self {
+        Self {
+            open: h.open,
+            delivered: h.delivered,
+            dead: h.dead,
+            last_delivered_at: h.last_delivered_ms.and_then(at_ms),
+            oldest_open_at: h.oldest_open_ms.and_then(at_ms),
+            last_error: h.last_error.clone(),
+        }
+    }
 }
 
 /// `?min_position=` of the list.
@@ -335,7 +375,7 @@ async fn create_webhook(
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-/// Every subscription (admin).
+/// Every subscription with its delivery health (admin).
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
     params(ListQuery),
     responses((status = 200, body = WebhookList),
@@ -353,8 +393,24 @@ async fn list_webhooks(
     .wait(&state, &[WEBHOOKS])
     .await?;
     let all = documents::webhooks().all(state.app.db()).await?;
+    let health = outbox::health(state.app.db()).await?;
     Ok(axum::Json(WebhookList {
-        items: all.iter().filter_map(WebhookView::of).collect(),
+        items: all
+            .iter()
+            .filter_map(WebhookView::of)
+            .map(|webhook| {
+                let id = webhook.webhook_id.to_string();
+                let deliveries = health
+                    .iter()
+                    .find(|h| h.target == id)
+                    .map(DeliveryHealth::from)
+                    .unwrap_or_default();
+                WebhookListItem {
+                    webhook,
+                    deliveries,
+                }
+            })
+            .collect(),
     }))
 }
 

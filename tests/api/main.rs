@@ -6,6 +6,7 @@
 mod helpers;
 
 mod compat;
+mod dashboard;
 mod hardening;
 mod idempotency;
 mod lifecycle;

@@ -12,26 +12,39 @@ use crate::helpers::{both_backends, spawn_app, Backend, TestApp};
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
-struct SseEvent {
-    id: i64,
-    event: String,
-    data: Value,
+pub(crate) struct SseEvent {
+    pub(crate) id: i64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 type ByteStream = Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
 /// A connected SSE client.
-struct SseClient {
+pub(crate) struct SseClient {
     stream: ByteStream,
     buf: String,
 }
 
 impl SseClient {
     async fn connect(app: &TestApp, key: &str, query: &str, last_event_id: Option<i64>) -> Self {
-        let mut req = app
-            .client
-            .get(app.url(&format!("/v1/events/sessions{query}")))
-            .bearer_auth(key);
+        Self::connect_to(
+            app,
+            key,
+            &format!("/v1/events/sessions{query}"),
+            last_event_id,
+        )
+        .await
+    }
+
+    /// Connects to the stream at `path` (e.g. `/v1/events/background-tasks`).
+    pub(crate) async fn connect_to(
+        app: &TestApp,
+        key: &str,
+        path: &str,
+        last_event_id: Option<i64>,
+    ) -> Self {
+        let mut req = app.client.get(app.url(path)).bearer_auth(key);
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
@@ -48,7 +61,7 @@ impl SseClient {
     }
 
     /// The next event (keep-alive comments skipped); panics after 20 s.
-    async fn next(&mut self) -> SseEvent {
+    pub(crate) async fn next(&mut self) -> SseEvent {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(end) = self.buf.find("\n\n") {

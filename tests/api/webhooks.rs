@@ -17,7 +17,7 @@ use crate::helpers::{
     audit_clean, both_backends, spawn_app_with_settings, Backend, TestApp, ADMIN_KEY, LIFECYCLE,
 };
 
-const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const SCHEMA: &str = include_str!("../../schemas/session-status-changed.v1.json");
 
 /// One request as the receiver got it.

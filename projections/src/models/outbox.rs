@@ -601,6 +601,30 @@ pub async fn backlog(db: &Db) -> Result<Backlog, ProjectionError> {
         .await?)
 }
 
+/// The delivery health of one target.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TargetHealth {
+    /// A subscription id, or [`CALLBACK_TARGET`].
+    pub target: String,
+    /// Deliveries pending or failed.
+    pub open: i64,
+    /// Deliveries delivered.
+    pub delivered: i64,
+    /// Dead deliveries (every attempt failed).
+    pub dead: i64,
+    /// When the last delivery succeeded (unix ms).
+    pub last_delivered_ms: Option<i64>,
+    /// When the oldest open delivery was written (unix ms).
+    pub oldest_open_ms: Option<i64>,
+    /// The most recent failure's message.
+    pub last_error: Option<String>,
+}
+
+/// Delivery health of every target that has deliveries.
+pub async fn health(db: &Db) -> Result<Vec<TargetHealth>, ProjectionError> {
+    Ok(db.fetch_all(&sql!(common "outbox/health"), args![]).await?)
+}
+
 /// A delivery about one session, with its target and body.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionDelivery {

@@ -1,5 +1,6 @@
 //! Queries of the `sessions` read model for the HTTP API: filtered lists with keyset
-//! pagination, counts by status (for `/metrics`), and the pending-queue entries of a
+//! pagination, counts by status (for `/metrics`) and by group and status (for the
+//! dashboard), and the pending-queue entries of a
 //! page of sessions in one statement. Read-only: this module adds no projection.
 
 use domain::session::Session;
@@ -83,6 +84,25 @@ pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>, ProjectionEr
         .fetch_all(
             &sql!(common "session_list/count_by_status"),
             args![SESSIONS],
+        )
+        .await?)
+}
+
+/// Number of sessions per `(scaling group, status)` (wire names) in the live
+/// generation, optionally of one owner and one group, ordered by group then status.
+pub async fn count_by_group(
+    db: &Db,
+    owner: Option<&str>,
+    scaling_group: Option<&str>,
+) -> Result<Vec<(String, String, i64)>, ProjectionError> {
+    Ok(db
+        .fetch_all(
+            &sql!("session_list/count_by_group"),
+            args![
+                SESSIONS,
+                owner.map(str::to_string),
+                scaling_group.map(str::to_string)
+            ],
         )
         .await?)
 }
