@@ -129,11 +129,7 @@ async fn session_events(
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    caller.require_user_or_admin()?;
-    let owner = match &caller.0.role {
-        Role::User { owner } => Some(owner.clone()),
-        _ => None,
-    };
+    let owner = visible_owner(&caller)?;
     let last_event_id = last_event_id(&headers, params.last_event_id)?;
     let session_id = params
         .session_id
@@ -284,6 +280,16 @@ fn follow<F: Frames + 'static>(
         s.next().await.map(|event| (Ok(event), s))
     });
     Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// Whose events a stream may carry: a user's own (`Some`), or everyone's for an admin
+/// (`None`); an agent key is 403.
+fn visible_owner(caller: &Caller) -> Result<Option<String>, ApiError> {
+    caller.require_user_or_admin()?;
+    Ok(match &caller.0.role {
+        Role::User { owner } => Some(owner.clone()),
+        _ => None,
+    })
 }
 
 /// Where a stream starts: after `Last-Event-ID` (0: the first event), else at the head.
@@ -448,11 +454,7 @@ async fn background_task_events(
     headers: HeaderMap,
     Query(params): Query<TaskStreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    caller.require_user_or_admin()?;
-    let owner = match &caller.0.role {
-        Role::User { owner } => Some(owner.clone()),
-        _ => None,
-    };
+    let owner = visible_owner(&caller)?;
     let last_event_id = last_event_id(&headers, params.last_event_id)?;
     let permit = state.streams.acquire(&caller.0.key_id)?;
     let cursor = resume_at(&state, last_event_id).await?;

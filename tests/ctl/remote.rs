@@ -5,87 +5,27 @@
 //! for a condition (a line of output, a status), never a fixed sleep.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
-const ADMIN_KEY: &str = "remote-cli-test-admin-key-0123456789";
 /// 4 MiB/s: a 5 MiB clone takes about 1-2 s, a 24 MiB one about 6 s.
-const CLONE_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
+const CLONE_BYTES_PER_SEC: &str = "4194304";
 
-/// A `sessiond serve` on its own SQLite file and volume; killed (and its directory
-/// removed) on drop.
-pub(crate) struct Server {
-    child: Child,
-    pub(crate) base: String,
-    pub(crate) dir: PathBuf,
-    pub(crate) db: String,
-}
+pub(crate) use testkit::serve::Server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub(crate) const BINS: testkit::serve::Bins = testkit::serve::Bins {
+    sessiond: env!("CARGO_BIN_EXE_sessiond"),
+    sessionctl: env!("CARGO_BIN_EXE_sessionctl"),
+};
 
-// The child is owned by `Server`, whose Drop kills and reaps it.
-#[allow(clippy::zombie_processes)]
+/// A `sessiond serve` on its own SQLite file (its volume `local` in its directory,
+/// the default), clones throttled; killed and its directory removed on drop.
 pub(crate) fn start_server() -> Server {
-    let dir = std::env::temp_dir().join(format!("sessionctl-remote-{}", uuid::Uuid::new_v4()));
-    let volume = dir.join("vol");
-    std::fs::create_dir_all(&volume).unwrap();
-    let db = format!("sqlite://{}", dir.join("s.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args(["serve", "--database-url", &db, "--listen", "127.0.0.1:0"])
-        .current_dir(&dir)
-        .env_remove("SESSIOND_DATABASE_URL")
-        .env_remove("SESSIOND_LISTEN")
-        .env("RUST_LOG", "info")
-        .env("SESSIOND_VOLUMES", format!("local={}", volume.display()))
-        .env("SESSIOND_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-        .env(
-            "SESSIOND_CLONE_MAX_BYTES_PER_SEC",
-            CLONE_BYTES_PER_SEC.to_string(),
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let echo = std::env::var_os("TEST_LOG").is_some();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if echo {
-                eprintln!("[sessiond] {line}");
-            }
-            let _ = tx.send(line);
-        }
-    });
-    let mut server = Server {
-        child,
-        base: String::new(),
-        dir,
-        db,
-    };
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("no 'listening on' line from sessiond serve");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect();
-            server.base = format!("http://{addr}");
-            return server;
-        }
-    }
+    Server::start(
+        BINS,
+        &[("SESSIOND_CLONE_MAX_BYTES_PER_SEC", CLONE_BYTES_PER_SEC)],
+    )
 }
 
 /// Exit code, stdout, stderr.
@@ -118,38 +58,7 @@ pub(crate) async fn remote(server: &Server, key: &str, args: &[&str]) -> Ran {
 /// A user key for `owner`, made with `sessionctl keys create` on the server's store,
 /// returned once the server accepts it (it polls the keys table).
 pub(crate) async fn user_key(server: &Server, owner: &str) -> String {
-    let (code, out, err) = sessionctl(&[
-        "keys",
-        "create",
-        "--role",
-        "user",
-        "--owner",
-        owner,
-        "--database-url",
-        &server.db,
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let key = out.trim().to_string();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = client
-            .get(format!("{}/v1/vfolders", server.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status.is_success() {
-            return key;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server never accepted the new key ({status})"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    server.key(&["--role", "user", "--owner", owner]).await
 }
 
 /// `n` bytes that do not repeat in any short period.
@@ -558,8 +467,8 @@ async fn bgtask_watch_exits_1_when_the_task_is_cancelled_and_2_when_the_server_g
     let task = start_clone(&server, &key, "big", "big-copy-2").await;
     let mut watcher = Watcher::spawn(&server, &key, &task);
     watcher.frame().await;
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.proc.0.kill().unwrap(); // SIGKILL
+    server.proc.0.wait().unwrap();
     let (code, frames, err) = watcher.exit().await;
     assert_eq!(code, 2, "{frames:?} {err}");
     let line = one_line(&err);

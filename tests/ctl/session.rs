@@ -2,78 +2,26 @@
 //! `sessiond agent` process: every subcommand, `--json` parsed, and one-line errors
 //! with their exit codes (bad key, unknown session, server down).
 
-use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 use super::remote::{one_line, remote, sessionctl, start_server, user_key, Server};
-
-const ADMIN_KEY: &str = "remote-cli-test-admin-key-0123456789";
-
-/// A child killed on drop.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn admin_post(server: &Server, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", server.base))
-        .bearer_auth(ADMIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
+use testkit::serve::Proc;
 
 /// A group `g` and a real agent `a1` running sessions as processes.
 async fn group_and_agent(server: &Server) -> Proc {
-    admin_post(server, "/v1/scaling-groups", json!({"name": "g"})).await;
-    let (code, key, err) = sessionctl(&[
-        "keys",
-        "create",
-        "--role",
-        "agent",
-        "--agent-id",
+    server.group("g").await;
+    let key = server
+        .key(&["--role", "agent", "--agent-id", "a1"])
+        .await;
+    server.agent(
+        &key,
         "a1",
-        "--database-url",
-        &server.db,
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args([
-            "agent",
-            "--server",
-            &server.base,
-            "--key",
-            key.trim(),
-            "--agent-id",
-            "a1",
-        ])
-        .args([
-            "--scaling-group",
-            "g",
-            "--slots",
-            "cpu=4,mem=4g",
-            "--stop-grace-secs",
-            "1",
-        ])
-        .arg("--work-dir")
-        .arg(server.dir.join("agent"))
-        .env_remove("SESSIOND_KEY")
-        .env_remove("SESSIOND_SERVER")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Proc(child)
+        "g",
+        "cpu=4,mem=4g",
+        &server.dir.join("agent"),
+        &["--stop-grace-secs", "1"],
+    )
 }
 
 /// `session show ID --json`, polled until `pred` holds.
