@@ -110,8 +110,16 @@ async fn browser(width: u32, height: u32) -> Browser {
     }
 }
 
-/// Saves a screenshot as `target/ui-artifacts/<name>.png`.
+/// Saves a screenshot as `target/ui-artifacts/<name>.png`, after checking that no
+/// value was shown unrendered (`null`, `undefined`, `NaN`, `[object …]`).
 async fn screenshot(c: &Client, name: &str) {
+    let text = text_of(c, "body").await.unwrap_or_default();
+    for word in text.split(|ch: char| !ch.is_alphanumeric() && ch != '[') {
+        assert!(
+            !matches!(word, "null" | "undefined" | "NaN" | "[object"),
+            "{name}: the page shows '{word}': {text}"
+        );
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     let png = c.screenshot().await.unwrap();
@@ -222,6 +230,8 @@ async fn an_operator_sees_why_a_session_waits_watches_it_leave_when_cancelled_an
         &[
             ("SESSIOND_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8"),
             ("SESSIOND_CLONE_MAX_BYTES_PER_SEC", "262144"),
+            // One file at a time: progress moves a quarter at each file's end.
+            ("SESSIOND_CLONE_PARALLELISM", "1"),
         ],
     );
     server
@@ -488,6 +498,28 @@ async fn a_user_key_sees_only_its_own_sessions_and_a_revoked_key_is_sent_back_to
     let mine = server.enqueue(&bob, session_body("bob-job", 1)).await;
     failed_predicate(&server, &bob, &mine).await;
     failed_predicate(&server, &alice, &theirs).await;
+    // A batch session of bob's run by a real agent (a process): its log tail.
+    server.group("r").await;
+    let agent_key = server.key(&["--role", "agent", "--agent-id", "r1"]).await;
+    let _agent = server.agent(
+        &agent_key,
+        "r1",
+        "r",
+        "cpu=2,mem=2g",
+        &server.dir.join("r1"),
+        &[],
+    );
+    let batch = server
+        .enqueue(
+            &bob,
+            json!({"name": "bob-batch", "image": "python:3.12", "type": "batch",
+                   "scaling_group": "r", "resources": {"cpu": 1, "mem": "1g"},
+                   "startup_command": "echo hello-from-bob; echo to-stderr >&2"}),
+        )
+        .await;
+    server
+        .wait_session(&bob, &batch, "TERMINATED", |s| s["status"] == "TERMINATED")
+        .await;
 
     let b = browser(1280, 800).await;
     let c = &b.client;
@@ -505,9 +537,25 @@ async fn a_user_key_sees_only_its_own_sessions_and_a_revoked_key_is_sent_back_to
         "1",
     )
     .await;
+    wait_text(
+        c,
+        "#counts tr[data-group='r'] td[data-status='TERMINATED']",
+        "1",
+    )
+    .await;
     wait_text(c, "#agents", "admin keys").await;
     let page = text_of(c, "body").await.unwrap();
     assert!(!page.contains("alice"), "bob sees alice's sessions: {page}");
+    // The batch session's page: its timeline to the end, and what it printed.
+    c.goto(&format!("{}/ui#/session/{batch}", server.base))
+        .await
+        .unwrap();
+    wait_text(c, "#s-logs", "hello-from-bob").await;
+    wait_text(c, "#s-logs", "to-stderr").await;
+    wait_text(c, "#s-timeline", "SessionTerminated").await;
+    let summary = text_of(c, "#s-summary").await.unwrap();
+    assert!(!summary.contains("null") && !summary.contains("undefined"), "{summary}");
+    screenshot(c, "logs").await;
     // Alice's session by id is not found for bob.
     c.goto(&format!("{}/ui#/session/{theirs}", server.base))
         .await

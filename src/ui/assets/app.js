@@ -48,7 +48,7 @@ function table(headers, rows) {
 }
 
 function fill(id, ...content) {
-  $(id).replaceChildren(...content);
+  $(id).replaceChildren(...content.filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 // ---- time -------------------------------------------------------------------------
