@@ -102,7 +102,10 @@ async fn the_agent_list_shows_occupancy_and_liveness_to_admins_only(backend: Bac
     let position = r.body["position"].as_i64().unwrap();
     let alice = app.user_key("alice").await;
     let r = app
-        .get(&format!("/v1/agents?min_position={position}"), Some(ADMIN_KEY))
+        .get(
+            &format!("/v1/agents?min_position={position}"),
+            Some(ADMIN_KEY),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let items = r.body["items"].as_array().unwrap();

@@ -11,9 +11,7 @@ use testkit::serve::Proc;
 /// A group `g` and a real agent `a1` running sessions as processes.
 async fn group_and_agent(server: &Server) -> Proc {
     server.group("g").await;
-    let key = server
-        .key(&["--role", "agent", "--agent-id", "a1"])
-        .await;
+    let key = server.key(&["--role", "agent", "--agent-id", "a1"]).await;
     server.agent(
         &key,
         "a1",

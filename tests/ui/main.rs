@@ -554,7 +554,10 @@ async fn a_user_key_sees_only_its_own_sessions_and_a_revoked_key_is_sent_back_to
     wait_text(c, "#s-logs", "to-stderr").await;
     wait_text(c, "#s-timeline", "SessionTerminated").await;
     let summary = text_of(c, "#s-summary").await.unwrap();
-    assert!(!summary.contains("null") && !summary.contains("undefined"), "{summary}");
+    assert!(
+        !summary.contains("null") && !summary.contains("undefined"),
+        "{summary}"
+    );
     screenshot(c, "logs").await;
     // Alice's session by id is not found for bob.
     c.goto(&format!("{}/ui#/session/{theirs}", server.base))
