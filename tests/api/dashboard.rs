@@ -176,20 +176,21 @@ async fn the_webhook_list_carries_each_subscriptions_delivery_health(backend: Ba
     let alice = app.user_key("alice").await;
     let r = app.enqueue(&alice, "s1").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let r = app.get("/v1/webhooks", Some(ADMIN_KEY)).await;
-        let d = &r.body["items"][0]["deliveries"];
-        if d["open"].as_i64() == Some(1) && d["last_error"].is_string() {
-            assert!(d["oldest_open_at"].is_string(), "{d}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no failed delivery: {d}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let d = testkit::serve::wait_until(
+        "a failed delivery in the health",
+        std::time::Duration::from_secs(30),
+        || async {
+            let r = app.get("/v1/webhooks", Some(ADMIN_KEY)).await;
+            let d = r.body["items"][0]["deliveries"].clone();
+            if d["open"].as_i64() == Some(1) && d["last_error"].is_string() {
+                Ok(d)
+            } else {
+                Err(d.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(d["oldest_open_at"].is_string(), "{d}");
 }
 
 /// Creates vfolder `name` for `key` with one file and clones it; the task id.
