@@ -131,6 +131,27 @@ pub struct Settings {
     pub secret_key: Option<SecretText>,
     /// Webhook delivery (`[webhooks]`, SPEC §8).
     pub webhooks: WebhookConfig,
+    /// Requests per second each API key may sustain (a token bucket per key; 0: no
+    /// limit; default 1000). Over it: 429 `rate_limited` with `Retry-After`.
+    pub rate_limit_per_sec: u32,
+    /// Requests a key may send at once from a full bucket (0: twice the rate; default 0).
+    pub rate_limit_burst: u32,
+    /// Seconds an `Idempotency-Key` record is kept (default 86400: 24 h; then purged).
+    /// A retry after that gets the session the key created (in its current state)
+    /// instead of the stored response: the session id is derived from the key, so it
+    /// never creates a second session; a different body is no longer refused.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Settings {
+    /// The per-key request quota (`None`: no limit).
+    pub fn rate_quota(&self) -> Option<crate::http::limits::RateQuota> {
+        let per_second = std::num::NonZeroU32::new(self.rate_limit_per_sec)?;
+        let burst = std::num::NonZeroU32::new(self.rate_limit_burst)
+            .or_else(|| std::num::NonZeroU32::new(self.rate_limit_per_sec.saturating_mul(2)))
+            .unwrap_or(per_second);
+        Some(crate::http::limits::RateQuota { per_second, burst })
+    }
 }
 
 /// How webhooks are delivered (`[webhooks]` in the file).
@@ -271,6 +292,9 @@ impl Default for Settings {
             task_concurrency: 4,
             secret_key: None,
             webhooks: WebhookConfig::default(),
+            rate_limit_per_sec: 1000,
+            rate_limit_burst: 0,
+            idempotency_ttl_secs: 24 * 60 * 60,
         }
     }
 }
@@ -382,6 +406,23 @@ impl Settings {
                 name: "SESSIOND_CLONE_MAX_BYTES_PER_SEC".into(),
                 message: "expected a whole number of bytes per second (0: unlimited)".into(),
             })?;
+        }
+        for (name, slot) in [
+            (
+                "SESSIOND_RATE_LIMIT_PER_SEC",
+                &mut settings.rate_limit_per_sec,
+            ),
+            ("SESSIOND_RATE_LIMIT_BURST", &mut settings.rate_limit_burst),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = v.parse().map_err(|_| ConfigError::Env {
+                    name: name.into(),
+                    message: "expected a whole number of requests (0: see the docs)".into(),
+                })?;
+            }
+        }
+        if let Some(v) = env("SESSIOND_IDEMPOTENCY_TTL_SECS") {
+            settings.idempotency_ttl_secs = positive(&v, "SESSIOND_IDEMPOTENCY_TTL_SECS")?;
         }
         if let Some(v) = env("SESSIOND_MAX_UPLOAD_BYTES") {
             settings.max_upload_bytes = positive(&v, "SESSIOND_MAX_UPLOAD_BYTES")?;
@@ -502,6 +543,45 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.database_url.expose(), "sqlite://sessiond.db");
         assert_eq!(s.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_rate_limit_is_on_by_default_can_be_turned_off_and_bad_values_are_refused() {
+        let s = Settings::load(None, env(&[]), &Overrides::default()).unwrap();
+        let q = s.rate_quota().unwrap();
+        assert_eq!((q.per_second.get(), q.burst.get()), (1000, 2000));
+        assert_eq!(s.idempotency_ttl_secs, 86_400);
+        let s = Settings::load(
+            None,
+            env(&[
+                ("SESSIOND_RATE_LIMIT_PER_SEC", "5"),
+                ("SESSIOND_RATE_LIMIT_BURST", "7"),
+                ("SESSIOND_IDEMPOTENCY_TTL_SECS", "60"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let q = s.rate_quota().unwrap();
+        assert_eq!((q.per_second.get(), q.burst.get()), (5, 7));
+        assert_eq!(s.idempotency_ttl_secs, 60);
+        let off = Settings::load(
+            None,
+            env(&[("SESSIOND_RATE_LIMIT_PER_SEC", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(off.rate_quota(), None);
+        for (name, bad) in [
+            ("SESSIOND_RATE_LIMIT_PER_SEC", "-1"),
+            ("SESSIOND_RATE_LIMIT_BURST", "lots"),
+            ("SESSIOND_IDEMPOTENCY_TTL_SECS", "0"),
+        ] {
+            let r = Settings::load(None, env(&[(name, bad)]), &Overrides::default());
+            assert!(
+                matches!(r, Err(ConfigError::Env { name: ref n, .. }) if n == name),
+                "{name}={bad}: {r:?}"
+            );
+        }
     }
 
     #[test]

@@ -146,6 +146,20 @@ pub async fn release(db: &Db, scope: &str, key: &str, request_id: &str) -> Resul
     store::idempotency::release(db, scope, key, request_id).await
 }
 
+/// Purges the records older than `ttl` at `now` (the maintenance worker calls it with
+/// the application's clock and `Settings::idempotency_ttl_secs`); returns how many went.
+pub async fn purge_expired(
+    db: &Db,
+    now: chrono::DateTime<Utc>,
+    ttl: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let ttl = Duration::from_std(ttl).unwrap_or(Duration::MAX);
+    let Some(before) = now.checked_sub_signed(ttl) else {
+        return Ok(0);
+    };
+    store::idempotency::purge(db, &before.to_rfc3339_opts(SecondsFormat::Millis, true)).await
+}
+
 /// Longest time a record may stay in flight before its holder is presumed dead.
 pub const STALE_AFTER: Duration = Duration::seconds(60);
 

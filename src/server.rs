@@ -157,6 +157,7 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let (stop, stopped) = watch::channel(false);
     crate::telemetry::metrics();
     let request_timeout = std::time::Duration::from_millis(settings.request_timeout_ms);
+    let rate_limit = settings.rate_quota();
     let app = App::with_supervisor(store, settings, options.supervisor.clone())
         .with_volumes(volumes)
         .with_kek(kek);
@@ -171,6 +172,7 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let workers = spawn_workers(&app, &stopped, key_poll);
     let mut api = options.api;
     api.request_timeout = request_timeout;
+    api.rate_limit = rate_limit;
     let state = AppState::new(app.clone(), stopped.clone(), api);
     let router = crate::http::router(state);
     let server = tokio::spawn(crate::http::serve::serve(listener, router, stopped));

@@ -168,6 +168,14 @@ fn describe_metrics() {
         "sessiond_streams_refused_total",
         "Streams and long-polls refused with 429, by the limit reached."
     );
+    describe_counter!(
+        "sessiond_rate_limited_total",
+        "Requests refused with 429 rate_limited (a key over its request rate)."
+    );
+    describe_counter!(
+        "sessiond_idempotency_purged_total",
+        "Idempotency-Key records purged after their time to live."
+    );
     crate::supervisor::describe_metrics();
     crate::tasks::describe_metrics();
     crate::webhooks::dispatcher::describe_metrics();

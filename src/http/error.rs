@@ -66,6 +66,7 @@ codes! {
     IdempotencyKeyReused = "idempotency_key_reused" => UNPROCESSABLE_ENTITY,
     PendingLimitExceeded = "pending_limit_exceeded" => TOO_MANY_REQUESTS,
     TooManyStreams = "too_many_streams" => TOO_MANY_REQUESTS,
+    RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
     HeadersTooLarge = "headers_too_large" => REQUEST_HEADER_FIELDS_TOO_LARGE,
     VolumeNotFound = "volume_not_found" => UNPROCESSABLE_ENTITY,
     InvalidPath = "invalid_path" => UNPROCESSABLE_ENTITY,

@@ -7,6 +7,12 @@
 //! - [`StreamLimits`]: a cap on the streams (SSE) and long-polls open at once, per API key
 //!   and in all; over the cap a request gets 429 `too_many_streams` with `Retry-After`.
 //!   The slot is held by a [`StreamPermit`] for as long as the response lives.
+//! - [`RateLimits`]: a token bucket per API key (governor's GCRA): a key that spends its
+//!   burst faster than its sustained rate refills it gets 429 `rate_limited` with
+//!   `Retry-After` (the seconds until its next request would be accepted), counted in
+//!   `sessiond_rate_limited_total`. Checked once per request, right after the key is
+//!   authenticated, so unauthenticated requests never create buckets (the bucket map
+//!   holds at most one small entry per issued key).
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -15,6 +21,87 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::error::{ApiError, ErrorCode};
+
+/// The rate each API key may sustain and the burst it may spend at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateQuota {
+    /// Requests per second, sustained.
+    pub per_second: std::num::NonZeroU32,
+    /// Requests accepted at once from a full bucket.
+    pub burst: std::num::NonZeroU32,
+}
+
+type KeyedLimiter<C> = governor::RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    C,
+    governor::middleware::NoOpMiddleware<<C as governor::clock::Clock>::Instant>,
+>;
+
+/// A token bucket per API key; `None` inside: no limit (the operator turned it off).
+/// The clock is an input: production uses governor's monotonic clock, tests a
+/// [`governor::clock::FakeRelativeClock`] they move by hand.
+#[derive(Clone)]
+pub struct RateLimits<C: governor::clock::Clock + Clone = governor::clock::DefaultClock> {
+    limiter: Option<Arc<KeyedLimiter<C>>>,
+    clock: C,
+}
+
+impl<C: governor::clock::Clock + Clone> std::fmt::Debug for RateLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("enabled", &self.limiter.is_some())
+            .finish()
+    }
+}
+
+impl RateLimits {
+    /// Limits of `quota` on the monotonic clock (`None`: unlimited).
+    pub fn new(quota: Option<RateQuota>) -> Self {
+        Self::with_clock(quota, governor::clock::DefaultClock::default())
+    }
+}
+
+impl<C: governor::clock::Clock + Clone> RateLimits<C> {
+    /// Limits of `quota` on `clock` (`None`: unlimited).
+    pub fn with_clock(quota: Option<RateQuota>, clock: C) -> Self {
+        let limiter = quota.map(|q| {
+            let quota = governor::Quota::per_second(q.per_second).allow_burst(q.burst);
+            Arc::new(governor::RateLimiter::dashmap_with_clock(
+                quota,
+                clock.clone(),
+            ))
+        });
+        Self { limiter, clock }
+    }
+
+    /// Spends one request of `key_id`'s bucket, or 429 `rate_limited` with the seconds
+    /// until it may ask again (at least 1).
+    pub fn check(&self, key_id: &str) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        match limiter.check_key(&key_id.to_string()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                metrics::counter!("sessiond_rate_limited_total").increment(1);
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+                let seconds = u32::try_from(wait.as_secs()).unwrap_or(u32::MAX);
+                let seconds = if wait.subsec_nanos() > 0 {
+                    seconds.saturating_add(1)
+                } else {
+                    seconds
+                }
+                .max(1);
+                Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("this key sent requests faster than its limit; retry in {seconds} s"),
+                )
+                .retry_after(seconds))
+            }
+        }
+    }
+}
 
 /// Longest accepted request target (path and query).
 pub const MAX_URI_BYTES: usize = 16 * 1024;
@@ -142,6 +229,58 @@ impl Drop for StreamPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn quota(per_second: u32, burst: u32) -> Option<RateQuota> {
+        Some(RateQuota {
+            per_second: std::num::NonZeroU32::new(per_second).unwrap(),
+            burst: std::num::NonZeroU32::new(burst).unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_key_that_spends_its_burst_is_refused_with_the_wait_until_a_token_returns() {
+        // Given a limit of 2 requests per second with a burst of 3, on a stopped clock
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limits = RateLimits::with_clock(quota(2, 3), clock.clone());
+        // When the key sends its burst, then one more
+        for _ in 0..3 {
+            limits.check("k1").unwrap();
+        }
+        let refused = limits.check("k1").unwrap_err();
+        // Then the extra one is refused with Retry-After 1 (a token returns in 0.5 s)
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert_eq!(refused.retry_after, Some(1));
+        // And another key still has its whole burst
+        for _ in 0..3 {
+            limits.check("k2").unwrap();
+        }
+        // And half a second later the first key has exactly one request again
+        clock.advance(std::time::Duration::from_millis(500));
+        limits.check("k1").unwrap();
+        assert!(limits.check("k1").is_err());
+    }
+
+    #[test]
+    fn a_slow_limit_says_how_many_whole_seconds_to_wait() {
+        // Given one request per second with no burst beyond it
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limits = RateLimits::with_clock(quota(1, 1), clock.clone());
+        limits.check("k").unwrap();
+        // When the key asks again 0.2 s later, then it waits the remaining 0.8 s, rounded up
+        clock.advance(std::time::Duration::from_millis(200));
+        assert_eq!(limits.check("k").unwrap_err().retry_after, Some(1));
+        // And once the second has passed it is accepted
+        clock.advance(std::time::Duration::from_millis(800));
+        limits.check("k").unwrap();
+    }
+
+    #[test]
+    fn no_quota_means_no_limit() {
+        let limits = RateLimits::new(None);
+        for _ in 0..10_000 {
+            limits.check("k").unwrap();
+        }
+    }
 
     #[test]
     fn a_key_gets_at_most_its_share_and_slots_come_back_when_streams_end() {

@@ -69,6 +69,9 @@ pub struct ApiConfig {
     pub max_streams_per_key: usize,
     /// Streams (SSE) and long-polls open at once in all.
     pub max_streams: usize,
+    /// Requests per API key (a token bucket; `None`: unlimited). Set from
+    /// `Settings::rate_limit_per_sec` / `rate_limit_burst` when the server starts.
+    pub rate_limit: Option<limits::RateQuota>,
 }
 
 impl Default for ApiConfig {
@@ -81,6 +84,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             max_streams_per_key: 32,
             max_streams: 4096,
+            rate_limit: None,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct AppState {
     pub config: ApiConfig,
     /// Caps on open streams and long-polls.
     pub streams: limits::StreamLimits,
+    /// Request rate limits per API key.
+    pub rate: limits::RateLimits,
 }
 
 impl AppState {
@@ -104,6 +110,7 @@ impl AppState {
     pub fn new(app: App, shutdown: watch::Receiver<bool>, config: ApiConfig) -> Self {
         Self {
             streams: limits::StreamLimits::new(config.max_streams_per_key, config.max_streams),
+            rate: limits::RateLimits::new(config.rate_limit),
             app,
             shutdown,
             config,

@@ -221,7 +221,13 @@ pub fn complete(mut doc: Value) -> Value {
                 add(
                     responses,
                     "429",
-                    "too many streams and long-polls open for this key (too_many_streams)",
+                    "the key's request rate is over its limit (rate_limited), or too many streams and long-polls are open for it (too_many_streams)",
+                );
+            } else if !public {
+                add(
+                    responses,
+                    "429",
+                    "the key's request rate is over its limit (rate_limited)",
                 );
             }
             if path != "/healthz" {

@@ -79,3 +79,10 @@ pub async fn release(db: &Db, scope: &str, key: &str, request_id: &str) -> Resul
     .await?;
     Ok(())
 }
+
+/// Purges the records created before `before` (RFC 3339 with milliseconds, UTC, like
+/// `created_at`); returns how many went.
+pub async fn purge(db: &Db, before: &str) -> Result<u64, sqlx::Error> {
+    db.execute(&sql!(common "idempotency/purge"), args![before])
+        .await
+}

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod abuse;
 mod compat;
 mod dashboard;
 mod hardening;
