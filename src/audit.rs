@@ -3,7 +3,8 @@
 //!
 //! Checks, each reported as a [`Finding`] with a stable `check` name:
 //! - `decode`: the payload decodes as its aggregate's event type;
-//! - `version`: the `event_version` is one this build can read (current or upcastable);
+//! - `version`: the `event_version` is one this build can read: current, or with a chain
+//!   of upcasters to the current one (`store::upcast`);
 //! - `transition`: every session status change is in the transition table (SPEC §1.1),
 //!   a session is enqueued once, and scheduling failures only happen while PENDING;
 //! - `sequence`: per-stream sequences are gapless, start at 1 and never repeat;
@@ -22,13 +23,13 @@
 //! recomputed independently here.
 
 use chrono::{DateTime, Utc};
-use domain::agent::{Agent, AgentEvent, AGENT_EVENT_VERSION};
+use domain::agent::{Agent, AgentEvent};
 use domain::name_claim::NameClaim;
 use domain::pending_quota::PendingQuota;
-use domain::policy::{ResourcePolicy, ResourcePolicyEvent, RESOURCE_POLICY_EVENT_VERSION};
-use domain::scaling_group::{ScalingGroup, ScalingGroupEvent, SCALING_GROUP_EVENT_VERSION};
+use domain::policy::{ResourcePolicy, ResourcePolicyEvent};
+use domain::scaling_group::{ScalingGroup, ScalingGroupEvent};
 use domain::session::reasons::AGENT_LOST;
-use domain::session::{Session, SessionEvent, SessionStatus, SESSION_EVENT_VERSION};
+use domain::session::{Session, SessionEvent, SessionStatus};
 use domain::Decider;
 use projections::engine::read_checkpoint;
 use projections::models::audit_log::{occurred_at, AuditLog};
@@ -281,34 +282,30 @@ fn check_stream(
     c.position = c.position.max(e.global_position);
 }
 
-/// Decodes an event if its version is readable; records a finding otherwise.
-fn decode<E: serde::de::DeserializeOwned>(
-    e: &RecordedEvent,
-    current: &str,
-    findings: &mut Vec<Finding>,
-) -> Option<E> {
-    if e.event_version != current {
-        findings.push(finding(
-            "version",
-            subject(e),
-            format!(
-                "{} v{} at sequence {} has no upcaster to v{current}",
-                e.event_type, e.event_version, e.sequence
+/// Reads `e` as `E` through the upcaster chain (`store::upcast`). A version the chain
+/// cannot bring to the current one is a `version` finding, any other failure (including
+/// an upcaster refusing the body) a `decode` finding.
+fn decode<E: domain::DomainEvent>(e: &RecordedEvent, findings: &mut Vec<Finding>) -> Option<E> {
+    use crate::store::{Unreadable, UpcastError};
+    let err = match e.decode::<E>() {
+        Ok(ev) => return Some(ev),
+        Err(err) => err,
+    };
+    let (check, detail) = match &err.source {
+        Unreadable::Version(v) => match v.as_ref() {
+            UpcastError::UnknownVersion { current, .. } => (
+                "version",
+                format!(
+                    "{} v{} at sequence {} has no upcaster to v{current}",
+                    e.event_type, e.event_version, e.sequence
+                ),
             ),
-        ));
-        return None;
-    }
-    match e.decode::<E>() {
-        Ok(ev) => Some(ev),
-        Err(err) => {
-            findings.push(finding(
-                "decode",
-                subject(e),
-                format!("sequence {}: {err}", e.sequence),
-            ));
-            None
-        }
-    }
+            UpcastError::Failed { .. } => ("decode", format!("sequence {}: {err}", e.sequence)),
+        },
+        Unreadable::Payload(_) => ("decode", format!("sequence {}: {err}", e.sequence)),
+    };
+    findings.push(finding(check, subject(e), detail));
+    None
 }
 
 fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
@@ -320,7 +317,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
     ));
     match e.aggregate_type.as_str() {
         Session::TYPE => {
-            let Some(ev) = decode::<SessionEvent>(e, SESSION_EVENT_VERSION, findings) else {
+            let Some(ev) = decode::<SessionEvent>(e, findings) else {
                 return;
             };
             let state = world.sessions.entry(e.aggregate_id.clone()).or_default();
@@ -386,8 +383,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
         }
         ScalingGroup::TYPE => {
-            if let Some(ev) = decode::<ScalingGroupEvent>(e, SCALING_GROUP_EVENT_VERSION, findings)
-            {
+            if let Some(ev) = decode::<ScalingGroupEvent>(e, findings) {
                 world
                     .groups
                     .entry(e.aggregate_id.clone())
@@ -396,7 +392,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
         }
         Agent::TYPE => {
-            if let Some(ev) = decode::<AgentEvent>(e, AGENT_EVENT_VERSION, findings) {
+            if let Some(ev) = decode::<AgentEvent>(e, findings) {
                 world
                     .agents
                     .entry(e.aggregate_id.clone())
@@ -405,9 +401,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
         }
         ResourcePolicy::TYPE => {
-            if let Some(ev) =
-                decode::<ResourcePolicyEvent>(e, RESOURCE_POLICY_EVENT_VERSION, findings)
-            {
+            if let Some(ev) = decode::<ResourcePolicyEvent>(e, findings) {
                 world
                     .policies
                     .entry(e.aggregate_id.clone())
@@ -417,18 +411,10 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
         }
         NameClaim::TYPE => {
             // Decoded for readability; uniqueness is checked over the sessions (below).
-            let _ = decode::<domain::name_claim::NameClaimEvent>(
-                e,
-                domain::name_claim::NAME_CLAIM_EVENT_VERSION,
-                findings,
-            );
+            let _ = decode::<domain::name_claim::NameClaimEvent>(e, findings);
         }
         domain::vfolder::VFolder::TYPE => {
-            if let Some(ev) = decode::<domain::vfolder::VFolderEvent>(
-                e,
-                domain::vfolder::VFOLDER_EVENT_VERSION,
-                findings,
-            ) {
+            if let Some(ev) = decode::<domain::vfolder::VFolderEvent>(e, findings) {
                 world
                     .vfolders
                     .entry(e.aggregate_id.clone())
@@ -437,11 +423,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
         }
         domain::webhook::WebhookSubscription::TYPE => {
-            if let Some(ev) = decode::<domain::webhook::WebhookEvent>(
-                e,
-                domain::webhook::WEBHOOK_EVENT_VERSION,
-                findings,
-            ) {
+            if let Some(ev) = decode::<domain::webhook::WebhookEvent>(e, findings) {
                 world
                     .webhooks
                     .entry(e.aggregate_id.clone())
@@ -450,11 +432,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
         }
         domain::bgtask::BackgroundTask::TYPE => {
-            if let Some(ev) = decode::<domain::bgtask::BackgroundTaskEvent>(
-                e,
-                domain::bgtask::BACKGROUND_TASK_EVENT_VERSION,
-                findings,
-            ) {
+            if let Some(ev) = decode::<domain::bgtask::BackgroundTaskEvent>(e, findings) {
                 world
                     .tasks
                     .entry(e.aggregate_id.clone())
@@ -463,11 +441,7 @@ fn fold(e: &RecordedEvent, world: &mut World, findings: &mut Vec<Finding>) {
             }
         }
         PendingQuota::TYPE => {
-            let _ = decode::<domain::pending_quota::PendingQuotaEvent>(
-                e,
-                domain::pending_quota::PENDING_QUOTA_EVENT_VERSION,
-                findings,
-            );
+            let _ = decode::<domain::pending_quota::PendingQuotaEvent>(e, findings);
         }
         other => findings.push(finding(
             "decode",

@@ -58,10 +58,15 @@ pub trait DomainEvent:
     + Sync
     + 'static
 {
+    /// The `event_version` this build writes and reads (every event of one aggregate
+    /// shares it). Older stored versions are upcast to it on read (`store::upcast`).
+    const EVENT_VERSION: &'static str;
     /// The stored `event_type` (e.g. `SessionEnqueued`).
     fn event_type(&self) -> &'static str;
     /// The stored `event_version` of the body.
-    fn event_version(&self) -> &'static str;
+    fn event_version(&self) -> &'static str {
+        Self::EVENT_VERSION
+    }
 }
 
 /// The pure decide/evolve pair every aggregate exposes; the application's command
@@ -126,12 +131,10 @@ pub fn fold_until<A: Decider>(events: &[A::Event], until: Until) -> A {
 macro_rules! aggregate {
     ($agg:ty, $type_name:expr, $cmd:ty, $event:ty, $error:ty, $version:expr, $event_type:expr) => {
         impl $crate::DomainEvent for $event {
+            const EVENT_VERSION: &'static str = $version;
             fn event_type(&self) -> &'static str {
                 let f: fn(&$event) -> &'static str = $event_type;
                 f(self)
-            }
-            fn event_version(&self) -> &'static str {
-                $version
             }
         }
 

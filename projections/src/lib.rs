@@ -40,6 +40,17 @@ pub enum ProjectionError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored event's version cannot be upgraded to the one this build reads.
+    #[error("cannot read {event_type} at position {global_position}: {source}")]
+    Version {
+        /// Event type.
+        event_type: String,
+        /// Position.
+        global_position: i64,
+        /// Cause.
+        #[source]
+        source: Box<store::UpcastError>,
+    },
     /// A handler refused an event (e.g. an injected failure, an inconsistent stream).
     #[error("{0}")]
     Handler(String),
@@ -50,10 +61,17 @@ pub enum ProjectionError {
 
 impl From<store::DecodeError> for ProjectionError {
     fn from(e: store::DecodeError) -> Self {
-        ProjectionError::Decode {
-            event_type: e.event_type,
-            global_position: e.global_position,
-            source: e.source,
+        match e.source {
+            store::Unreadable::Payload(source) => ProjectionError::Decode {
+                event_type: e.event_type,
+                global_position: e.global_position,
+                source,
+            },
+            store::Unreadable::Version(source) => ProjectionError::Version {
+                event_type: e.event_type,
+                global_position: e.global_position,
+                source,
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ use domain::Decider;
 use crate::adapter::Adapted;
 use crate::db::Db;
 use crate::log::{LogPosition, NewEvent, RecordedEvent};
+use crate::upcast::Upcasters;
 use crate::{postgres, redact_url, sqlite, Backend, StoreError, StoreOptions};
 
 /// The event store, on either backend.
@@ -45,7 +46,8 @@ impl EventStore {
     }
 
     /// Loads one stream through the cqrs-es repository (postgres-es / sqlite-es) and
-    /// decodes it into `A`'s events, in sequence order.
+    /// decodes it into `A`'s events, in sequence order, each upgraded through the
+    /// upcaster chain ([`Upcasters::standard`]).
     #[tracing::instrument(skip_all, fields(aggregate_type = A::TYPE, aggregate_id = %aggregate_id), err)]
     pub async fn load<A: Decider>(&self, aggregate_id: &str) -> Result<Vec<A::Event>, StoreError> {
         use cqrs_es::persist::PersistedEventRepository;
@@ -64,12 +66,8 @@ impl EventStore {
         serialized
             .into_iter()
             .map(|e| {
-                serde_json::from_value(e.payload).map_err(|source| StoreError::Decode {
-                    event_type: e.event_type,
-                    event_version: e.event_version,
-                    sequence: i64::try_from(e.sequence).unwrap_or(i64::MAX),
-                    source,
-                })
+                let sequence = i64::try_from(e.sequence).unwrap_or(i64::MAX);
+                decode::<A>(&e.event_type, &e.event_version, sequence, &e.payload)
             })
             .collect()
     }
@@ -137,8 +135,9 @@ impl EventStore {
         Ok(self.db().read_first(aggregate_type, aggregate_id).await?)
     }
 
-    /// The last event of one stream, decoded as `A`'s event, with its sequence (the
-    /// stream's version). For aggregates whose every event names their whole state.
+    /// The last event of one stream, decoded as `A`'s event through the upcaster chain,
+    /// with its sequence (the stream's version). For aggregates whose every event names
+    /// their whole state.
     pub async fn load_last<A: Decider>(
         &self,
         aggregate_id: &str,
@@ -146,16 +145,12 @@ impl EventStore {
         let Some(e) = self.db().read_last(A::TYPE, aggregate_id).await? else {
             return Ok(None);
         };
-        let event = serde_json::from_value(e.payload).map_err(|source| StoreError::Decode {
-            event_type: e.event_type,
-            event_version: e.event_version,
-            sequence: e.sequence,
-            source,
-        })?;
+        let event = decode::<A>(&e.event_type, &e.event_version, e.sequence, &e.payload)?;
         Ok(Some((u64::try_from(e.sequence).unwrap_or(0), event)))
     }
 
-    /// The first event of one stream, decoded as `A`'s event (`None`: no such stream).
+    /// The first event of one stream, decoded as `A`'s event through the upcaster
+    /// chain (`None`: no such stream).
     pub async fn load_first<A: Decider>(
         &self,
         aggregate_id: &str,
@@ -163,14 +158,7 @@ impl EventStore {
         let Some(e) = self.db().read_first(A::TYPE, aggregate_id).await? else {
             return Ok(None);
         };
-        serde_json::from_value(e.payload)
-            .map(Some)
-            .map_err(|source| StoreError::Decode {
-                event_type: e.event_type,
-                event_version: e.event_version,
-                sequence: e.sequence,
-                source,
-            })
+        decode::<A>(&e.event_type, &e.event_version, e.sequence, &e.payload).map(Some)
     }
 
     /// The same database as the projection engine sees it (read models live there).
@@ -233,6 +221,23 @@ impl EventStore {
             EventStore::Sqlite(s) => s.close().await,
         }
     }
+}
+
+/// One stored event of `A` read through the upcaster chain.
+fn decode<A: Decider>(
+    event_type: &str,
+    event_version: &str,
+    sequence: i64,
+    payload: &serde_json::Value,
+) -> Result<A::Event, StoreError> {
+    Upcasters::standard()
+        .decode(A::TYPE, event_type, event_version, payload)
+        .map_err(|source| StoreError::Decode {
+            event_type: event_type.to_string(),
+            event_version: event_version.to_string(),
+            sequence,
+            source,
+        })
 }
 
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {

@@ -23,6 +23,9 @@
 //! - [`event_store`]: [`EventStore`]: open (with migrations), load, append, import.
 //! - [`postgres`], [`sqlite`]: each backend's connection set-up and append path (the
 //!   PostgreSQL group commit).
+//! - [`upcast`]: the upcaster chain every read of stored events goes through: older
+//!   `event_version`s are upgraded to the one this build reads, an unknown one is a
+//!   typed error (docs/adr/0010-event-upgrades.md).
 //! - [`adapter`]: the cqrs-es adapter over [`domain::Decider`] (postgres-es / sqlite-es
 //!   load streams through it).
 //! - [`lease`]: leases, so one replica does each job; [`notify`]: wake-ups across
@@ -44,6 +47,7 @@ pub mod notify;
 pub mod postgres;
 pub mod session_logs;
 pub mod sqlite;
+pub mod upcast;
 pub mod webhook_secrets;
 
 use std::time::Duration;
@@ -51,6 +55,7 @@ use std::time::Duration;
 pub use db::{Arg, Db, Record, Tx};
 pub use event_store::EventStore;
 pub use log::{DecodeError, EventMetadata, LogPosition, NewEvent, RecordedEvent};
+pub use upcast::{Unreadable, UpcastError, Upcaster, Upcasters};
 
 /// What went wrong talking to the store. Domain rejections are not here.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +84,8 @@ pub enum StoreError {
     /// Loading through the cqrs-es repository failed.
     #[error("event repository error")]
     Repository(#[from] cqrs_es::persist::PersistenceError),
-    /// A stored payload does not match the event type.
+    /// A stored event cannot be read as its event type: no upcaster leads from its
+    /// version to the current one, or its body does not match.
     #[error("cannot decode {event_type} v{event_version} at sequence {sequence}")]
     Decode {
         /// Event type.
@@ -90,7 +96,7 @@ pub enum StoreError {
         sequence: i64,
         /// Cause.
         #[source]
-        source: serde_json::Error,
+        source: upcast::Unreadable,
     },
     /// Serialising an event failed.
     #[error("cannot encode event")]

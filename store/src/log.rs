@@ -16,7 +16,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::collections::HashMap;
 
+use domain::DomainEvent;
+
 use crate::db::Db;
+use crate::upcast::{Unreadable, Upcasters};
 use crate::{args, sql};
 
 /// A cursor into the global log: events are delivered in `(transaction_id,
@@ -75,13 +78,26 @@ impl RecordedEvent {
         }
     }
 
-    /// Decodes the payload as an aggregate's event type.
-    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, DecodeError> {
-        E::deserialize(&self.payload).map_err(|source| DecodeError {
-            event_type: self.event_type.clone(),
-            global_position: self.global_position,
-            source,
-        })
+    /// Decodes the payload as an aggregate's event type, upgraded from its stored
+    /// version through this build's upcasters ([`Upcasters::standard`]).
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
+        self.decode_with(Upcasters::standard())
+    }
+
+    /// [`RecordedEvent::decode`] through `upcasters` (tests bring their own steps).
+    pub fn decode_with<E: DomainEvent>(&self, upcasters: &Upcasters) -> Result<E, DecodeError> {
+        upcasters
+            .decode(
+                &self.aggregate_type,
+                &self.event_type,
+                &self.event_version,
+                &self.payload,
+            )
+            .map_err(|source| DecodeError {
+                event_type: self.event_type.clone(),
+                global_position: self.global_position,
+                source,
+            })
     }
 
     /// The `actor` metadata entry.
@@ -93,7 +109,8 @@ impl RecordedEvent {
     }
 }
 
-/// A stored payload that does not decode as its event type.
+/// A stored event that cannot be read as its event type: its version has no upcaster
+/// to the current one, or its body does not match.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot decode {event_type} at position {global_position}: {source}")]
 pub struct DecodeError {
@@ -103,7 +120,7 @@ pub struct DecodeError {
     pub global_position: i64,
     /// Cause.
     #[source]
-    pub source: serde_json::Error,
+    pub source: Unreadable,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for RecordedEvent {

@@ -7,6 +7,7 @@
 mod late_commit;
 mod migrations;
 mod planner;
+mod upgrades;
 
 use chrono::{DateTime, Utc};
 use domain::scaling_group::{ScalingGroup, ScalingGroupError, SchedulerKind, SchedulerOpts};
@@ -149,11 +150,9 @@ enum CounterEvent {
 struct Never;
 
 impl domain::DomainEvent for CounterEvent {
+    const EVENT_VERSION: &'static str = "1";
     fn event_type(&self) -> &'static str {
         "Incremented"
-    }
-    fn event_version(&self) -> &'static str {
-        "1"
     }
 }
 
