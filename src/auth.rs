@@ -20,6 +20,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use store::db::Db;
@@ -412,9 +413,10 @@ const MISS_TTL: Duration = Duration::from_secs(5);
 const CACHE_LIMIT: usize = 10_000;
 
 /// The API keys as a request sees them: a cache in front of `api_keys`, with
-/// revocations applied at once on every replica. [`Keys::watch`] polls the revision
-/// `revoke_key` bumps; when it moves, revoked keys leave the cache and
-/// [`Keys::revocations`] wakes the streams they opened, which then end.
+/// revocations applied at once on every replica: every request makes sure the revision
+/// `revoke_key` bumps was read after it arrived (one shared read for concurrent
+/// requests), and [`Keys::watch`] polls it for the streams; when it moves, revoked keys
+/// leave the cache and [`Keys::revocations`] wakes the streams they opened, which end.
 #[derive(Debug)]
 pub struct Keys {
     db: Db,
@@ -422,6 +424,12 @@ pub struct Keys {
     misses: Mutex<HashMap<String, Instant>>,
     revoked: RwLock<HashSet<String>>,
     revision: watch::Sender<i64>,
+    /// One revision check at a time; holds when the last completed check started.
+    /// Requests that arrive while a check runs wait for the next one (a check that
+    /// started before a request arrived may have missed a revocation it must see).
+    checked: tokio::sync::Mutex<Option<Instant>>,
+    /// Revision checks made (requests that shared one count once).
+    checks: AtomicU64,
 }
 
 impl Keys {
@@ -433,12 +441,38 @@ impl Keys {
             misses: Mutex::new(HashMap::new()),
             revoked: RwLock::new(HashSet::new()),
             revision: watch::channel(-1).0,
+            checked: tokio::sync::Mutex::new(None),
+            checks: AtomicU64::new(0),
         }
+    }
+
+    /// Makes sure the revocations are as of a read that started after this call: a key
+    /// revoked anywhere (another replica, `sessionctl`) before a request arrived is
+    /// refused by that request. One read of the revision (a one-row table) serves every
+    /// request that arrived before it started, so concurrent requests share it: under
+    /// load the cost is about one small query per round trip, not one per request.
+    async fn revocations_as_of_now(&self) -> Result<(), KeyError> {
+        let arrived = Instant::now();
+        let mut checked = self.checked.lock().await;
+        if checked.is_some_and(|started| started >= arrived) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.refresh().await?;
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        *checked = Some(started);
+        Ok(())
+    }
+
+    /// How many revision checks this cache has made (tests: concurrent requests share).
+    pub fn revision_checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// The principal of a presented key, if it is known and not revoked: from the
     /// cache, else one indexed lookup.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, KeyError> {
+        self.revocations_as_of_now().await?;
         let hash = hash_key(presented);
         let cached = self.hits.lock().ok().and_then(|h| {
             h.get(&hash)

@@ -253,6 +253,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::unauthorized())?;
         if crate::compat::signature::is_signature(header) {
             let principal = crate::compat::auth::authenticate_signed(state, parts, header).await?;
+            tracing::Span::current().record("key_id", principal.key_id.as_str());
             state.rate.check(&principal.key_id)?;
             parts.extensions.insert(principal.clone());
             return Ok(Caller(principal));
@@ -272,6 +273,7 @@ impl FromRequestParts<AppState> for Caller {
             })?
             .ok_or(ApiError::unauthorized())?;
         // Once per request: the principal is cached in the extensions below.
+        tracing::Span::current().record("key_id", principal.key_id.as_str());
         state.rate.check(&principal.key_id)?;
         parts.extensions.insert(principal.clone());
         Ok(Caller(principal))

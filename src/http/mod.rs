@@ -246,6 +246,8 @@ pub fn router(state: AppState) -> Router {
                         method = %req.method(),
                         route = %route,
                         request_id = %request_id,
+                        // The caller's public key id, once authenticated (never the key).
+                        key_id = tracing::field::Empty,
                     )
                 }),
         )

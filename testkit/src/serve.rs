@@ -56,6 +56,22 @@ pub fn echo_lines(
     rx
 }
 
+/// Every line a process wrote to stderr so far (its log), shared with the thread that
+/// collects them.
+pub type Logs = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Collects the lines still to come from `rx` into `logs` (on a thread of its own, so
+/// the process never blocks on a full pipe).
+fn collect_into(rx: mpsc::Receiver<String>, logs: Logs) {
+    std::thread::spawn(move || {
+        for line in rx {
+            if let Ok(mut l) = logs.lock() {
+                l.push(line);
+            }
+        }
+    });
+}
+
 /// Waits until `check` returns `Some`, trying every 50 ms for at most `within`; panics
 /// naming `what` (with the last value `describe` gave) when it never does.
 pub async fn wait_until<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
@@ -92,6 +108,10 @@ pub struct Server {
     pub http: reqwest::Client,
     /// The binaries.
     pub bins: Bins,
+    /// The server's log lines (stderr) since it started.
+    pub logs: Logs,
+    /// The log lines of every agent started with [`Server::agent`].
+    pub agent_logs: Logs,
 }
 
 impl Drop for Server {
@@ -106,7 +126,7 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("sessiond-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("test directory");
         let db = format!("sqlite://{}", dir.join("s.db").display());
-        let (proc, base) = spawn_serve(bins, &dir, &db, "127.0.0.1:0", envs);
+        let (proc, base, logs) = spawn_serve_logged(bins, &dir, &db, "127.0.0.1:0", envs);
         Self {
             proc,
             base,
@@ -114,6 +134,8 @@ impl Server {
             db,
             http: reqwest::Client::new(),
             bins,
+            logs,
+            agent_logs: Logs::default(),
         }
     }
 
@@ -278,8 +300,7 @@ impl Server {
             .spawn()
             .expect("sessiond agent starts");
         if let Some(stderr) = child.stderr.take() {
-            let rx = echo_lines("agent", stderr);
-            std::thread::spawn(move || for _ in rx {});
+            collect_into(echo_lines("agent", stderr), self.agent_logs.clone());
         }
         Proc(child)
     }
@@ -294,6 +315,18 @@ pub fn spawn_serve(
     listen: &str,
     envs: &[(&str, &str)],
 ) -> (Proc, String) {
+    let (proc, base, _) = spawn_serve_logged(bins, dir, db, listen, envs);
+    (proc, base)
+}
+
+/// Like [`spawn_serve`], also with the server's log lines (collected as they come).
+pub fn spawn_serve_logged(
+    bins: Bins,
+    dir: &Path,
+    db: &str,
+    listen: &str,
+    envs: &[(&str, &str)],
+) -> (Proc, String, Logs) {
     let mut cmd = Command::new(bins.sessiond);
     cmd.args(["serve", "--database-url", db, "--listen", listen])
         .current_dir(dir)
@@ -310,19 +343,24 @@ pub fn spawn_serve(
     let mut child = cmd.spawn().expect("sessiond serve starts");
     let rx = echo_lines("sessiond", child.stderr.take().expect("piped stderr"));
     let proc = Proc(child);
+    let logs = Logs::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("no 'listening on' line from sessiond serve");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr: String = rest
-                .chars()
+        let addr = line.split("listening on ").nth(1).map(|rest| {
+            rest.chars()
                 .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                .collect();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in rx {});
-            return (proc, format!("http://{addr}"));
+                .collect::<String>()
+        });
+        if let Ok(mut l) = logs.lock() {
+            l.push(line);
+        }
+        if let Some(addr) = addr {
+            // Keep collecting stderr so the server never blocks on a full pipe.
+            collect_into(rx, logs.clone());
+            return (proc, format!("http://{addr}"), logs);
         }
     }
 }

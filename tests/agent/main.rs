@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::arithmetic_side_effects)]
 
+mod secrets;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::Path;

@@ -156,3 +156,75 @@ both_backends!(
     a_key_over_its_rate_gets_429_with_retry_after_and_nothing_changes,
     idempotency_records_are_purged_after_their_time_to_live_and_never_duplicate_a_session,
 );
+
+/// Two replicas on one PostgreSQL store whose key watchers never poll (an hour): the
+/// revocation must reach the next request by the per-request revision check.
+#[allow(clippy::print_stdout)]
+async fn a_key_revoked_through_one_replica_is_refused_by_the_next_request_at_every_replica() {
+    let slow_poll = |o: &mut sessiond::server::ServeOptions| {
+        o.key_poll = Some(std::time::Duration::from_secs(3600))
+    };
+    let a = spawn_app_with_settings(Backend::Postgres, |_| {}, slow_poll).await;
+    let url = a.database_url.clone();
+    let b = spawn_app_with_settings(
+        Backend::Postgres,
+        |s| s.database_url = sessiond::config::DatabaseUrl::new(url),
+        slow_poll,
+    )
+    .await;
+    for round in 0..10 {
+        // Given a key both replicas have authenticated (and cached)
+        let (info, secret) = sessiond::auth::create_key(
+            a.app.db(),
+            sessiond::auth::Role::User {
+                owner: format!("alice{round}"),
+            },
+            "revocation",
+        )
+        .await
+        .unwrap();
+        let key = secret.expose().to_string();
+        for replica in [&a, &b] {
+            assert_eq!(
+                replica.get("/v1/sessions", Some(&key)).await.status,
+                StatusCode::OK
+            );
+        }
+        // When it is revoked through replica a's store connection
+        sessiond::auth::revoke_key(a.app.db(), &info.id)
+            .await
+            .unwrap();
+        // Then the very next request is refused, at b and at a
+        for (name, replica) in [("b", &b), ("a", &a)] {
+            let r = replica.get("/v1/sessions", Some(&key)).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "round {round}: replica {name} accepted a revoked key"
+            );
+        }
+    }
+    // And concurrent requests share revision checks instead of making one each
+    let key = a.user_key("carol").await;
+    assert_eq!(
+        a.get("/v1/sessions", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    let before = a.app.keys.revision_checks();
+    let answers =
+        futures::future::join_all((0..64).map(|_| a.get("/v1/sessions", Some(&key)))).await;
+    assert!(answers.iter().all(|r| r.status == StatusCode::OK));
+    let checks = a.app.keys.revision_checks() - before;
+    assert!(
+        (1..64).contains(&checks),
+        "{checks} checks for 64 concurrent requests"
+    );
+    println!("64 concurrent requests made {checks} revision checks");
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_postgres_is_refused_by_the_next_request_at_every_replica() {
+    a_key_revoked_through_one_replica_is_refused_by_the_next_request_at_every_replica().await
+}
