@@ -2,8 +2,9 @@
 //! `cuda.device`. Amounts are exact decimals, serialised as strings (as Backend.AI does).
 //!
 //! Input is bounded at the edge ([`ResourceSlots::parse`]): every amount at most
-//! [`MAX_SLOT_AMOUNT`], strings per [`DECIMAL_PATTERN`] (`mem`: [`SIZE_PATTERN`]), `mem`
-//! in whole bytes, at most [`MAX_SLOTS`] slots. Arithmetic is checked everywhere
+//! [`MAX_SLOT_AMOUNT`], strings per [`DECIMAL_PATTERN`] (`mem`: [`SIZE_PATTERN`]),
+//! numbers rounded to [`MAX_DECIMAL_PLACES`] (so an amount as the API shows it is
+//! always accepted back), `mem` in whole bytes, at most [`MAX_SLOTS`] slots. Arithmetic is checked everywhere
 //! ([`ResourceSlots::checked_add`], …): a sum that would overflow is a typed
 //! [`SlotOverflow`], never a panic, so a poisoned stored value cannot stop a worker.
 
@@ -177,13 +178,17 @@ impl ResourceSlots {
     }
 }
 
-/// The rule of a decimal amount given as a string: up to 18 integer digits and up to
-/// 10 decimal places.
-pub const DECIMAL_PATTERN: &str = "^[0-9]{1,18}(\\.[0-9]{1,10})?$";
+/// The most decimal places of an amount (a number with more is rounded to them).
+pub const MAX_DECIMAL_PLACES: u32 = 10;
+
+/// The rule of a decimal amount given as a string: up to 19 integer digits (so every
+/// amount up to [`MAX_SLOT_AMOUNT`], 2^60, as the API shows it, is accepted back) and up
+/// to 10 decimal places.
+pub const DECIMAL_PATTERN: &str = "^[0-9]{1,19}(\\.[0-9]{1,10})?$";
 /// The rule of `mem` given as a string: bytes, or a whole number of a binary unit
 /// (`4g`, `512M`, `2GiB`; at most 999999t or 999p, so never above 2^60).
 pub const SIZE_PATTERN: &str =
-    "^([0-9]{1,18}|[0-9]{1,6}[kKmMgGtT]([iI]?[bB])?|[0-9]{1,3}[pP]([iI]?[bB])?)$";
+    "^([0-9]{1,19}|[0-9]{1,6}[kKmMgGtT]([iI]?[bB])?|[0-9]{1,3}[pP]([iI]?[bB])?)$";
 
 fn digits(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
@@ -192,14 +197,14 @@ fn digits(s: &str, min: usize, max: usize) -> bool {
 /// Whether `s` matches [`DECIMAL_PATTERN`].
 fn is_decimal_text(s: &str) -> bool {
     match s.split_once('.') {
-        Some((int, frac)) => digits(int, 1, 18) && digits(frac, 1, 10),
-        None => digits(s, 1, 18),
+        Some((int, frac)) => digits(int, 1, 19) && digits(frac, 1, 10),
+        None => digits(s, 1, 19),
     }
 }
 
 /// Whether `s` matches [`SIZE_PATTERN`].
 fn is_size_text(s: &str) -> bool {
-    if digits(s, 1, 18) {
+    if digits(s, 1, 19) {
         return true;
     }
     let lower = s.to_ascii_lowercase();
@@ -241,8 +246,12 @@ fn parse_amount(name: &str, amount: &serde_json::Value) -> Result<Decimal, Strin
                 (None, Some(f)) if mem && f.fract() != 0.0 => {
                     return Err("must be a whole number of bytes".to_string())
                 }
-                // A float too small for a decimal rounds to zero.
-                (None, Some(f)) => Decimal::from_f64(f).unwrap_or(Decimal::ZERO),
+                // A float is rounded to the 10 decimal places a string may have, so the
+                // amount as shown (a decimal string) is accepted back; one too small for
+                // a decimal rounds to zero.
+                (None, Some(f)) => Decimal::from_f64(f)
+                    .map(|d| d.round_dp(MAX_DECIMAL_PLACES))
+                    .unwrap_or(Decimal::ZERO),
                 (None, None) => return Err("is not a valid number".to_string()),
             }
         }
@@ -257,7 +266,7 @@ fn parse_amount(name: &str, amount: &serde_json::Value) -> Result<Decimal, Strin
         serde_json::Value::String(s) => {
             if !is_decimal_text(s) {
                 return Err(
-                    "must be a decimal amount (up to 18 digits and 10 decimal places)".to_string(),
+                    "must be a decimal amount (up to 19 digits and 10 decimal places)".to_string(),
                 );
             }
             Decimal::from_str(s).map_err(|_| "is not a valid decimal amount".to_string())?
@@ -477,6 +486,43 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    #[test]
+    fn the_largest_amounts_as_shown_are_accepted_back() {
+        // The API shows amounts as decimal strings; 2^60 has 19 digits (tests/fuzz found
+        // that `{"cpu": "1152921504606846976"}` was refused while the number was not).
+        let shown = json!({"cpu": "1152921504606846976", "mem": "1152921504606846976"});
+        let s = ResourceSlots::parse(&shown, "r", SlotUse::Request).unwrap();
+        assert_eq!(serde_json::to_value(&s).unwrap(), shown);
+        for over in [
+            "1152921504606846977",
+            "9999999999999999999",
+            "1152921504606846976.5",
+        ] {
+            assert!(
+                ResourceSlots::parse(&json!({ "cpu": over }), "r", SlotUse::Request).is_err(),
+                "{over}"
+            );
+        }
+        assert!(ResourceSlots::parse(
+            &json!({"cpu": "10000000000000000000"}),
+            "r",
+            SlotUse::Request
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_float_amount_is_rounded_to_ten_places() {
+        // tests/fuzz: `{"cpu": 1.83e-25}` was accepted as a positive request the API then
+        // showed as a string it refuses.
+        assert!(ResourceSlots::parse(&json!({"cpu": 1.83e-25}), "r", SlotUse::Request).is_err());
+        let s =
+            ResourceSlots::parse(&json!({"cpu": 0.123456789012}), "r", SlotUse::Request).unwrap();
+        assert_eq!(s.get("cpu"), dec("0.1234567890"));
+        let shown = serde_json::to_value(&s).unwrap();
+        assert_eq!(ResourceSlots::parse(&shown, "r", SlotUse::Request), Ok(s));
     }
 
     #[test]

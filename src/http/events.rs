@@ -88,11 +88,9 @@ pub struct SessionEventData {
     pub payload: serde_json::Value,
 }
 
-/// `Last-Event-ID`: a position, `>= 0` (0: from the first event).
-pub(crate) fn last_event_id(
-    headers: &HeaderMap,
-    query: Option<i64>,
-) -> Result<Option<i64>, ApiError> {
+/// `Last-Event-ID` (the header wins) or `?last_event_id=` (`query`): a position,
+/// `>= 0` (0: from the first event); anything else is 422 naming `Last-Event-ID`.
+pub fn last_event_id(headers: &HeaderMap, query: Option<i64>) -> Result<Option<i64>, ApiError> {
     let parsed = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()

@@ -458,11 +458,13 @@ async fn list_sessions(
 }
 
 /// Cursors are opaque to clients: `c` + the enqueue position of the last item.
-fn encode_cursor(position: i64) -> String {
+pub fn encode_cursor(position: i64) -> String {
     format!("c{position}")
 }
 
-fn decode_cursor(cursor: &str) -> Option<i64> {
+/// The position a `cursor` of [`encode_cursor`] names; `None` for anything else (the
+/// list answers 422). Public for the structure-aware fuzz tests (`tests/fuzz`).
+pub fn decode_cursor(cursor: &str) -> Option<i64> {
     let digits = cursor.strip_prefix('c')?;
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
         return None;
@@ -781,7 +783,7 @@ impl EnqueueSession {
     /// Validates every field into a spec for `owner` under `session_id`, and returns the
     /// group asked for. The spec's `scaling_group` is left for the caller to set to the
     /// resolved group (SPEC §2.1).
-    fn into_spec(
+    pub fn into_spec(
         self,
         session_id: Uuid,
         owner: Owner,
@@ -868,8 +870,9 @@ fn replayable(e: &ApiError) -> bool {
         && e.code != ErrorCode::Conflict
 }
 
-/// The `Idempotency-Key` header: 1-255 printable ASCII characters.
-fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+/// The `Idempotency-Key` header: 1-255 printable ASCII characters (`None`: absent);
+/// anything else is 422 naming the header.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };

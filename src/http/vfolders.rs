@@ -200,14 +200,14 @@ pub struct VFolderList {
 }
 
 /// `usage_mode` from a request (default `general`); 422 naming the field.
-pub(crate) fn parse_mode(v: Option<&str>) -> Result<UsageMode, ApiError> {
+pub fn parse_mode(v: Option<&str>) -> Result<UsageMode, ApiError> {
     Ok(v.map(|m| UsageMode::parse("usage_mode", m))
         .transpose()?
         .unwrap_or_default())
 }
 
 /// `permission` from a request (default `rw`); 422 naming the field.
-pub(crate) fn parse_permission(v: Option<&str>) -> Result<Permission, ApiError> {
+pub fn parse_permission(v: Option<&str>) -> Result<Permission, ApiError> {
     Ok(v.map(|p| Permission::parse("permission", p))
         .transpose()?
         .unwrap_or_default())

@@ -62,7 +62,9 @@ pub struct FilterBody {
 }
 
 impl FilterBody {
-    fn parse(self) -> Result<WebhookFilter, ApiError> {
+    /// Validates the lists (at most [`MAX_FILTER_ENTRIES`] each, every entry a status,
+    /// group name or owner); the error names the entry (`filter.owners[2]`).
+    pub fn parse(self) -> Result<WebhookFilter, ApiError> {
         for (field, n) in [
             ("filter.statuses", self.statuses.len()),
             ("filter.scaling_groups", self.scaling_groups.len()),
