@@ -164,6 +164,10 @@ fn describe_metrics() {
         "sessiond_streams_open",
         "Server-Sent Event streams and long-polls open now."
     );
+    describe_gauge!(
+        "sessiond_store_reachable",
+        "1 while the store answers, 0 while requests are refused with store_unavailable."
+    );
     describe_counter!(
         "sessiond_streams_refused_total",
         "Streams and long-polls refused with 429, by the limit reached."
@@ -192,6 +196,7 @@ fn describe_metrics() {
         metrics::counter!(name).increment(0);
     }
     metrics::gauge!("sessiond_streams_open").set(0.0);
+    metrics::gauge!("sessiond_store_reachable").set(1.0);
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut => ApiError::pool_exhausted(e),
-            sqlx::Error::PoolClosed | sqlx::Error::Io(_) => ApiError::unavailable(e),
+            e if store::is_unavailable(&e) => ApiError::unavailable(e),
             other => ApiError::internal(other),
         }
     }
@@ -293,6 +293,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => {
                 ApiError::conflict("the resource was changed concurrently; retry")
             }
+            e if e.is_unavailable() => ApiError::unavailable(e),
             other => ApiError::internal(other),
         }
     }

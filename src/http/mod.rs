@@ -6,7 +6,9 @@
 //! - [`extract`]: the JSON body / query extractors that answer in that format, the
 //!   authenticated [`extract::Caller`], the `?min_position=` consistency wait.
 //! - [`metrics`]: request latency histograms and error counters.
-//! - [`limits`]: request-size limits (JSON 414 / 431) and the caps on open streams.
+//! - [`limits`]: request-size limits (JSON 414 / 431), the caps on open streams and the
+//!   request rate per key.
+//! - [`breaker`]: 503 `store_unavailable` at once while the store is down.
 //! - [`serve`]: the server loop (hyper configured to let oversized requests reach
 //!   our limits).
 //! - one module per resource, each exposing `router()`: [`sessions`],
@@ -20,6 +22,7 @@
 
 pub mod agents;
 pub mod bgtasks;
+pub mod breaker;
 pub mod compat;
 pub mod error;
 pub mod events;
@@ -103,6 +106,8 @@ pub struct AppState {
     pub streams: limits::StreamLimits,
     /// Request rate limits per API key.
     pub rate: limits::RateLimits,
+    /// Open while the store is known to be down (requests fail fast).
+    pub breaker: breaker::StoreBreaker,
 }
 
 impl AppState {
@@ -111,6 +116,7 @@ impl AppState {
         Self {
             streams: limits::StreamLimits::new(config.max_streams_per_key, config.max_streams),
             rate: limits::RateLimits::new(config.rate_limit),
+            breaker: breaker::StoreBreaker::default(),
             app,
             shutdown,
             config,
@@ -218,6 +224,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             request_timeout(timeout, req, next)
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            breaker::guard,
+        ))
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(axum::middleware::from_fn(limits::request_limits))
         .layer(

@@ -57,6 +57,24 @@ pub use event_store::EventStore;
 pub use log::{DecodeError, EventMetadata, LogPosition, NewEvent, RecordedEvent};
 pub use upcast::{Unreadable, UpcastError, Upcaster, Upcasters};
 
+/// Whether a database error means the store cannot be reached or is going away — the
+/// connection failed or was lost, the server is shutting down, restarting or starting
+/// up (SQLSTATE classes 08 and 57P), or it has no connection slot left (53300) — rather
+/// than that the statement was wrong. The HTTP layer answers these 503
+/// `store_unavailable`.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
+
 /// What went wrong talking to the store. Domain rejections are not here.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,9 +87,15 @@ pub enum StoreError {
         aggregate_id: String,
     },
     /// A group-commit statement shared with other appends failed (the first caller in
-    /// the batch gets the original error; the others get its message).
-    #[error("the shared append failed: {0}")]
-    Batch(String),
+    /// the batch gets the original error; the others get its message, and whether it
+    /// meant the store is unreachable).
+    #[error("the shared append failed: {message}")]
+    Batch {
+        /// The original error's message.
+        message: String,
+        /// Whether the original error meant the store is unreachable.
+        unavailable: bool,
+    },
     /// The database URL is not one we can open.
     #[error("unsupported database URL '{0}': expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
@@ -107,6 +131,32 @@ impl StoreError {
     /// Whether this is an optimistic-concurrency conflict.
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Whether this means the store cannot be reached now (see [`is_unavailable`]); a
+    /// retry later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => is_unavailable(e),
+            StoreError::Batch { unavailable, .. } => *unavailable,
+            StoreError::Repository(cqrs_es::persist::PersistenceError::ConnectionError(_)) => true,
+            // postgres-es / sqlite-es box sqlx's error (the variant's Display shows it,
+            // but it is not its `source`): look for it from the box down.
+            StoreError::Repository(
+                cqrs_es::persist::PersistenceError::UnknownError(e)
+                | cqrs_es::persist::PersistenceError::DeserializationError(e),
+            ) => {
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+                while let Some(c) = cause {
+                    if c.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable) {
+                        return true;
+                    }
+                    cause = c.source();
+                }
+                false
+            }
+            _ => false,
+        }
     }
 }
 

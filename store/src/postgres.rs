@@ -252,12 +252,14 @@ async fn flush(pool: &PgPool, batch: Vec<AppendRequest>) {
             }
         }
         Err(e) => {
-            let message = e.to_string();
+            let message = crate::error_chain(&e);
+            let unavailable = e.is_unavailable();
             let mut first = Some(e);
             for r in batch {
-                let err = first
-                    .take()
-                    .unwrap_or_else(|| StoreError::Batch(message.clone()));
+                let err = first.take().unwrap_or_else(|| StoreError::Batch {
+                    message: message.clone(),
+                    unavailable,
+                });
                 let _ = r.reply.send(Err(err));
             }
         }
