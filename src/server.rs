@@ -26,6 +26,16 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
+    /// The store opened but refuses writes (a read-only file, directory, mount, `?mode=ro`,
+    /// or a read-only PostgreSQL role or standby).
+    #[error("the store at {url} is read-only; sessiond must be able to write to it (check the file's and its directory's permissions, the mount, or the database role)")]
+    ReadOnly {
+        /// The (redacted) URL.
+        url: String,
+        /// Cause.
+        #[source]
+        source: sqlx::Error,
+    },
     /// Creating the bootstrap admin key failed.
     #[error("cannot create the bootstrap admin key")]
     Bootstrap(#[source] crate::auth::KeyError),
@@ -123,6 +133,12 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     let store = EventStore::open(settings.database_url.expose(), &store_options)
         .await
         .map_err(|source| ServeError::Store {
+            url: settings.database_url.to_string(),
+            source,
+        })?;
+    store::keys::check_writable(&store.db())
+        .await
+        .map_err(|source| ServeError::ReadOnly {
             url: settings.database_url.to_string(),
             source,
         })?;

@@ -73,6 +73,7 @@ codes! {
     ReadOnly = "read_only" => FORBIDDEN,
     InsufficientSpace = "insufficient_space" => INSUFFICIENT_STORAGE,
     VolumeUnavailable = "volume_unavailable" => SERVICE_UNAVAILABLE,
+    StoreFull = "store_full" => SERVICE_UNAVAILABLE,
     Internal = "internal" => INTERNAL_SERVER_ERROR,
     NotCaughtUp = "not_caught_up" => SERVICE_UNAVAILABLE,
     StoreUnavailable = "store_unavailable" => SERVICE_UNAVAILABLE,
@@ -132,6 +133,7 @@ impl ApiError {
                 | ErrorCode::NotReady
                 | ErrorCode::Timeout
                 | ErrorCode::TooManyStreams => Some(1),
+                ErrorCode::StoreFull => Some(30),
                 _ => None,
             },
             source: None,
@@ -281,8 +283,25 @@ impl From<sqlx::Error> for ApiError {
         match e {
             sqlx::Error::PoolTimedOut => ApiError::pool_exhausted(e),
             e if store::is_unavailable(&e) => ApiError::unavailable(e),
+            e if is_full(&e) => ApiError {
+                source: Some(Box::new(e)),
+                ..ApiError::new(
+                    ErrorCode::StoreFull,
+                    "the store is out of space: commands are refused until space is freed (reads still work)",
+                )
+            },
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// Whether the database refused a write for lack of space (SQLite `SQLITE_FULL`: the
+/// disk, or `max_page_count`; PostgreSQL `disk_full`, SQLSTATE 53100). Nothing of the
+/// statement was written (SQLite rolls the statement back, PostgreSQL the transaction).
+fn is_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c == "13" || c == "53100"),
+        _ => false,
     }
 }
 
@@ -294,6 +313,13 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("the resource was changed concurrently; retry")
             }
             e if e.is_unavailable() => ApiError::unavailable(e),
+            e if e.sqlx_cause().is_some_and(is_full) => ApiError {
+                source: Some(Box::new(e)),
+                ..ApiError::new(
+                    ErrorCode::StoreFull,
+                    "the store is out of space: commands are refused until space is freed (reads still work)",
+                )
+            },
             other => ApiError::internal(other),
         }
     }
@@ -454,6 +480,57 @@ mod tests {
             assert!(seen.insert(code.as_str()), "{code}");
             assert!(code.status().is_client_error() || code.status().is_server_error());
         }
+    }
+
+    #[tokio::test]
+    async fn an_sqlite_store_out_of_space_is_503_store_full_and_keeps_nothing_of_the_write() {
+        use sqlx::{ConnectOptions, Connection};
+        // Given an SQLite database that may not grow past its current size
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .in_memory(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        // When a write needs more pages than that
+        let err = sqlx::query("INSERT INTO t VALUES (?)")
+            .bind("x".repeat(64 * 1024))
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        // Then it is 503 store_full with a message saying what to do, for the raw
+        // error and as the store reports it
+        let e = ApiError::from(err);
+        assert_eq!(e.code, ErrorCode::StoreFull, "{:?}", e.source);
+        assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.message.contains("out of space"), "{}", e.message);
+        let err = sqlx::query("INSERT INTO t VALUES (?)")
+            .bind("x".repeat(64 * 1024))
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            ApiError::from(StoreError::Database(err)).code,
+            ErrorCode::StoreFull
+        );
+        // And nothing of the refused writes was kept; reads still work
+        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM t")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+        conn.close().await.unwrap();
     }
 
     #[test]

@@ -158,3 +158,14 @@ pub async fn revoked_ids(db: &Db) -> Result<Vec<String>, sqlx::Error> {
         .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+/// Whether the store accepts writes: writes one row back unchanged, in a transaction
+/// that is rolled back. The error (e.g. SQLite's "attempt to write a readonly database",
+/// PostgreSQL's `read_only_sql_transaction`) when it does not.
+pub async fn check_writable(db: &Db) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    tx.execute(&sql!(common "keys/touch_revision"), args![])
+        .await?;
+    tx.rollback().await?;
+    Ok(())
+}

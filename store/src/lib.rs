@@ -137,25 +137,32 @@ impl StoreError {
     /// retry later may succeed.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Database(e) => is_unavailable(e),
             StoreError::Batch { unavailable, .. } => *unavailable,
             StoreError::Repository(cqrs_es::persist::PersistenceError::ConnectionError(_)) => true,
-            // postgres-es / sqlite-es box sqlx's error (the variant's Display shows it,
-            // but it is not its `source`): look for it from the box down.
+            other => other.sqlx_cause().is_some_and(is_unavailable),
+        }
+    }
+
+    /// The database error inside, where there is one: the error itself, or the one
+    /// postgres-es / sqlite-es box inside a repository error (the variant's Display
+    /// shows it, but it is not its `source`).
+    pub fn sqlx_cause(&self) -> Option<&sqlx::Error> {
+        use cqrs_es::persist::PersistenceError as P;
+        match self {
+            StoreError::Database(e) => Some(e),
             StoreError::Repository(
-                cqrs_es::persist::PersistenceError::UnknownError(e)
-                | cqrs_es::persist::PersistenceError::DeserializationError(e),
+                P::UnknownError(b) | P::ConnectionError(b) | P::DeserializationError(b),
             ) => {
-                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(b.as_ref());
                 while let Some(c) = cause {
-                    if c.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable) {
-                        return true;
+                    if let Some(found) = c.downcast_ref::<sqlx::Error>() {
+                        return Some(found);
                     }
                     cause = c.source();
                 }
-                false
+                None
             }
-            _ => false,
+            _ => None,
         }
     }
 }

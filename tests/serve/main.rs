@@ -232,6 +232,55 @@ fn an_unsupported_database_url_is_a_one_line_error_and_a_non_zero_exit() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+#[test]
+fn a_read_only_store_at_start_up_is_one_clear_line_and_a_non_zero_exit() {
+    // Given a store that exists (created and migrated by sessionctl)
+    let dir = temp_dir();
+    let db = dir.join("s.db");
+    let url = format!("sqlite://{}", db.display());
+    let made = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .args(["--database-url", &url, "keys", "list"])
+        .env_remove("SESSIOND_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // When sessiond serve opens it read-only (as root, file permissions do not stop
+    // writes; `mode=ro` makes SQLite refuse them the same way a read-only file does)
+    let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args([
+            "serve",
+            "--database-url",
+            &format!("{url}?mode=ro"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SESSIOND_DATABASE_URL")
+        .env("SESSIOND_VOLUMES", format!("local={}", dir.display()))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    // Then it exits non-zero with one line saying so, before listening
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // (the log also records the failure, as for every start-up error)
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("sessiond: ") && l.contains("read-only"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("readonly database"),
+        "the cause is named: {stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Issue #11: a burst of enqueues with one name is one 201 and 409s, and the expected
 /// optimistic conflicts behind it are not logged as errors (debug, plus a counter).
 async fn same_name_burst_logs_no_errors(backend: Backend) {
