@@ -212,6 +212,15 @@ impl TestApp {
     }
 
     /// Every event of the global log (for "nothing was appended" checks).
+    /// How many events of `event_type` the log holds.
+    pub async fn count_of(&self, event_type: &str) -> usize {
+        self.all_events()
+            .await
+            .iter()
+            .filter(|e| e.event_type == event_type)
+            .count()
+    }
+
     pub async fn all_events(&self) -> Vec<sessiond::store::RecordedEvent> {
         let mut cursor = sessiond::store::LogPosition::START;
         let total = usize::try_from(self.event_count().await).unwrap_or(0);

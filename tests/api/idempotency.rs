@@ -53,12 +53,7 @@ async fn two_hundred_concurrent_posts_with_fifty_duplicated_keys_create_150_sess
     }
 
     // Exactly 150 sessions, in the log and in the read model.
-    let enqueued = app
-        .all_events()
-        .await
-        .iter()
-        .filter(|e| e.event_type == "SessionEnqueued")
-        .count();
+    let enqueued = app.count_of("SessionEnqueued").await;
     assert_eq!(enqueued, 150);
     let list = app
         .get(
@@ -98,12 +93,7 @@ async fn two_hundred_concurrent_posts_with_fifty_duplicated_keys_create_150_sess
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let v: Value = other.json().await.unwrap();
     assert_eq!(v["error"]["code"], "idempotency_key_reused");
-    let after = app
-        .all_events()
-        .await
-        .iter()
-        .filter(|e| e.event_type == "SessionEnqueued")
-        .count();
+    let after = app.count_of("SessionEnqueued").await;
     assert_eq!(after, 150);
     assert!(app.event_count().await >= before);
 
@@ -158,12 +148,7 @@ async fn a_retry_after_a_crash_between_append_and_record_finds_the_created_sessi
     assert_eq!(retry.status(), StatusCode::CREATED, "{backend:?}");
     let retry: Value = retry.json().await.unwrap();
     assert_eq!(retry["session_id"], first["session_id"]);
-    let enqueued = app
-        .all_events()
-        .await
-        .iter()
-        .filter(|e| e.event_type == "SessionEnqueued")
-        .count();
+    let enqueued = app.count_of("SessionEnqueued").await;
     assert_eq!(enqueued, 1, "{backend:?}");
     app.stop().await;
 }
