@@ -482,57 +482,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_sqlite_store_out_of_space_is_503_store_full_and_keeps_nothing_of_the_write() {
-        use sqlx::{ConnectOptions, Connection};
-        // Given an SQLite database that may not grow past its current size
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .in_memory(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (v TEXT)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        // When a write needs more pages than that
-        let err = sqlx::query("INSERT INTO t VALUES (?)")
-            .bind("x".repeat(64 * 1024))
-            .execute(&mut conn)
-            .await
-            .unwrap_err();
-        // Then it is 503 store_full with a message saying what to do, for the raw
-        // error and as the store reports it
-        let e = ApiError::from(err);
-        assert_eq!(e.code, ErrorCode::StoreFull, "{:?}", e.source);
-        assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(e.message.contains("out of space"), "{}", e.message);
-        let err = sqlx::query("INSERT INTO t VALUES (?)")
-            .bind("x".repeat(64 * 1024))
-            .execute(&mut conn)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            ApiError::from(StoreError::Database(err)).code,
-            ErrorCode::StoreFull
-        );
-        // And nothing of the refused writes was kept; reads still work
-        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM t")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(rows, 0);
-        conn.close().await.unwrap();
-    }
-
     #[test]
     fn pool_exhaustion_is_its_own_503() {
         let e = ApiError::from(sqlx::Error::PoolTimedOut);

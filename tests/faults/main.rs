@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::arithmetic_side_effects)]
 
+mod full;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
