@@ -19,6 +19,8 @@
 //! - `events`: `sessionctl events tail | export | import`, the global log.
 //! - `projections`: `sessionctl projections status | rebuild | reset`, the read models.
 //! - `keys`: `sessionctl keys create | list | revoke`, API keys of the HTTP API.
+//! - `store`: `sessionctl store copy --from URL --to URL`, a whole deployment moved to
+//!   another database (SQLite to PostgreSQL or back), verified.
 //! - `remote`: the HTTP client of the remote commands (`--server`, `--key`, the server's
 //!   error body as one line, transport failures naming the server, Server-Sent Events).
 //! - `session`: `sessionctl session create | list | show | cancel | watch | logs |
@@ -43,6 +45,7 @@ mod projections;
 mod remote;
 mod replay;
 mod session;
+mod store;
 mod vfolder;
 mod webhooks;
 
@@ -105,6 +108,9 @@ pub enum CtlCommand {
     /// API keys of the HTTP API: create, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The whole store: copy it to another database (SQLite to PostgreSQL or back).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Your sessions on a running server: create, list, show, cancel, watch, logs,
     /// history.
     #[command(after_help = EXIT_CODES)]
@@ -497,6 +503,34 @@ pub enum EventsCommand {
     },
 }
 
+/// `sessionctl store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a whole store into an empty database (either backend): the event log with
+    /// its positions, ids, sequences, payloads, metadata and times, the API keys
+    /// (keypairs' secrets sealed as they are), webhook and callback secrets, session log
+    /// tails, agent heartbeats, idempotency records and the webhook outbox; then rebuild
+    /// the target's read models from the log and verify it (per-stream counts, head,
+    /// tables, `audit verify`). Stop `sessiond serve` on the source first. Ignores
+    /// `--database-url`.
+    Copy(CopyArgs),
+}
+
+/// Arguments of `store copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The store to copy (`sqlite://PATH` or `postgres://...`); must exist.
+    #[arg(long)]
+    pub from: String,
+    /// The database to copy into: blank, or a sessiond store without events or keys
+    /// (it is migrated first).
+    #[arg(long)]
+    pub to: String,
+    /// Events (and table rows) per transaction on the target.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch_size: i64,
+}
+
 /// `sessionctl projections ...`
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
@@ -625,6 +659,8 @@ async fn execute(ctl: Ctl) -> Result<(), CtlError> {
         CtlCommand::Vfolder(args) => return vfolder::run(args).await,
         CtlCommand::Bgtask(args) => return bgtask::run(args).await,
         CtlCommand::Webhooks(args) => return webhooks::run(args).await,
+        // Opens its own two stores (`--from`, `--to`), never `--database-url`.
+        CtlCommand::Store(cmd) => return store::run(cmd).await,
         command => command,
     };
     let store = EventStore::open(&ctl.database_url, &StoreOptions::default())
@@ -653,6 +689,7 @@ async fn dispatch(
         CtlCommand::Audit(AuditCommand::Verify { json }) => audit::verify(store, json).await,
         CtlCommand::Events(cmd) => events::run(store, cmd).await,
         CtlCommand::Keys(cmd) => keys::run(store, cmd, database_url).await,
+        CtlCommand::Store(cmd) => self::store::run(cmd).await,
         // Remote commands never use the store (`execute` runs them without opening it).
         CtlCommand::Session(args) => session::run(args).await,
         CtlCommand::Vfolder(args) => vfolder::run(args).await,

@@ -33,8 +33,11 @@
 //! - [`heartbeats`], [`keys`], [`idempotency`]: agent heartbeats, API keys and
 //!   idempotency records: tables that are state, not events.
 //! - [`webhook_secrets`]: sealed webhook signing secrets and per-owner callback secrets.
+//! - [`copy`]: a whole store into another database, either backend (`sessionctl store
+//!   copy`): the log batch by batch through [`EventStore::import`], the state tables.
 
 pub mod adapter;
+pub mod copy;
 pub mod db;
 pub mod event_store;
 pub mod heartbeats;

@@ -5,6 +5,7 @@
 
 mod remote;
 mod session;
+mod store_copy;
 use domain::session::{Session, SessionEvent};
 use domain::Decider;
 use projections::engine::read_checkpoint;
