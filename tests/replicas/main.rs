@@ -8,6 +8,8 @@
 //!   invariants checked against the event streams.
 //! - `servers`: real `sessiond serve` processes (stderr lines, SIGKILL).
 //! - `revocation`: a key revoked by `sessionctl` loses its streams on every replica.
+//! - `scale_out`: three replicas under a load of sessions through their lifecycle while
+//!   the scheduler lease holder is killed with SIGKILL and restarted (issue #18).
 //!
 //! `REPLICAS_SEEDS=7,8` replays chosen seeds of the racing tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,6 +17,7 @@
 
 mod clone_failover;
 mod revocation;
+mod scale_out;
 mod servers;
 mod workload;
 
