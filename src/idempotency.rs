@@ -160,8 +160,12 @@ pub async fn purge_expired(
     store::idempotency::purge(db, &before.to_rfc3339_opts(SecondsFormat::Millis, true)).await
 }
 
-/// Longest time a record may stay in flight before its holder is presumed dead.
-pub const STALE_AFTER: Duration = Duration::seconds(60);
+/// Longest time a record may stay in flight before its holder is presumed dead and a
+/// retry takes it over. Short on purpose: taking over from a holder that is merely slow
+/// is safe, because both target the session id derived from the key (the second append
+/// is `AlreadyExists` and answered with the session), while a holder that died (its
+/// replica was killed) would otherwise make every retry wait and fail for this long.
+pub const STALE_AFTER: Duration = Duration::seconds(5);
 
 /// What [`begin`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
