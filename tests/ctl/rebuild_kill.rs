@@ -4,7 +4,7 @@
 //! verify` and the in-memory fold agree), and a rebuild run again completes.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use testkit::db::Backend;
 
 use crate::{fresh_fold, read_model, sessionctl, store_with_sessions};
