@@ -489,10 +489,5 @@ pub async fn last_written(db: &Db) -> Result<LogPosition, sqlx::Error> {
     let row: Option<(i64, i64)> = db
         .fetch_optional(&sql!("copy/last_written"), args![])
         .await?;
-    Ok(row
-        .map(|(transaction_id, global_position)| LogPosition {
-            transaction_id,
-            global_position,
-        })
-        .unwrap_or(LogPosition::START))
+    Ok(LogPosition::from_row(row))
 }

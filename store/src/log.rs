@@ -35,6 +35,16 @@ pub struct LogPosition {
 }
 
 impl LogPosition {
+    /// The position a `(transaction_id, global_position)` row names, or [`Self::START`]
+    /// when there is no row (an empty log).
+    pub fn from_row(row: Option<(i64, i64)>) -> Self {
+        row.map(|(transaction_id, global_position)| LogPosition {
+            transaction_id,
+            global_position,
+        })
+        .unwrap_or(LogPosition::START)
+    }
+
     /// Before the first event.
     pub const START: LogPosition = LogPosition {
         transaction_id: 0,
@@ -271,12 +281,7 @@ impl Db {
         let row: Option<(i64, i64)> = self
             .fetch_optional(&sql!("log/readable_head"), args![])
             .await?;
-        Ok(row
-            .map(|(transaction_id, global_position)| LogPosition {
-                transaction_id,
-                global_position,
-            })
-            .unwrap_or(LogPosition::START))
+        Ok(LogPosition::from_row(row))
     }
 
     /// The highest global position committed so far (`None`: empty log). Events below
