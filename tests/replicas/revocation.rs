@@ -2,27 +2,10 @@
 //! replica. Two real `sessiond serve` processes share one store; the key is created and
 //! revoked by the real `sessionctl`, a third process, as an operator would.
 
-use crate::servers::Replica;
+use crate::servers::{sessionctl, Replica};
 use futures::StreamExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::db::{fresh_url, Backend};
-
-fn sessionctl(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env_remove("SESSIOND_DATABASE_URL")
-        .output()
-        .expect("run sessionctl");
-    assert!(
-        out.status.success(),
-        "sessionctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// Opens `GET /v1/events/sessions` on `addr` and returns a task that ends (with the
 /// instant) when the server closes the stream.

@@ -10,7 +10,7 @@
 //! `SCALE_OUT_SESSIONS=N` changes the number of sessions (default 1000: about 90 s in a
 //! debug build on two shared cores; 2000 took 165 s there).
 
-use crate::servers::Replica;
+use crate::servers::{sessionctl, Replica};
 use crate::workload::fold_checked;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -49,23 +49,6 @@ fn session_count() -> usize {
         Ok(s) => s.trim().parse().expect("SCALE_OUT_SESSIONS: a number"),
         Err(_) => 1000,
     }
-}
-
-fn sessionctl(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env_remove("SESSIOND_DATABASE_URL")
-        .output()
-        .expect("run sessionctl");
-    assert!(
-        out.status.success(),
-        "sessionctl {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A fixed address in front of one replica, as a service name or a load balancer would

@@ -142,3 +142,22 @@ fn mentions(line: &str, lease: &str) -> bool {
         !matches!(after, Some(c) if c.is_alphanumeric() || c == '-' || c == '_' || c == '.')
     })
 }
+
+/// `sessionctl --database-url url <args>`; its trimmed stdout (a failure is a panic with
+/// both outputs).
+pub fn sessionctl(url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env_remove("SESSIOND_DATABASE_URL")
+        .output()
+        .expect("run sessionctl");
+    assert!(
+        out.status.success(),
+        "sessionctl {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
