@@ -113,12 +113,7 @@ impl CommandHandler {
 
     /// Loads and folds one aggregate.
     pub async fn load<A: Decider>(&self, aggregate_id: &str) -> Result<A, StoreError> {
-        let events = self.store.load::<A>(aggregate_id).await?;
-        let mut state = A::default();
-        for e in &events {
-            state.evolve(e);
-        }
-        Ok(state)
+        Ok(self.store.load_state::<A>(aggregate_id).await?.state)
     }
 
     /// Load, decide, append; on a conflict reload and decide again (bounded, jittered).
@@ -215,14 +210,15 @@ impl CommandHandler {
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed<A>, CommandError<A::Error>> {
-        let history = self.store.load::<A>(aggregate_id).await?;
-        let version = history.len() as i64;
-        let mut state = A::default();
-        for e in &history {
-            state.evolve(e);
-        }
-        self.decide_and_append(aggregate_id, state, version, command, metadata)
-            .await
+        let loaded = self.store.load_state::<A>(aggregate_id).await?;
+        self.decide_and_append(
+            aggregate_id,
+            loaded.state,
+            loaded.version,
+            command,
+            metadata,
+        )
+        .await
     }
 
     async fn decide_and_append<A: Decider>(
@@ -319,13 +315,8 @@ impl Batch {
         A: Decider,
         R: std::error::Error + From<A::Error>,
     {
-        let history = store.load::<A>(aggregate_id).await?;
-        let mut state = A::default();
-        for e in &history {
-            state.evolve(e);
-        }
-        let version = i64::try_from(history.len()).unwrap_or(i64::MAX);
-        self.decide_on(aggregate_id, state, version, command)
+        let loaded = store.load_state::<A>(aggregate_id).await?;
+        self.decide_on(aggregate_id, loaded.state, loaded.version, command)
     }
 
     /// Decides `command` on a known state at `version` (0 for an aggregate under an id

@@ -141,6 +141,10 @@ pub struct Settings {
     /// instead of the stored response: the session id is derived from the key, so it
     /// never creates a second session; a different body is no longer refused.
     pub idempotency_ttl_secs: u64,
+    /// Snapshot a stream once loading it folds at least this many events after its
+    /// last snapshot (default 100; 0: never). Keeps a command on a long stream (an
+    /// agent's) at the cost of a short one. A cache: changing it never changes a state.
+    pub snapshot_every: u64,
 }
 
 impl Settings {
@@ -295,6 +299,7 @@ impl Default for Settings {
             rate_limit_per_sec: 1000,
             rate_limit_burst: 0,
             idempotency_ttl_secs: 24 * 60 * 60,
+            snapshot_every: store::snapshots::DEFAULT_EVERY,
         }
     }
 }
@@ -423,6 +428,12 @@ impl Settings {
         }
         if let Some(v) = env("SESSIOND_IDEMPOTENCY_TTL_SECS") {
             settings.idempotency_ttl_secs = positive(&v, "SESSIOND_IDEMPOTENCY_TTL_SECS")?;
+        }
+        if let Some(v) = env("SESSIOND_SNAPSHOT_EVERY") {
+            settings.snapshot_every = v.parse().map_err(|_| ConfigError::Env {
+                name: "SESSIOND_SNAPSHOT_EVERY".into(),
+                message: "expected a whole number of events (0: never snapshot)".into(),
+            })?;
         }
         if let Some(v) = env("SESSIOND_MAX_UPLOAD_BYTES") {
             settings.max_upload_bytes = positive(&v, "SESSIOND_MAX_UPLOAD_BYTES")?;

@@ -128,6 +128,7 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
     volumes.check()?;
     let store_options = StoreOptions {
         max_connections: settings.max_connections,
+        snapshot_every: settings.snapshot_every,
         ..StoreOptions::default()
     };
     let store = EventStore::open(settings.database_url.expose(), &store_options)

@@ -180,6 +180,22 @@ fn describe_metrics() {
         "sessiond_idempotency_purged_total",
         "Idempotency-Key records purged after their time to live."
     );
+    describe_counter!(
+        "sessiond_snapshots_written_total",
+        "Stream snapshots written (a load folded snapshot_every events or more)."
+    );
+    describe_counter!(
+        "sessiond_snapshots_ignored_total",
+        "Snapshots not used, by reason (schema_version, undecodable): the stream was folded whole."
+    );
+    describe_counter!(
+        "sessiond_snapshots_failed_total",
+        "Snapshots that could not be written (the stream stays readable from its events)."
+    );
+    describe_histogram!(
+        "sessiond_stream_events_folded",
+        "Events folded per stream load on top of its snapshot, by aggregate type."
+    );
     crate::supervisor::describe_metrics();
     crate::tasks::describe_metrics();
     crate::webhooks::dispatcher::describe_metrics();
@@ -192,6 +208,7 @@ fn describe_metrics() {
         "sessiond_command_retries_total",
         "sessiond_command_conflicts_retried_total",
         "sessiond_idempotent_replays_total",
+        "sessiond_snapshots_written_total",
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -285,6 +285,7 @@ pub async fn append(args: &AppendArgs) -> Result<AppendReport, BenchError> {
         &StoreOptions {
             max_connections: pool_size,
             acquire_timeout: Duration::from_secs(30),
+            ..StoreOptions::default()
         },
     )
     .await?;

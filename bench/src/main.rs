@@ -29,6 +29,8 @@
 //! - [`agents`]: simulated agents (the real `sessiond::agent` client, `--simulate` with
 //!   zero delays) and batch sessions through their whole lifecycle over HTTP: sessions
 //!   completed per second and the enqueue -> RUNNING latency (`agents`).
+//! - [`snapshots`]: one command on an agent whose stream holds 1k, 10k and 100k
+//!   events, without snapshots (every command folds the stream) and with them.
 //! - [`report`]: the Markdown printers.
 //! - [`error`]: `BenchError`, why a scenario failed.
 //! - [`progress`]: progress bars on stderr.
@@ -49,6 +51,7 @@ mod error;
 mod progress;
 mod report;
 mod scheduler;
+mod snapshots;
 mod webhooks;
 
 use clap::{Parser, Subcommand};
@@ -84,6 +87,9 @@ enum Scenario {
     /// Webhook deliveries/s to a loopback receiver, and commit-to-receipt latency at a
     /// steady 100 status changes/s.
     Webhooks(webhooks::WebhooksArgs),
+    /// One command on an agent stream of 1k/10k/100k events, without and with
+    /// snapshots.
+    Snapshots(snapshots::SnapshotsArgs),
     /// Simulated agents and batch sessions through their whole lifecycle over HTTP:
     /// sessions completed per second, enqueue -> RUNNING latency.
     Agents(agents::AgentsArgs),
@@ -157,6 +163,9 @@ async fn run(cli: Cli) {
         Scenario::Webhooks(args) => interruptible(webhooks::webhooks(&args))
             .await
             .map(|report| report::print_webhooks_report(&report)),
+        Scenario::Snapshots(args) => snapshots::snapshots(&args)
+            .await
+            .map(|report| report::print_snapshots_report(&report)),
         Scenario::Agents(args) => interruptible(agents::agents(&args))
             .await
             .map(|report| report::print_agents_report(&report)),

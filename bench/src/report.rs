@@ -528,3 +528,36 @@ pub fn print_agents_report(r: &crate::agents::AgentsReport) {
             .unwrap_or_else(|| "?".into()),
     );
 }
+
+/// Prints the snapshot figures as a Markdown table on stdout: one command's latency on
+/// an agent stream of each length, without snapshots (the baseline) and with them.
+#[allow(clippy::print_stdout)]
+pub fn print_snapshots_report(report: &crate::snapshots::SnapshotsReport) {
+    println!(
+        "| events in the stream | commands | without: p50 / p99 ms | with (every {}): p50 / p99 ms | without / with (p50) | first load with ms |",
+        report.every
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for f in &report.figures {
+        println!(
+            "| {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} | {:.1} |",
+            f.events,
+            f.commands,
+            f.without_ms.0,
+            f.without_ms.1,
+            f.with_ms.0,
+            f.with_ms.1,
+            f.without_ms.0 / f.with_ms.0.max(f64::MIN_POSITIVE),
+            f.first_load_ms
+        );
+    }
+    if let (Some(first), Some(last)) = (report.figures.first(), report.figures.last()) {
+        println!();
+        println!(
+            "With snapshots, p50 at {} events / p50 at {} events: {:.2} (target: flat in stream length, ~1.0).",
+            last.events,
+            first.events,
+            last.with_ms.0 / first.with_ms.0.max(f64::MIN_POSITIVE)
+        );
+    }
+}

@@ -96,6 +96,12 @@ pub trait Decider:
     fn evolve(&mut self, event: &Self::Event);
     /// When an event happened (domain time).
     fn occurred_at(event: &Self::Event) -> chrono::DateTime<chrono::Utc>;
+    /// The version of this state's serialized shape, stored with every snapshot of it.
+    /// Raise it whenever a change to the state's fields would make an older snapshot
+    /// decode into a different state than folding the events gives: snapshots of any
+    /// other version are then ignored (the stream is folded from its events) and
+    /// replaced.
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 /// A point in a stream to fold up to (both bounds inclusive; `None`: no bound).

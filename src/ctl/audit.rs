@@ -25,10 +25,11 @@ pub(super) async fn verify(store: &EventStore, json: bool) -> Result<(), CtlErro
             out(&format!("{:<10} {:<48} {}", f.check, f.subject, f.detail));
         }
         out(&format!(
-            "{} events in {} streams; read models compared: {}; {} problem(s)",
+            "{} events in {} streams; read models compared: {}; snapshots compared: {}; {} problem(s)",
             report.events,
             report.streams,
             report.read_models.join(", "),
+            report.snapshots,
             report.findings.len()
         ));
     }

@@ -224,7 +224,7 @@ impl EventStore {
 }
 
 /// One stored event of `A` read through the upcaster chain.
-fn decode<A: Decider>(
+pub(crate) fn decode<A: Decider>(
     event_type: &str,
     event_version: &str,
     sequence: i64,

@@ -26,6 +26,8 @@
 //! - [`upcast`]: the upcaster chain every read of stored events goes through: older
 //!   `event_version`s are upgraded to the one this build reads, an unknown one is a
 //!   typed error (docs/adr/0010-event-upgrades.md).
+//! - [`snapshots`]: a stream's state folded up to a sequence, so loading a long stream
+//!   (an agent's) folds only what came after ([`EventStore::load_state`]).
 //! - [`adapter`]: the cqrs-es adapter over [`domain::Decider`] (postgres-es / sqlite-es
 //!   load streams through it).
 //! - [`lease`]: leases, so one replica does each job; [`notify`]: wake-ups across
@@ -49,6 +51,7 @@ pub mod maintenance;
 pub mod notify;
 pub mod postgres;
 pub mod session_logs;
+pub mod snapshots;
 pub mod sqlite;
 pub mod upcast;
 pub mod webhook_secrets;
@@ -58,6 +61,7 @@ use std::time::Duration;
 pub use db::{Arg, Db, Record, Tx};
 pub use event_store::EventStore;
 pub use log::{DecodeError, EventMetadata, LogPosition, NewEvent, RecordedEvent};
+pub use snapshots::{Loaded, SnapshotCheck, StoredSnapshot};
 pub use upcast::{Unreadable, UpcastError, Upcaster, Upcasters};
 
 /// Whether a database error means the store cannot be reached or is going away — the
@@ -177,6 +181,9 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long to wait for a connection / a locked SQLite database.
     pub acquire_timeout: Duration,
+    /// Take a snapshot of a stream once a load folds at least this many events after
+    /// the last one (0: never; [`snapshots`]).
+    pub snapshot_every: u64,
 }
 
 impl Default for StoreOptions {
@@ -184,6 +191,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            snapshot_every: snapshots::DEFAULT_EVERY,
         }
     }
 }

@@ -253,6 +253,21 @@ impl Db {
         .await
     }
 
+    /// The events of one stream after sequence `after`, in sequence order (what a
+    /// snapshot folded up to `after` does not hold).
+    pub async fn read_stream_after(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        self.fetch_all(
+            &sql!("log/read_stream_after"),
+            args![aggregate_type, aggregate_id, after],
+        )
+        .await
+    }
+
     /// The last event of one stream (`None`: the stream is empty): the whole state of
     /// aggregates whose every event names their state (name claims, pending quotas).
     /// One row through the primary key, however long the stream is.

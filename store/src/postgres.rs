@@ -16,6 +16,8 @@ use crate::{sql, StoreError, StoreOptions};
 pub struct PgStore {
     pool: PgPool,
     pub(crate) appended: Arc<Notify>,
+    /// [`StoreOptions::snapshot_every`].
+    pub(crate) snapshot_every: u64,
     /// The group-commit queue (see [`PgStore::append`]).
     queue: mpsc::UnboundedSender<AppendRequest>,
 }
@@ -48,6 +50,7 @@ impl PgStore {
         Ok(Self {
             pool,
             appended: Arc::new(Notify::new()),
+            snapshot_every: options.snapshot_every,
             queue,
         })
     }

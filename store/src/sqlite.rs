@@ -21,6 +21,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     pub(crate) appended: Arc<Notify>,
+    /// [`StoreOptions::snapshot_every`].
+    pub(crate) snapshot_every: u64,
 }
 
 impl SqliteStore {
@@ -49,6 +51,7 @@ impl SqliteStore {
             writer,
             readers,
             appended: Arc::new(Notify::new()),
+            snapshot_every: options.snapshot_every,
         })
     }
 

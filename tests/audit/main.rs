@@ -114,10 +114,15 @@ fn stream_count(log: &[RecordedEvent]) -> usize {
         .len()
 }
 
-/// The last line `audit verify` prints.
+/// The last line `audit verify` prints (for a store without snapshots).
 fn summary(events: usize, streams: usize, problems: usize) -> String {
+    summary_with(events, streams, 0, problems)
+}
+
+/// The last line `audit verify` prints, with `snapshots` snapshots compared.
+fn summary_with(events: usize, streams: usize, snapshots: u64, problems: usize) -> String {
     format!(
-        "{events} events in {streams} streams; read models compared: {READ_MODELS}; {problems} problem(s)"
+        "{events} events in {streams} streams; read models compared: {READ_MODELS}; snapshots compared: {snapshots}; {problems} problem(s)"
     )
 }
 
@@ -182,7 +187,15 @@ fn assert_audit_failed(
     assert_eq!(*code, 1, "{backend:?}: {out}{err}");
     assert_eq!(
         out.lines().last(),
-        Some(summary(events, streams, problems).as_str()),
+        Some(
+            summary_with(
+                events,
+                streams,
+                report["snapshots"].as_u64().unwrap(),
+                problems
+            )
+            .as_str()
+        ),
         "{backend:?}"
     );
     assert_eq!(
@@ -503,6 +516,80 @@ async fn a_read_model_row_edited_by_hand_is_a_drift_finding_naming_the_fields_on
                 "drift",
                 "read model sessions",
                 format!("row {id} differs in: status, status_info")
+            )],
+            "{backend:?}"
+        );
+    }
+}
+
+/// Writes (or replaces) session `id`'s snapshot by hand: `state` at `sequence`.
+async fn insert_snapshot(url: &str, id: &str, state: &Value, sequence: i64) -> u64 {
+    raw_sql(
+        url,
+        "INSERT INTO snapshots (aggregate_type, aggregate_id, schema_version, last_sequence, state) \
+         VALUES ('Session', $1, 1, $2, $3) ON CONFLICT (aggregate_type, aggregate_id) \
+         DO UPDATE SET state = excluded.state, last_sequence = excluded.last_sequence",
+        "INSERT INTO snapshots (aggregate_type, aggregate_id, schema_version, last_sequence, state) \
+         VALUES ('Session', ?1, 1, ?2, ?3) ON CONFLICT (aggregate_type, aggregate_id) \
+         DO UPDATE SET state = excluded.state, last_sequence = excluded.last_sequence",
+        &[
+            Arg::Text(id.to_string()),
+            Arg::Int(sequence),
+            Arg::Text(state.to_string()),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_differs_from_its_stream_or_outruns_it_is_a_snapshot_finding_on_both_backends(
+) {
+    for backend in BOTH {
+        // Given a sound store and a true snapshot of one session's stream
+        let (url, w, log, streams) = caught_up_workload(backend).await;
+        let id = w.sessions[7].to_string(); // left RUNNING
+        let events: Vec<RecordedEvent> = log
+            .iter()
+            .filter(|e| e.aggregate_type == "Session" && e.aggregate_id == id)
+            .cloned()
+            .collect();
+        let last = events.last().unwrap().sequence;
+        let mut state = fold::<Session>(&events);
+        assert_eq!(insert_snapshot(&url, &id, &state, last).await, 1);
+        let sound = audit(&url);
+        assert_eq!(sound.0, 0, "{backend:?}: {}", sound.1);
+        assert_eq!(
+            sound.1.lines().last(),
+            Some(summary_with(log.len(), streams, 1, 0).as_str())
+        );
+
+        // When the snapshot's status is edited by hand
+        assert_eq!(state["status"], "RUNNING");
+        state["status"] = json!("TERMINATED");
+        insert_snapshot(&url, &id, &state, last).await;
+        // Then it is a snapshot finding naming the field
+        let result = audit(&url);
+        assert_audit_failed(backend, &result, log.len(), streams);
+        assert_eq!(
+            findings(&result.3),
+            [finding(
+                "snapshot",
+                format!("snapshot Session {id}"),
+                format!("differs from the fold up to sequence {last}: status")
+            )],
+            "{backend:?}"
+        );
+
+        // And one that claims events the stream does not hold is one too
+        insert_snapshot(&url, &id, &state, last + 5).await;
+        let result = audit(&url);
+        assert_audit_failed(backend, &result, log.len(), streams);
+        assert_eq!(
+            findings(&result.3),
+            [finding(
+                "snapshot",
+                format!("snapshot Session {id}"),
+                format!("holds sequence {} but the stream ends at {last}", last + 5)
             )],
             "{backend:?}"
         );

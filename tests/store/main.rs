@@ -7,6 +7,7 @@
 mod late_commit;
 mod migrations;
 mod planner;
+mod snapshots;
 mod upgrades;
 
 use chrono::{DateTime, Utc};

@@ -211,6 +211,36 @@ fn read_and_fold<A: Decider>(stream: &[RecordedEvent]) -> Result<(), String> {
         events.push(event);
     }
     let _state: A = domain::fold_until(&events, Until::default());
+    snapshots_round_trip::<A>(&events)
+}
+
+/// A snapshot of the state after every prefix of `events`, written and read back as
+/// the store does (`store::snapshots`: JSON text), is the same state, and folding the
+/// next event on it gives the same state as folding it on the original.
+fn snapshots_round_trip<A: Decider>(events: &[A::Event]) -> Result<(), String> {
+    let mut state = A::default();
+    for (i, event) in events.iter().enumerate() {
+        state.evolve(event);
+        let text = serde_json::to_string(&state).map_err(|e| format!("{}: {e}", A::TYPE))?;
+        let mut back: A = serde_json::from_str(&text)
+            .map_err(|e| format!("{} snapshot after {} events: {e}", A::TYPE, i + 1))?;
+        let same = |a: &A, b: &A| serde_json::to_value(a).ok() == serde_json::to_value(b).ok();
+        if !same(&back, &state) {
+            return Err(format!(
+                "{} snapshot after {} events differs",
+                A::TYPE,
+                i + 1
+            ));
+        }
+        if let Some(next) = events.get(i + 1) {
+            let mut folded = state.clone();
+            folded.evolve(next);
+            back.evolve(next);
+            if !same(&back, &folded) {
+                return Err(format!("{} folds differently on a snapshot", A::TYPE));
+            }
+        }
+    }
     Ok(())
 }
 
