@@ -26,6 +26,17 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
+    /// The store is the target of a `sessionctl store copy` that has not finished (it
+    /// was interrupted, or is still running): it may hold only part of the log.
+    #[error("the store at {url} is an unfinished copy of {source_url} (`sessionctl store copy` started {started_at} and did not finish): it may hold only part of the log. Drop it and copy again into a new, empty database")]
+    UnfinishedCopy {
+        /// The (redacted) URL.
+        url: String,
+        /// Where the copy came from (redacted).
+        source_url: String,
+        /// When it started.
+        started_at: String,
+    },
     /// The store opened but refuses writes (a read-only file, directory, mount, `?mode=ro`,
     /// or a read-only PostgreSQL role or standby).
     #[error("the store at {url} is read-only; sessiond must be able to write to it (check the file's and its directory's permissions, the mount, or the database role)")]
@@ -143,6 +154,19 @@ pub async fn start(settings: Settings, options: ServeOptions) -> Result<Running,
             url: settings.database_url.to_string(),
             source,
         })?;
+    let unfinished = store::copy::unfinished(&store.db())
+        .await
+        .map_err(|e| ServeError::Store {
+            url: settings.database_url.to_string(),
+            source: e.into(),
+        })?;
+    if let Some(copy) = unfinished {
+        return Err(ServeError::UnfinishedCopy {
+            url: settings.database_url.to_string(),
+            source_url: copy.source,
+            started_at: copy.started_at,
+        });
+    }
     tracing::info!(database = %settings.database_url, backend = ?store.backend(), "store ready (migrations applied)");
     let bootstrap_key =
         crate::auth::bootstrap_admin_key(&store.db(), options.bootstrap_admin_key.clone())

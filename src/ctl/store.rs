@@ -139,6 +139,17 @@ async fn copy_open(
         )));
     }
     let (sdb, tdb) = (source.db(), target.db());
+    if let Some(u) = copy::unfinished(&sdb).await? {
+        return Err(CtlError::Other(format!(
+            "the source {} is an unfinished copy of {} (started {}): it may hold only part of a log; nothing was changed. Copy from the original store",
+            redact_url(&args.from),
+            u.source,
+            u.started_at
+        )));
+    }
+    // Until the copy is verified the target is marked: `sessiond serve` refuses a store
+    // that holds part of a log (an interrupted copy), and a copy into it is refused.
+    copy::mark_started(&tdb, &args.from).await?;
 
     let rows = copy::copy_state(&sdb, &tdb, args.batch_size).await?;
     let total = source.count_events().await?;
@@ -190,6 +201,7 @@ async fn copy_open(
             problems.len()
         )));
     }
+    copy::mark_finished(&tdb).await?;
     let sealed = crate::store::keys::has_keypairs(&sdb).await?
         || rows.get("webhook_secrets").is_some_and(|n| *n > 0)
         || rows.get("callback_secrets").is_some_and(|n| *n > 0);

@@ -359,10 +359,50 @@ pub async fn row_counts(db: &Db) -> Result<BTreeMap<&'static str, i64>, sqlx::Er
     Ok(counts)
 }
 
+/// An interrupted (or running) copy into a store: where from and when it started.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Unfinished {
+    /// The source's URL, redacted.
+    pub source: String,
+    /// When the copy started (RFC 3339).
+    pub started_at: String,
+}
+
+/// Marks `target` as a copy in progress from `source` (before the copy's first write).
+pub async fn mark_started(target: &Db, source: &str) -> Result<(), sqlx::Error> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    target
+        .execute(
+            &sql!(common "copy/mark_started"),
+            args![crate::redact_url(source), now],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Clears the mark: the copy into `target` finished and was verified.
+pub async fn mark_finished(target: &Db) -> Result<(), sqlx::Error> {
+    target
+        .execute(&sql!(common "copy/mark_finished"), args![])
+        .await?;
+    Ok(())
+}
+
+/// The unfinished copy `db` is, if any: such a store may hold only part of a log, so
+/// `sessiond serve` refuses it.
+pub async fn unfinished(db: &Db) -> Result<Option<Unfinished>, sqlx::Error> {
+    db.fetch_optional(&sql!(common "copy/in_progress"), args![])
+        .await
+}
+
 /// What a target already holds that a copy would write: the events and every table
-/// of [`TABLES`] with rows, as `(what, rows)` (empty: the target is empty).
+/// of [`TABLES`] with rows, as `(what, rows)`, and the mark of an interrupted copy
+/// (empty: the target is empty).
 pub async fn non_empty(store: &EventStore) -> Result<Vec<(&'static str, i64)>, StoreError> {
     let mut found = Vec::new();
+    if unfinished(&store.db()).await?.is_some() {
+        found.push(("an interrupted copy", 1));
+    }
     let events = store.count_events().await?;
     if events > 0 {
         found.push(("events", events));

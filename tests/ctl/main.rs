@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::arithmetic_side_effects)]
 
+mod copy_kill;
 mod rebuild_kill;
 mod remote;
 mod session;
