@@ -6,6 +6,7 @@
 mod copy_kill;
 mod rebuild_kill;
 mod remote;
+mod scheduler_kill;
 mod session;
 mod store_copy;
 use domain::session::{Session, SessionEvent};
