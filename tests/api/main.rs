@@ -8,6 +8,7 @@ mod helpers;
 mod abuse;
 mod compat;
 mod dashboard;
+mod full;
 mod hardening;
 mod idempotency;
 mod lifecycle;
