@@ -6,7 +6,7 @@
 //! allocations and releases decided by the domain on an in-memory state, appended in
 //! large statements). Then the same commands — alternately `AllocateSlots` and
 //! `ReleaseSlots`, each a full load-decide-append through
-//! [`CommandHandler`](sessiond::command::CommandHandler) — are timed on two stores
+//! [`CommandHandler`] — are timed on two stores
 //! over the same database: one that never snapshots (the baseline: every command folds
 //! the whole stream) and one that snapshots every `--every` events. The first load on
 //! the snapshotting store (it folds the stream once and writes the snapshot) is
