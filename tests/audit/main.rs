@@ -524,21 +524,17 @@ async fn a_read_model_row_edited_by_hand_is_a_drift_finding_naming_the_fields_on
 
 /// Writes (or replaces) session `id`'s snapshot by hand: `state` at `sequence`.
 async fn insert_snapshot(url: &str, id: &str, state: &Value, sequence: i64) -> u64 {
-    raw_sql(
-        url,
-        "INSERT INTO snapshots (aggregate_type, aggregate_id, schema_version, last_sequence, state) \
-         VALUES ('Session', $1, 1, $2, $3) ON CONFLICT (aggregate_type, aggregate_id) \
-         DO UPDATE SET state = excluded.state, last_sequence = excluded.last_sequence",
-        "INSERT INTO snapshots (aggregate_type, aggregate_id, schema_version, last_sequence, state) \
-         VALUES ('Session', ?1, 1, ?2, ?3) ON CONFLICT (aggregate_type, aggregate_id) \
-         DO UPDATE SET state = excluded.state, last_sequence = excluded.last_sequence",
-        &[
-            Arg::Text(id.to_string()),
-            Arg::Int(sequence),
-            Arg::Text(state.to_string()),
-        ],
-    )
-    .await
+    // (`$n` parameters are SQLite's too)
+    const SQL: &str = "INSERT INTO snapshots \
+        (aggregate_type, aggregate_id, schema_version, last_sequence, state) \
+        VALUES ('Session', $1, 1, $2, $3) ON CONFLICT (aggregate_type, aggregate_id) \
+        DO UPDATE SET state = excluded.state, last_sequence = excluded.last_sequence";
+    let args = [
+        Arg::Text(id.to_string()),
+        Arg::Int(sequence),
+        Arg::Text(state.to_string()),
+    ];
+    raw_sql(url, SQL, SQL, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

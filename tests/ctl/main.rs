@@ -171,9 +171,14 @@ fn test_volume() -> std::path::PathBuf {
     root
 }
 
+fn serve(url: &str) -> Killable {
+    serve_with(url, &[])
+}
+
+/// `sessiond serve` on `url` with `envs` set, once it listens.
 // The child is owned by `Killable`, whose Drop kills and reaps it.
 #[allow(clippy::zombie_processes)]
-fn serve(url: &str) -> Killable {
+fn serve_with(url: &str, envs: &[(&str, &str)]) -> Killable {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
         .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
@@ -181,6 +186,7 @@ fn serve(url: &str) -> Killable {
             "SESSIOND_VOLUMES",
             format!("local={}", test_volume().display()),
         )
+        .envs(envs.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -9,8 +9,6 @@
 //! the end, and `audit verify` is clean.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use domain::agent::{Agent, AgentEvent};
@@ -25,7 +23,7 @@ use testkit::db::{fresh_url, scalar, Backend};
 use testkit::fixtures::{cpu, meta};
 use uuid::Uuid;
 
-use crate::{sessionctl, test_volume};
+use crate::{serve_with, sessionctl, Killable};
 
 const GROUP: &str = "killgroup";
 const AGENTS: usize = 150;
@@ -34,36 +32,15 @@ const AGENT_CPUS: i64 = 8;
 const SESSIONS: usize = 1000;
 const PLACEABLE: i64 = (AGENTS as i64) * 4;
 
-/// The server, killed (SIGKILL) and reaped on drop.
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-// The child is owned by `Killed`, whose Drop kills and reaps it.
-#[allow(clippy::zombie_processes)]
-fn serve(url: &str) -> Killed {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .env(
-            "SESSIOND_VOLUMES",
-            format!("local={}", test_volume().display()),
-        )
-        // The agents are not running: their registration is their only heartbeat.
-        .env("SESSIOND_AGENT_LOST_AFTER_SECS", "3600")
-        .env("SESSIOND_SCHEDULER_INTERVAL_MS", "50")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let guard = Killed(child);
-    std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
-    guard
+fn serve(url: &str) -> Killable {
+    serve_with(
+        url,
+        &[
+            // The agents are not running: their registration is their only heartbeat.
+            ("SESSIOND_AGENT_LOST_AFTER_SECS", "3600"),
+            ("SESSIOND_SCHEDULER_INTERVAL_MS", "50"),
+        ],
+    )
 }
 
 async fn count(store: &EventStore, sql: &'static str) -> i64 {
@@ -160,19 +137,6 @@ fn full_log(
     (allocated, scheduled)
 }
 
-async fn read_all(store: &EventStore) -> Vec<RecordedEvent> {
-    let db = store.db();
-    let mut all = Vec::new();
-    let mut cursor = sessiond::store::LogPosition::START;
-    loop {
-        let batch = db.read_log(cursor, 5000).await.unwrap();
-        let Some(last) = batch.last() else { break };
-        cursor = last.log_position();
-        all.extend(batch);
-    }
-    all
-}
-
 async fn a_server_killed_mid_scheduling_pass_places_each_session_once_within_capacity(
     backend: Backend,
 ) {
@@ -207,7 +171,7 @@ async fn a_server_killed_mid_scheduling_pass_places_each_session_once_within_cap
 
     // Then every session was scheduled at most once, onto exactly the agent that
     // allocated its slots, and every agent allocated exactly what was scheduled onto it
-    let (allocated, scheduled_onto) = full_log(read_all(&store).await);
+    let (allocated, scheduled_onto) = full_log(super::store_copy::full_log(&url).await);
     assert_eq!(scheduled_onto.len() as i64, PLACEABLE, "{backend:?}");
     for (session, agents) in &scheduled_onto {
         assert_eq!(

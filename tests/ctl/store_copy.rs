@@ -14,7 +14,7 @@ use testkit::db::{fresh_url, Backend};
 use testkit::serve::{spawn_serve_logged, wait_until, Logs, Server, ADMIN_KEY};
 
 /// Every event of a store's log, in position order.
-async fn full_log(url: &str) -> Vec<RecordedEvent> {
+pub(crate) async fn full_log(url: &str) -> Vec<RecordedEvent> {
     let store = EventStore::open(url, &StoreOptions::default())
         .await
         .unwrap();
