@@ -562,33 +562,31 @@ async fn a_snapshot_that_differs_from_its_stream_or_outruns_it_is_a_snapshot_fin
         // When the snapshot's status is edited by hand
         assert_eq!(state["status"], "RUNNING");
         state["status"] = json!("TERMINATED");
-        insert_snapshot(&url, &id, &state, last).await;
-        // Then it is a snapshot finding naming the field
-        let result = audit(&url);
-        assert_audit_failed(backend, &result, log.len(), streams);
-        assert_eq!(
-            findings(&result.3),
-            [finding(
-                "snapshot",
-                format!("snapshot Session {id}"),
-                format!("differs from the fold up to sequence {last}: status")
-            )],
-            "{backend:?}"
-        );
-
-        // And one that claims events the stream does not hold is one too
-        insert_snapshot(&url, &id, &state, last + 5).await;
-        let result = audit(&url);
-        assert_audit_failed(backend, &result, log.len(), streams);
-        assert_eq!(
-            findings(&result.3),
-            [finding(
-                "snapshot",
-                format!("snapshot Session {id}"),
-                format!("holds sequence {} but the stream ends at {last}", last + 5)
-            )],
-            "{backend:?}"
-        );
+        // Then it is a snapshot finding naming the field; and one that claims events
+        // the stream does not hold is one too
+        for (sequence, detail) in [
+            (
+                last,
+                format!("differs from the fold up to sequence {last}: status"),
+            ),
+            (
+                last + 5,
+                format!("holds sequence {} but the stream ends at {last}", last + 5),
+            ),
+        ] {
+            insert_snapshot(&url, &id, &state, sequence).await;
+            let result = audit(&url);
+            assert_audit_failed(backend, &result, log.len(), streams);
+            assert_eq!(
+                findings(&result.3),
+                [finding(
+                    "snapshot",
+                    format!("snapshot Session {id}"),
+                    detail
+                )],
+                "{backend:?}"
+            );
+        }
     }
 }
 
