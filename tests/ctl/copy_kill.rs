@@ -56,10 +56,11 @@ fn run_killed(args: &[&str], after: Duration) -> Option<bool> {
     None
 }
 
-/// `sessionctl store copy --from FROM --to TO`.
+/// `sessionctl store copy --from FROM --to TO` in batches of [`BATCH`].
 fn copy(from: &str, to: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
-        .args([
+    sessionctl(
+        from,
+        &[
             "store",
             "copy",
             "--batch-size",
@@ -68,13 +69,7 @@ fn copy(from: &str, to: &str) -> (i32, String, String) {
             from,
             "--to",
             to,
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        ],
     )
 }
 

@@ -159,14 +159,19 @@ async fn a_server_killed_mid_scheduling_pass_places_each_session_once_within_cap
     }
     // And a last server is left to place the rest
     let server = serve(&url);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while scheduled(&store).await < PLACEABLE {
-        assert!(
-            Instant::now() < deadline,
-            "never placed every placeable session"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::serve::wait_until(
+        "every placeable session placed",
+        Duration::from_secs(120),
+        || async {
+            let n = scheduled(&store).await;
+            if n >= PLACEABLE {
+                Ok(())
+            } else {
+                Err(format!("{n} scheduled"))
+            }
+        },
+    )
+    .await;
     drop(server);
 
     // Then every session was scheduled at most once, onto exactly the agent that
