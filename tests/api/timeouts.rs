@@ -54,10 +54,13 @@ async fn a_slow_request_is_a_json_503_timeout_and_a_stream_outlives_the_timeout(
     let opened = Instant::now();
     let mut stream = resp.bytes_stream();
 
-    // The sessions read model stops: a read waiting for it outlives the timeout.
+    // The sessions read model stops (its runner panics at its next step and is not
+    // restarted during the test), and only then is a session enqueued: a read waiting
+    // for it outlives the timeout. Enqueueing first would race a step already under way,
+    // which could apply the session before the runner stops.
     app.app.supervisor.inject_panic("projection:sessions");
-    let first = app.enqueue(&alice, "first").await;
     readyz_down(&app, "projection:sessions").await;
+    let first = app.enqueue(&alice, "first").await;
     let position = first.body["position"].as_i64().unwrap();
     let asked = Instant::now();
     let r = app
