@@ -31,9 +31,10 @@ use store::adapter::Adapted;
 use store::{EventStore, StoreError, StoreOptions};
 use uuid::Uuid;
 
-use self::cell::{percentile_ms, run_cell};
+pub(crate) use self::cell::{percentile_ms, run_cell, CellOutcome};
 pub use self::cell::{CpuMeter, CpuUse};
-use self::workload::{enqueue, long_reader, RawRow, Workload};
+use self::workload::{enqueue, long_reader, RawRow};
+pub(crate) use self::workload::{OpStats, Workload};
 use crate::error::BenchError;
 
 /// Options of `sessiond-bench append`.

@@ -31,6 +31,9 @@
 //!   completed per second and the enqueue -> RUNNING latency (`agents`).
 //! - [`snapshots`]: one command on an agent whose stream holds 1k, 10k and 100k
 //!   events, without snapshots (every command folds the stream) and with them.
+//! - [`http`]: a real `sessiond serve` child under a keep-alive load generator (POST,
+//!   GET by id, a PENDING list) against the in-process append path of the same run,
+//!   and POST again after 100k PENDING sessions (`http`).
 //! - [`report`]: the Markdown printers.
 //! - [`error`]: `BenchError`, why a scenario failed.
 //! - [`progress`]: progress bars on stderr.
@@ -48,6 +51,7 @@ mod append;
 mod catchup;
 mod clone;
 mod error;
+mod http;
 mod progress;
 mod report;
 mod scheduler;
@@ -93,6 +97,10 @@ enum Scenario {
     /// Simulated agents and batch sessions through their whole lifecycle over HTTP:
     /// sessions completed per second, enqueue -> RUNNING latency.
     Agents(agents::AgentsArgs),
+    /// A real `sessiond serve` under a keep-alive load generator: POST, GET by id and a
+    /// PENDING list at 1/4/16 clients against the in-process append path, and POST after
+    /// 100k PENDING sessions (the slope).
+    Http(http::HttpArgs),
 }
 
 impl Scenario {
@@ -169,6 +177,9 @@ async fn run(cli: Cli) {
         Scenario::Agents(args) => interruptible(agents::agents(&args))
             .await
             .map(|report| report::print_agents_report(&report)),
+        Scenario::Http(args) => interruptible(http::http(&args))
+            .await
+            .map(|report| report::print_http_report(&report)),
     };
     if let Err(e) = outcome {
         eprintln!("sessiond-bench: {}", error_chain(&e));

@@ -561,3 +561,64 @@ pub fn print_snapshots_report(report: &crate::snapshots::SnapshotsReport) {
         );
     }
 }
+
+/// Prints the HTTP figures as Markdown on stdout: one row per cell, each HTTP cell's
+/// rate beside the in-process append path at the same client count, then the targets.
+#[allow(clippy::print_stdout)]
+pub fn print_http_report(report: &crate::http::HttpReport) {
+    use crate::http::HttpKind;
+    println!(
+        "HTTP end to end ({}, {:.0} s per cell):",
+        report.backend, report.seconds
+    );
+    println!();
+    println!("| request | clients | PENDING before | req/s | p50 ms | p99 ms | p999 ms | / in-process append | bench CPU | machine CPU |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let cores = |c: Option<f64>| c.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into());
+    for f in &report.figures {
+        let baseline = report
+            .figures
+            .iter()
+            .find(|b| b.kind == HttpKind::InProcess && b.clients == f.clients)
+            .map(|b| b.per_sec)
+            .filter(|b| *b > 0.0);
+        let ratio = match (f.kind, baseline) {
+            (HttpKind::InProcess, _) | (_, None) => "".to_string(),
+            (_, Some(b)) => format!("{:.2}", f.per_sec / b),
+        };
+        println!(
+            "| {}{} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            f.kind.label(),
+            if f.after_fill {
+                " (after the fill)"
+            } else {
+                ""
+            },
+            f.clients,
+            f.pending_before.map(|p| p.to_string()).unwrap_or_default(),
+            f.per_sec,
+            f.p50_ms,
+            f.p99_ms,
+            f.p999_ms,
+            ratio,
+            cores(f.bench_cpu_cores),
+            cores(f.machine_cpu_cores),
+        );
+    }
+    println!();
+    println!("| target | measured | required | reached |");
+    println!("|---|---:|---:|---|");
+    for t in &report.targets {
+        println!(
+            "| {} | {:.2} | {} | {} |",
+            t.target,
+            t.measured,
+            t.threshold,
+            if t.reached { "yes" } else { "**no**" }
+        );
+    }
+    for n in &report.notes {
+        println!();
+        println!("Note: {n}");
+    }
+}

@@ -72,6 +72,8 @@ pub enum Workload {
     Sessiond(CommandHandler, Arc<EventMetadata>),
     /// A status-row transaction on one of this many rows.
     Status(PgPool, usize),
+    /// One request to a running `sessiond serve` (the `http` scenario).
+    Http(Arc<crate::http::HttpOp>),
 }
 
 /// Retried failures of one op.
@@ -154,6 +156,7 @@ impl Workload {
                         other => BenchError::Other(format!("sessiond execute_new: {other}")),
                     })?;
             }
+            Workload::Http(op) => return op.once(rng).await,
             Workload::Status(pool, rows) => {
                 let id = format!("s{}", rng.gen_range(0..*rows));
                 let mut stats = OpStats::default();
