@@ -1,7 +1,9 @@
 //! Plans PostgreSQL must not choose, whatever its statistics say (the class of trap a
 //! fresh or quickly changing table sets): the outbox's chain check never scans every
 //! open delivery per candidate, and tables that grew without ever being analyzed are
-//! analyzed by the maintenance pass.
+//! analyzed by the maintenance pass. On SQLite, every statement that takes a JSON batch
+//! reaches each table through its key once per element (the scheduler's queue-order
+//! update once searched the whole queue for each element: seconds on the one writer).
 
 use sessiond::store::{EventStore, StoreOptions};
 use testkit::db::{fresh_url, Backend};
@@ -159,4 +161,81 @@ async fn the_maintenance_pass_has_nothing_to_do_on_sqlite() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Every SQLite statement file under `dir` (recursively) that reads a JSON batch with
+/// `json_each`.
+fn json_batch_statements(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read the SQL directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            json_batch_statements(&path, out);
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            let text = std::fs::read_to_string(&path).expect("read a statement");
+            if text.contains("json_each") {
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_sqlite_batch_statement_walks_a_whole_table_for_each_element_of_its_batch() {
+    // Given a migrated SQLite store and every statement that takes a JSON batch
+    let url = fresh_url(Backend::Sqlite).await;
+    let store = EventStore::open(&url, &StoreOptions::default())
+        .await
+        .expect("open the store");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut statements = Vec::new();
+    json_batch_statements(&root.join("projections/sql/sqlite"), &mut statements);
+    json_batch_statements(&root.join("store/sql/sqlite"), &mut statements);
+    assert!(statements.len() >= 10, "{statements:?}");
+    let mut slow = Vec::new();
+    for (path, text) in &statements {
+        let body: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut sql = body.replace("{table}", "rm_sessions");
+        for n in (1..=9).rev() {
+            sql = sql.replace(&format!("${n}"), &format!("?{n}"));
+        }
+        // When SQLite plans it
+        let plan: Vec<String> = {
+            use sqlx::Row;
+            sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect()
+        };
+        // Then every table is reached through its key, once per element of the batch:
+        // none is searched by its generation alone (every row of the read model) or
+        // scanned.
+        for line in &plan {
+            let by_generation_only = line.starts_with("SEARCH") && line.ends_with("(generation=?)");
+            let scanned = line.starts_with("SCAN ")
+                && !line.starts_with("SCAN json_each")
+                && !line.starts_with("SCAN r");
+            if by_generation_only || scanned {
+                slow.push(format!("{path}: {line}"));
+            }
+        }
+    }
+    assert!(slow.is_empty(), "{slow:#?}");
+    store.close().await;
 }
