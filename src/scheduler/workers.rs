@@ -9,7 +9,9 @@
 //!
 //! A tick runs on the timer (`scheduler_interval_ms`, default 1 s) and whenever this
 //! process's projections applied new events (new pending sessions, released capacity),
-//! at most once per 50 ms.
+//! at the earliest 50 ms — or three times the last tick's duration, whichever is longer
+//! — after the last tick ended ([`debounce`]): a pass reads its group's whole queue, and
+//! under a steady stream of commands the scheduler keeps to a quarter of the time.
 //!
 //! Supervision (`crate::supervisor`): the loop is the worker `scheduler`; each group's
 //! sweep and pass is the unit `scheduler:<group>`, the liveness check `liveness` and the
@@ -98,24 +100,35 @@ async fn run(scheduler: Arc<Scheduler>, mut shutdown: watch::Receiver<bool>) {
     let mut leases = Leases::default();
     tracing::info!(?interval, "scheduler workers started");
     while !*shutdown.borrow() {
+        let started = tokio::time::Instant::now();
         if let Err(e) = tick(&scheduler, &mut leases).await {
             super::stats::failed_tick();
             tracing::warn!(error = %crate::telemetry::error_chain(&e), "scheduler tick failed; retrying on the next tick");
         }
+        let pause = debounce(started.elapsed());
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             r = applied.changed() => {
                 if r.is_err() {
                     tokio::time::sleep(interval).await;
                 }
-                // Debounce bursts of applied batches.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Debounce bursts of applied batches, and keep a busy scheduler to a
+                // bounded share of the CPU (a pass reads its group's whole queue).
+                tokio::time::sleep(pause).await;
             }
             _ = shutdown.changed() => {}
         }
     }
     leases.release_all().await;
     tracing::info!("scheduler workers stopped");
+}
+
+/// The least time between the end of a tick and a tick woken by applied events: 50 ms,
+/// or three times what the last tick took, so that under a steady stream of commands
+/// the scheduler uses at most a quarter of the time however long its queues grow (the
+/// timer tick is unaffected).
+fn debounce(last_tick: Duration) -> Duration {
+    last_tick.saturating_mul(3).max(Duration::from_millis(50))
 }
 
 async fn tick(scheduler: &Scheduler, leases: &mut Leases) -> Result<(), SchedulerError> {
@@ -165,4 +178,25 @@ async fn tick(scheduler: &Scheduler, leases: &mut Leases) -> Result<(), Schedule
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quick_tick_is_followed_by_the_fifty_millisecond_debounce() {
+        assert_eq!(
+            debounce(Duration::from_millis(2)),
+            Duration::from_millis(50)
+        );
+    }
+
+    #[test]
+    fn a_slow_tick_waits_three_times_its_duration_before_an_event_driven_one() {
+        assert_eq!(
+            debounce(Duration::from_millis(40)),
+            Duration::from_millis(120)
+        );
+    }
 }
