@@ -70,7 +70,7 @@ impl App {
                 EngineConfig::default(),
             )
             .with_waker(store.appended())
-            .with_fault_point(Arc::new(move |name: &str| hook.fault_point(name))),
+            .with_fault_point(Arc::new(move |name: &str| hook.hold_point(name))),
         );
         let catch_up_reads = usize::try_from(settings.max_connections / 4).unwrap_or(1);
         // Checked by `sessiond serve` before the app exists (`Volumes::check`); a

@@ -74,6 +74,8 @@ struct Unit {
 struct Inner {
     units: Mutex<BTreeMap<String, Unit>>,
     armed: Mutex<HashSet<String>>,
+    /// Held workers (test hook), and whether each has stopped at its hold point.
+    held: Mutex<BTreeMap<String, bool>>,
     config: SupervisorConfig,
 }
 
@@ -283,6 +285,48 @@ impl Supervisor {
         if let Ok(mut armed) = self.inner.armed.lock() {
             armed.insert(name.to_string());
         }
+    }
+
+    /// Test hook: the worker `name` stops working at its next
+    /// [`Supervisor::hold_point`] until [`Supervisor::release`] (projection runners:
+    /// read models held back while commands go on).
+    pub fn hold(&self, name: &str) {
+        if let Ok(mut held) = self.inner.held.lock() {
+            held.insert(name.to_string(), false);
+        }
+    }
+
+    /// Test hook: ends [`Supervisor::hold`] of `name`.
+    pub fn release(&self, name: &str) {
+        if let Ok(mut held) = self.inner.held.lock() {
+            held.remove(name);
+        }
+    }
+
+    /// Whether the held worker `name` has stopped at its hold point (no work of it is
+    /// under way until it is released).
+    pub fn is_holding(&self, name: &str) -> bool {
+        self.inner
+            .held
+            .lock()
+            .is_ok_and(|held| held.get(name).copied().unwrap_or(false))
+    }
+
+    /// A [`Supervisor::fault_point`] that also answers whether `name` is held
+    /// ([`Supervisor::hold`]): the worker does no work while it answers `true`.
+    pub fn hold_point(&self, name: &str) -> bool {
+        self.fault_point(name);
+        self.inner
+            .held
+            .lock()
+            .map(|mut held| match held.get_mut(name) {
+                Some(stopped) => {
+                    *stopped = true;
+                    true
+                }
+                None => false,
+            })
+            .unwrap_or(false)
     }
 
     /// Where a worker may be made to panic by [`Supervisor::inject_panic`]; a no-op

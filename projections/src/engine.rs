@@ -92,8 +92,10 @@ pub struct ProjectionStatus {
 }
 
 /// A hook a runner calls once per loop iteration with its worker name
-/// (`projection:<name>`): the application's supervisor uses it as a fault point.
-pub type FaultPoint = Arc<dyn Fn(&str) + Send + Sync>;
+/// (`projection:<name>`): the application's supervisor uses it as a fault point, and
+/// as a test hook that holds a runner back — while it answers `true` the runner does
+/// no step (it checks again after its poll interval or a wake-up).
+pub type FaultPoint = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Runs projections.
 pub struct Engine {
@@ -409,8 +411,12 @@ impl Engine {
         let worker = format!("projection:{name}");
         let mut backoff = self.config.base_backoff;
         while !*shutdown.borrow() {
-            if let Some(hook) = &self.fault_point {
-                hook(&worker);
+            if self.fault_point.as_ref().is_some_and(|hook| hook(&worker)) {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
             }
             // Register for the wake-up before stepping: an append that commits while the
             // step or the lease check runs must not be missed until the next poll.

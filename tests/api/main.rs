@@ -13,6 +13,7 @@ mod hardening;
 mod idempotency;
 mod lifecycle;
 mod negative;
+mod read_your_writes;
 mod reads;
 mod sse;
 mod streams;
