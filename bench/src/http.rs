@@ -45,14 +45,16 @@ pub struct HttpArgs {
     /// The `sessiond` binary [default: `sessiond` beside `sessiond-bench`].
     #[arg(long)]
     pub sessiond: Option<PathBuf>,
-    /// Measured seconds per cell [default: 10; 2 with --quick].
+    /// Measured seconds per cell [default: 10; 1 with --quick].
     #[arg(long)]
     pub seconds: Option<f64>,
-    /// Warm-up seconds per cell, run but excluded from the figures.
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup: f64,
-    /// Concurrent clients per cell, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    /// Warm-up seconds per cell, run but excluded from the figures [default: 1; 0.5
+    /// with --quick].
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Concurrent clients per cell, comma-separated [default: 1,4,16; 1,16 with
+    /// --quick].
+    #[arg(long, value_delimiter = ',')]
     pub clients: Vec<usize>,
     /// PENDING sessions added for the owner before the slope run [default: 100000; 2000
     /// with --quick].
@@ -452,13 +454,16 @@ async fn fill_pending(store: &EventStore, n: u64) -> Result<(), BenchError> {
 
 /// The HTTP path against the in-process append path; see the module documentation.
 pub async fn http(args: &HttpArgs) -> Result<HttpReport, BenchError> {
-    let seconds = args.seconds.unwrap_or(if args.quick { 2.0 } else { 10.0 });
-    if seconds.is_nan() || seconds <= 0.0 || args.warmup.is_nan() || args.warmup < 0.0 {
+    let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 10.0 });
+    let warmup = args.warmup.unwrap_or(if args.quick { 0.5 } else { 1.0 });
+    if seconds.is_nan() || seconds <= 0.0 || warmup.is_nan() || warmup < 0.0 {
         return Err(BenchError::Other(
             "--seconds must be > 0 and --warmup >= 0".into(),
         ));
     }
-    let clients: Vec<usize> = if args.clients.is_empty() {
+    let clients: Vec<usize> = if args.clients.is_empty() && args.quick {
+        vec![1, 16]
+    } else if args.clients.is_empty() {
         vec![1, 4, 16]
     } else {
         args.clients.clone()
@@ -471,7 +476,7 @@ pub async fn http(args: &HttpArgs) -> Result<HttpReport, BenchError> {
         .pending
         .unwrap_or(if args.quick { 2_000 } else { 100_000 });
     let bin = sessiond_binary(args)?;
-    let warmup = Duration::from_secs_f64(args.warmup);
+    let warmup = Duration::from_secs_f64(warmup);
     let measure = Duration::from_secs_f64(seconds);
     let open = || async {
         EventStore::open(
