@@ -7,7 +7,7 @@ use std::time::Duration;
 use testkit::db::Backend;
 use testkit::serve::wait_until;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp, ADMIN_KEY};
 
 /// Holds every projection runner and waits until each has stopped at its hold point
 /// (no step of any is under way).
@@ -41,6 +41,19 @@ async fn hold_every_projection(app: &TestApp) -> Vec<String> {
     workers
 }
 
+/// Creates the group `default` and waits until its read model holds it.
+async fn group_in_read_model(app: &TestApp) {
+    let g = app.create_group("default").await;
+    let position = g.body["position"].as_i64().unwrap();
+    let r = app
+        .get(
+            &format!("/v1/scaling-groups?min_position={position}"),
+            Some(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
 fn listed(body: &serde_json::Value, id: &str) -> bool {
     body["items"]
         .as_array()
@@ -50,9 +63,10 @@ fn listed(body: &serde_json::Value, id: &str) -> bool {
 async fn a_session_is_read_back_by_id_at_once_while_the_read_models_are_held_back(
     backend: Backend,
 ) {
-    // Given a group, a user, and every projection runner held
+    // Given a group (in its read model: enqueue resolves groups there), a user, and
+    // every projection runner held
     let app = spawn_app(backend).await;
-    app.create_group("default").await;
+    group_in_read_model(&app).await;
     let alice = app.user_key("alice").await;
     let workers = hold_every_projection(&app).await;
 
@@ -103,7 +117,7 @@ async fn a_session_is_read_back_by_id_at_once_while_the_read_models_are_held_bac
 async fn a_session_read_with_a_token_waits_only_for_the_read_models_it_reads(backend: Backend) {
     // Given the audit log's projection held (as if it were failing)
     let app = spawn_app(backend).await;
-    app.create_group("default").await;
+    group_in_read_model(&app).await;
     let alice = app.user_key("alice").await;
     app.app.supervisor.hold("projection:audit_log");
     wait_until("the audit log held", Duration::from_secs(20), || async {
