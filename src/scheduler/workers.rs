@@ -10,7 +10,7 @@
 //! A tick runs on the timer (`scheduler_interval_ms`, default 1 s) and whenever this
 //! process's projections applied new events (new pending sessions, released capacity),
 //! at the earliest 50 ms — or three times the last tick's duration, whichever is longer
-//! — after the last tick ended ([`debounce`]): a pass reads its group's whole queue, and
+//! — after the last tick ended (`debounce`): a pass reads its group's whole queue, and
 //! under a steady stream of commands the scheduler keeps to a quarter of the time.
 //!
 //! Supervision (`crate::supervisor`): the loop is the worker `scheduler`; each group's
