@@ -48,10 +48,6 @@ pub struct EngineConfig {
     pub base_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
-    /// How long a caught-up runner woken by an append waits before its next step, so
-    /// that the appends of the next few milliseconds land in the same batch (one read of
-    /// the log and one commit for many commands instead of one each).
-    pub linger: Duration,
 }
 
 impl Default for EngineConfig {
@@ -61,15 +57,9 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_millis(500),
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
-            linger: DEFAULT_LINGER,
         }
     }
 }
-
-/// [`EngineConfig::linger`] by default: a few milliseconds of read-model lag (a GET by
-/// id folds the stream when its document is behind) for several times fewer commits
-/// under load.
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 
 /// A projection's checkpoint row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,12 +460,7 @@ impl Engine {
             // Caught up: asleep until an append wakes it or the poll interval passes.
             self.idle.send_modify(|n| *n = n.saturating_add(1));
             tokio::select! {
-                _ = woken => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.config.linger) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
+                _ = woken => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }

@@ -47,7 +47,6 @@ fn config(batch_size: i64) -> EngineConfig {
         poll_interval: Duration::from_millis(50),
         base_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
-        ..EngineConfig::default()
     }
 }
 
