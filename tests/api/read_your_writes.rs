@@ -9,21 +9,15 @@ use testkit::serve::wait_until;
 
 use crate::helpers::{spawn_app, TestApp, ADMIN_KEY};
 
-/// Holds every projection runner and waits until each has stopped at its hold point
-/// (no step of any is under way).
-async fn hold_every_projection(app: &TestApp) -> Vec<String> {
-    let workers: Vec<String> = app
-        .app
-        .engine
-        .names()
-        .iter()
-        .map(|n| format!("projection:{n}"))
-        .collect();
+/// Holds the projection runners `names` and waits until each has stopped at its hold
+/// point (no step of any is under way); answers their worker names.
+async fn hold(app: &TestApp, names: &[&str]) -> Vec<String> {
+    let workers: Vec<String> = names.iter().map(|n| format!("projection:{n}")).collect();
     for w in &workers {
         app.app.supervisor.hold(w);
     }
     wait_until(
-        "every projection runner held",
+        "the projection runners held",
         Duration::from_secs(20),
         || async {
             let running: Vec<&String> = workers
@@ -39,6 +33,15 @@ async fn hold_every_projection(app: &TestApp) -> Vec<String> {
     )
     .await;
     workers
+}
+
+/// Lists `key`'s sessions with the token `position`; asserts the list holds `id`.
+async fn assert_listed_at(app: &TestApp, key: &str, position: i64, id: &str) {
+    let list = app
+        .get(&format!("/v1/sessions?min_position={position}"), Some(key))
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+    assert!(listed(&list.body, id), "{:?}", list.body);
 }
 
 /// Creates the group `default` and waits until its read model holds it.
@@ -68,7 +71,7 @@ async fn a_session_is_read_back_by_id_at_once_while_the_read_models_are_held_bac
     let app = spawn_app(backend).await;
     group_in_read_model(&app).await;
     let alice = app.user_key("alice").await;
-    let workers = hold_every_projection(&app).await;
+    let workers = hold(&app, &app.app.engine.names()).await;
 
     // When alice enqueues a session and reads it back at once, without a token
     let r = app.enqueue(&alice, "read-back").await;
@@ -103,14 +106,7 @@ async fn a_session_is_read_back_by_id_at_once_while_the_read_models_are_held_bac
         app.app.supervisor.release(w);
     }
     let position = d.body["position"].as_i64().unwrap();
-    let list = app
-        .get(
-            &format!("/v1/sessions?min_position={position}"),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
-    assert!(listed(&list.body, &id), "{:?}", list.body);
+    assert_listed_at(&app, &alice, position, &id).await;
     app.stop().await;
 }
 
@@ -119,32 +115,19 @@ async fn a_session_read_with_a_token_waits_only_for_the_read_models_it_reads(bac
     let app = spawn_app(backend).await;
     group_in_read_model(&app).await;
     let alice = app.user_key("alice").await;
-    app.app.supervisor.hold("projection:audit_log");
-    wait_until("the audit log held", Duration::from_secs(20), || async {
-        if app.app.supervisor.is_holding("projection:audit_log") {
-            Ok(())
-        } else {
-            Err("still running".to_string())
-        }
-    })
-    .await;
+    let held = hold(&app, &["audit_log"]).await;
 
-    // When alice enqueues and lists her sessions with the command's token
+    // When alice enqueues, and lists her sessions with the command's token
     let r = app.enqueue(&alice, "token").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let id = r.body["session_id"].as_str().unwrap().to_string();
     let position = r.body["position"].as_i64().unwrap();
-    let list = app
-        .get(
-            &format!("/v1/sessions?min_position={position}"),
-            Some(&alice),
-        )
-        .await;
 
     // Then the list answers with it: it waited for the session read models only
-    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
-    assert!(listed(&list.body, &id), "{:?}", list.body);
-    app.app.supervisor.release("projection:audit_log");
+    assert_listed_at(&app, &alice, position, &id).await;
+    for w in &held {
+        app.app.supervisor.release(w);
+    }
     app.stop().await;
 }
 
