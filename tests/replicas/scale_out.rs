@@ -493,24 +493,36 @@ async fn three_postgres_replicas_keep_sessions_flowing_while_the_scheduler_lease
     }
     let acknowledged: Vec<String> = load.acknowledged.lock().unwrap().clone();
     let wanted: BTreeSet<String> = acknowledged.iter().cloned().collect();
-    wait_until(
-        "every acknowledged session terminated",
-        Duration::from_secs(60),
-        || async {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing: Vec<String> = {
             let ids = done.ids.lock().unwrap();
-            let missing: Vec<&String> = wanted.difference(&ids).take(10).collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} of {} missing, e.g. {missing:?}",
-                    wanted.len() - wanted.intersection(&ids).count(),
-                    wanted.len()
-                ))
+            wanted.difference(&ids).take(5).cloned().collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            // Say where each missing session stopped, as stored (and whether the
+            // follower's commit-order read missed an event the stream has).
+            let mut report = Vec::new();
+            for id in &missing {
+                let events = store
+                    .read_stream(<domain::session::Session as domain::Decider>::TYPE, id)
+                    .await
+                    .unwrap_or_default();
+                let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+                report.push(format!("{id}: {types:?}"));
             }
-        },
-    )
-    .await;
+            panic!(
+                "every acknowledged session terminated: not within 60 s; missing (up to 5), \
+                 with their streams:\n{}",
+                report.join("\n")
+            );
+        }
+        // The poll interval of a bounded wait for the condition.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let finished_at = done
         .reached(total)
         .expect("the last completion was sampled");
