@@ -493,17 +493,18 @@ async fn three_postgres_replicas_keep_sessions_flowing_while_the_scheduler_lease
     }
     let acknowledged: Vec<String> = load.acknowledged.lock().unwrap().clone();
     let wanted: BTreeSet<String> = acknowledged.iter().cloned().collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let missing: Vec<String> = {
-            let ids = done.ids.lock().unwrap();
-            wanted.difference(&ids).take(5).cloned().collect()
-        };
-        if missing.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            // Say where each missing session stopped, as stored (and whether the
+    wait_until(
+        "every acknowledged session terminated",
+        Duration::from_secs(60),
+        || async {
+            let missing: Vec<String> = {
+                let ids = done.ids.lock().unwrap();
+                wanted.difference(&ids).take(5).cloned().collect()
+            };
+            if missing.is_empty() {
+                return Ok(());
+            }
+            // Where each missing session stopped, as stored (and so whether the
             // follower's commit-order read missed an event the stream has).
             let mut report = Vec::new();
             for id in &missing {
@@ -514,15 +515,13 @@ async fn three_postgres_replicas_keep_sessions_flowing_while_the_scheduler_lease
                 let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
                 report.push(format!("{id}: {types:?}"));
             }
-            panic!(
-                "every acknowledged session terminated: not within 60 s; missing (up to 5), \
-                 with their streams:\n{}",
-                report.join("\n")
-            );
-        }
-        // The poll interval of a bounded wait for the condition.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            Err(format!(
+                "missing (up to 5), with their streams: {}",
+                report.join("; ")
+            ))
+        },
+    )
+    .await;
     let finished_at = done
         .reached(total)
         .expect("the last completion was sampled");
