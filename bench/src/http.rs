@@ -617,8 +617,9 @@ pub async fn http(args: &HttpArgs) -> Result<HttpReport, BenchError> {
         figures,
         targets: Vec::new(),
         notes: vec![format!(
-            "server: `sessiond serve` (release) with RUST_LOG={} and the per-key rate limit off; \
-             load generator: this process, reqwest with keep-alive, on the same 2 cores",
+            "server: `{} serve` with RUST_LOG={} and the per-key rate limit off; \
+             load generator: this process, reqwest with keep-alive, on the same machine",
+            bin.display(),
             args.server_log
         )],
     };
