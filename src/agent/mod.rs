@@ -139,7 +139,8 @@ struct Shared {
     running: Mutex<HashMap<String, Running>>,
     /// Sessions a previous run of this agent had started (their processes are gone).
     restarted: Mutex<HashSet<String>>,
-    /// Sessions whose final report was sent (or is being sent): never started again.
+    /// Sessions whose final report is being sent or was accepted: never started again
+    /// (a refused one is forgotten, see `send_final`).
     finished: Mutex<HashSet<String>>,
     /// The agent is shutting down: kernels stopped now report `agent-stopped`.
     stopping: AtomicBool,
@@ -402,8 +403,17 @@ fn final_report(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, id: &str, report:
     let shared = shared.clone();
     let id = id.to_string();
     tasks.spawn(async move {
-        send(&shared, &id, &report).await;
+        send_final(&shared, &id, &report).await;
     });
+}
+
+/// Sends a session's final report. When the server refuses it, the session is not
+/// left marked finished here: the next assignments decide again what to do with it
+/// (otherwise a refused report would leave it alive on the server and ignored here).
+async fn send_final(shared: &Shared, session_id: &str, report: &KernelReport) {
+    if !send(shared, session_id, report).await {
+        lock(&shared.finished).remove(session_id);
+    }
 }
 
 /// Sends a report, retrying while the server is unreachable (at most about a minute:
@@ -435,7 +445,7 @@ fn spawn_kernel(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, a: AssignmentWire
         let id = a.session_id.clone();
         let report = run_kernel(&shared, &a, rx).await;
         lock(&shared.finished).insert(id.clone());
-        send(&shared, &id, &report).await;
+        send_final(&shared, &id, &report).await;
         lock(&shared.running).remove(&id);
     });
 }

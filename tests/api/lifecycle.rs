@@ -113,6 +113,15 @@ async fn a_session_walks_from_pending_to_terminated(backend: Backend) {
         assert_eq!(r.body["session_id"], id.as_str());
         so_far.push(event_type);
         let p = r.body["position"].as_i64().unwrap();
+        // The same report again (an agent retrying after its response was lost) is
+        // acknowledged at the same position and appends nothing (history unchanged).
+        let again = app.kernel_event(&agent, &id, json!({"event": event})).await;
+        assert_eq!(
+            (again.status, &again.body["status"], &again.body["position"]),
+            (StatusCode::OK, &json!(status), &json!(p)),
+            "{event} again: {:?}",
+            again.body
+        );
         check_step(&app, &alice, &id, p, status, &so_far, "agent:a1").await;
     }
 

@@ -145,6 +145,27 @@ impl Session {
                 SessionEvent::SessionCreating { occurred_at: now }
             }
             SessionCommand::Start { .. } => SessionEvent::SessionStarted { occurred_at: now },
+            SessionCommand::ReportProgress { to, .. } => {
+                let event = match to {
+                    SessionStatus::Preparing => SessionEvent::SessionPreparing { occurred_at: now },
+                    SessionStatus::Pulling => SessionEvent::SessionPulling { occurred_at: now },
+                    SessionStatus::Prepared => SessionEvent::SessionPrepared { occurred_at: now },
+                    SessionStatus::Creating => SessionEvent::SessionCreating { occurred_at: now },
+                    SessionStatus::Running => SessionEvent::SessionStarted { occurred_at: now },
+                    other => {
+                        return Err(ValidationError::new(
+                            "event",
+                            format!("{other} is not a status a kernel reports reaching"),
+                        )
+                        .into())
+                    }
+                };
+                if to == current {
+                    // Recorded already: the agent sent it again (its response was lost).
+                    return Ok(vec![]);
+                }
+                event
+            }
             SessionCommand::Restart { .. } => SessionEvent::SessionRestarting { occurred_at: now },
             SessionCommand::Degrade { reason, .. } => SessionEvent::SessionDegraded {
                 reason: reason.into(),

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::spec::SessionSpec;
+use super::status::SessionStatus;
 use crate::agent::AgentAllocation;
 use crate::ids::{GroupName, Reason};
 use crate::scheduler::outcome::{FailedPredicate, PassedPredicate};
@@ -60,6 +61,16 @@ pub enum SessionCommand {
     },
     /// Agent progress: -> RUNNING (also recovery from RESTARTING / RUNNING_DEGRADED).
     Start {
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// An agent's progress report (`preparing` .. `started`, see
+    /// [`KernelEvent`](super::KernelEvent)): the transition to `to` (one of PREPARING,
+    /// PULLING, PREPARED, CREATING, RUNNING), or nothing when the session is in `to`
+    /// already — the same report sent again after its response was lost.
+    ReportProgress {
+        /// The status the report moves the session to.
+        to: SessionStatus,
         /// When.
         now: DateTime<Utc>,
     },
@@ -156,6 +167,7 @@ impl SessionCommand {
             | Self::MarkPrepared { now }
             | Self::MarkCreating { now }
             | Self::Start { now }
+            | Self::ReportProgress { now, .. }
             | Self::Restart { now }
             | Self::Degrade { now, .. }
             | Self::RequestTermination { now, .. }

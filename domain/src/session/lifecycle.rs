@@ -114,11 +114,26 @@ impl KernelEvent {
     /// (the reporting agent, or all of the session's for an admin).
     pub fn command(self, agents: Vec<String>, now: DateTime<Utc>) -> SessionCommand {
         match self {
-            Self::Preparing => SessionCommand::MarkPreparing { now },
-            Self::Pulling => SessionCommand::MarkPulling { now },
-            Self::Prepared => SessionCommand::MarkPrepared { now },
-            Self::Creating => SessionCommand::MarkCreating { now },
-            Self::Started => SessionCommand::Start { now },
+            Self::Preparing => SessionCommand::ReportProgress {
+                to: SessionStatus::Preparing,
+                now,
+            },
+            Self::Pulling => SessionCommand::ReportProgress {
+                to: SessionStatus::Pulling,
+                now,
+            },
+            Self::Prepared => SessionCommand::ReportProgress {
+                to: SessionStatus::Prepared,
+                now,
+            },
+            Self::Creating => SessionCommand::ReportProgress {
+                to: SessionStatus::Creating,
+                now,
+            },
+            Self::Started => SessionCommand::ReportProgress {
+                to: SessionStatus::Running,
+                now,
+            },
             Self::Ended(report) => SessionCommand::EndKernel {
                 agents,
                 report,

@@ -1070,6 +1070,67 @@ fn given_a_session_cancelled_while_preparing_then_both_its_agents_get_a_stop_not
     assert_eq!(session.agent_to_notify(), Some("agent-2"));
 }
 
+fn progress(to: S) -> SessionCommand {
+    SessionCommand::ReportProgress { to, now: later() }
+}
+
+#[test]
+fn given_a_scheduled_session_when_its_agent_reports_preparing_then_it_is_preparing() {
+    let mut session = given(&reach(S::Scheduled));
+    let events = execute(&mut session, progress(S::Preparing));
+    assert!(matches!(
+        events.as_slice(),
+        [SessionEvent::SessionPreparing { .. }]
+    ));
+    assert_eq!(session.status, Some(S::Preparing));
+}
+
+#[test]
+fn given_a_session_in_each_reported_status_when_its_agent_sends_the_same_report_again_then_nothing_is_appended(
+) {
+    for status in [
+        S::Preparing,
+        S::Pulling,
+        S::Prepared,
+        S::Creating,
+        S::Running,
+    ] {
+        let session = given(&reach(status));
+        assert_eq!(session.decide(progress(status)), Ok(vec![]), "{status}");
+    }
+}
+
+#[test]
+fn given_a_running_session_when_its_agent_reports_preparing_then_the_transition_is_rejected() {
+    let session = given(&reach(S::Running));
+    assert_eq!(
+        session.decide(progress(S::Preparing)),
+        Err(SessionError::IllegalTransition {
+            from: S::Running,
+            to: S::Preparing
+        })
+    );
+}
+
+#[test]
+fn given_a_scheduled_session_when_a_report_names_a_status_no_kernel_reports_then_it_is_a_validation_error(
+) {
+    for to in [
+        S::Pending,
+        S::Scheduled,
+        S::Terminating,
+        S::Terminated,
+        S::Error,
+        S::Cancelled,
+    ] {
+        assert_eq!(
+            validation_field(given(&reach(S::Scheduled)).decide(progress(to))),
+            "event",
+            "{to}"
+        );
+    }
+}
+
 #[test]
 fn given_an_acknowledged_stop_when_the_agent_reports_again_then_nothing_is_appended() {
     let mut session = given(&reach(S::Cancelled));
@@ -1250,6 +1311,8 @@ mod properties {
             time().prop_map(|now| SessionCommand::MarkPrepared { now }),
             time().prop_map(|now| SessionCommand::MarkCreating { now }),
             time().prop_map(|now| SessionCommand::Start { now }),
+            (select(ALL_STATUSES.to_vec()), time())
+                .prop_map(|(to, now)| SessionCommand::ReportProgress { to, now }),
             time().prop_map(|now| SessionCommand::Restart { now }),
             (reason(), time()).prop_map(|(reason, now)| SessionCommand::Degrade { reason, now }),
             (reason(), select(vec!["key:alice", "scheduler"]), time()).prop_map(
@@ -1326,6 +1389,7 @@ mod properties {
                                 command,
                                 SessionCommand::RecordSchedulingFailure { .. }
                                     | SessionCommand::EndKernel { .. }
+                                    | SessionCommand::ReportProgress { .. }
                             ),
                             "only a repeated scheduling failure or kernel report may produce nothing: {command:?}"
                         );
@@ -1414,6 +1478,13 @@ mod properties {
                     | SessionCommand::MarkPrepared { .. } => given(&reach(S::Scheduled)),
                     SessionCommand::MarkCreating { .. } => given(&reach(S::Prepared)),
                     SessionCommand::Start { .. } => given(&reach(S::Restarting)),
+                    // The status just before the one reported (PREPARING and PULLING
+                    // from SCHEDULED); a status no kernel reports is a validation error.
+                    SessionCommand::ReportProgress { to, .. } => match to {
+                        S::Preparing | S::Pulling | S::Prepared => given(&reach(S::Scheduled)),
+                        S::Creating => given(&reach(S::Prepared)),
+                        _ => given(&reach(S::Creating)),
+                    },
                     SessionCommand::Restart { .. }
                     | SessionCommand::Degrade { .. }
                     | SessionCommand::RequestTermination { .. }
