@@ -5,14 +5,15 @@
 //! read model's live generation, advance the checkpoint. A crash anywhere loses nothing
 //! and applies nothing twice. When caught up, the runner sleeps until woken (an
 //! in-process signal after appends; LISTEN/NOTIFY on PostgreSQL) or the poll interval
-//! passes. A failing batch stops only its projection: the error is recorded in the
+//! passes; woken, it lingers [`EngineConfig::linger`] so a burst of appends is one
+//! batch. A failing batch stops only its projection: the error is recorded in the
 //! checkpoint row (`projections status`) and retried with exponential backoff.
 
 use async_trait::async_trait;
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use store::db::{Db, Tx};
@@ -46,6 +47,10 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// First retry delay after a failure.
     pub base_backoff: Duration,
+    /// How long a caught-up runner woken by an append waits before its step, so the
+    /// appends of those milliseconds share one log read and one transaction per read
+    /// model (measured in docs/PERFORMANCE.md; zero steps at once).
+    pub linger: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
 }
@@ -57,6 +62,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_millis(500),
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -108,6 +114,27 @@ pub struct Engine {
     lease_refusals: watch::Sender<u64>,
     failures: Mutex<HashMap<&'static str, u64>>,
     fault_point: Option<FaultPoint>,
+    /// The checkpoint each projection's last step of this engine committed: the next
+    /// step reads the log from there without reading the row first (the row is locked
+    /// and compared before anything is applied, so a stale entry only costs a retry).
+    committed: Mutex<HashMap<&'static str, Checkpoint>>,
+    /// The last non-empty batch read, from where, and when the read started.
+    last_read: tokio::sync::Mutex<Option<SharedBatch>>,
+}
+
+/// A batch read from the log: the position it was read after, its events, and when the
+/// read started.
+type SharedBatch = (LogPosition, Arc<Vec<RecordedEvent>>, Instant);
+
+/// What one step did.
+enum Stepped {
+    /// Applied a batch; `caught_up` when it was short and read after the runner
+    /// started listening for appends (no need to look again until woken).
+    Applied { events: usize, caught_up: bool },
+    /// Nothing to apply.
+    Idle,
+    /// The checkpoint had moved (another runner, a swap, a reset): look again at once.
+    Moved,
 }
 
 impl std::fmt::Debug for Engine {
@@ -154,10 +181,10 @@ async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<Checkpoint, Projecti
 /// sequential scans with an `id = ANY(..)` filter, which made catch-up quadratic
 /// (measured: 70 ms per 300-key lookup at 40k rows). Projection transactions therefore
 /// forbid sequential scans; every read-model query they run has an index.
-async fn prefer_index_lookups(tx: &mut Tx) -> Result<(), ProjectionError> {
-    tx.execute(&sql!(postgres "engine/prefer_index_lookups"), args![])
-        .await?;
-    Ok(())
+async fn begin_preferring_index_lookups(db: &Db) -> Result<Tx, ProjectionError> {
+    Ok(db
+        .begin_as(&sql!(postgres "engine/begin_preferring_index_lookups"))
+        .await?)
 }
 
 /// Reads a checkpoint without locking (missing = start).
@@ -218,6 +245,8 @@ impl Engine {
             lease_refusals: watch::channel(0).0,
             failures: Mutex::new(HashMap::new()),
             fault_point: None,
+            committed: Mutex::new(HashMap::new()),
+            last_read: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -306,31 +335,102 @@ impl Engine {
     /// (0 = caught up with what is readable now).
     #[tracing::instrument(skip_all, fields(projection = projection.name()), err)]
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        Ok(match self.step_once(projection, true, None).await? {
+            Stepped::Applied { events, .. } => events,
+            Stepped::Idle | Stepped::Moved => 0,
+        })
+    }
+
+    /// One step. `verify`: when nothing is left after the checkpoint this engine
+    /// remembers, read the row to make sure it did not move back (a reset or rebuild
+    /// elsewhere). `armed_at`: when the caller started listening for appends; a batch
+    /// read after that and shorter than a full one means "caught up" (every later
+    /// append wakes the caller).
+    async fn step_once(
+        &self,
+        projection: &dyn Projection,
+        verify: bool,
+        armed_at: Option<Instant>,
+    ) -> Result<Stepped, ProjectionError> {
         let name = projection.name();
-        let seen = read_checkpoint(&self.db, name).await?;
-        let events = self
-            .db
-            .read_log(seen.position, self.config.batch_size)
-            .await?;
-        let Some(last) = events.last().map(RecordedEvent::log_position) else {
-            return Ok(0);
+        let remembered = self.remembered(name);
+        let seen = match remembered {
+            Some(cp) => cp,
+            None => read_checkpoint(&self.db, name).await?,
         };
-        let mut tx = self.db.begin().await?;
-        prefer_index_lookups(&mut tx).await?;
+        let (events, read_at) = self.read_batch(seen.position).await?;
+        let Some(last) = events.last().map(RecordedEvent::log_position) else {
+            if remembered.is_some() && verify && read_checkpoint(&self.db, name).await? != seen {
+                self.remember(name, None);
+                return Ok(Stepped::Moved);
+            }
+            return Ok(Stepped::Idle);
+        };
+        let mut tx = begin_preferring_index_lookups(&self.db).await?;
         let current = lock_checkpoint(&mut tx, name).await?;
         if current != seen {
             // Another runner (or a rebuild swap) moved it: drop this batch, start over.
             drop(tx);
-            return Ok(0);
+            self.remember(name, None);
+            return Ok(Stepped::Moved);
         }
         projection
             .apply(&mut tx, current.generation, &events)
             .await?;
         write_checkpoint(&mut tx, name, last, current.generation).await?;
+        // Forgotten until the commit is known to have happened.
+        self.remember(name, None);
         tx.commit().await?;
+        self.remember(
+            name,
+            Some(Checkpoint {
+                position: last,
+                generation: current.generation,
+            }),
+        );
         self.applied
             .send_modify(|n| *n = n.wrapping_add(events.len() as u64));
-        Ok(events.len())
+        let short = i64::try_from(events.len()).unwrap_or(i64::MAX) < self.config.batch_size;
+        Ok(Stepped::Applied {
+            events: events.len(),
+            caught_up: short && armed_at.is_some_and(|armed| read_at >= armed),
+        })
+    }
+
+    /// The batch after `after`: the one another runner of this engine read from the
+    /// same position if there is one (runners wake together, mostly at the same
+    /// checkpoint: one read serves them all), else read now. A remembered batch is a
+    /// prefix of what is there now (the log is read in commit order), so it is never
+    /// wrong, at worst shorter. Returns when the read started.
+    async fn read_batch(
+        &self,
+        after: LogPosition,
+    ) -> Result<(Arc<Vec<RecordedEvent>>, Instant), ProjectionError> {
+        let mut last = self.last_read.lock().await;
+        if let Some((from, events, read_at)) = last.as_ref() {
+            if *from == after {
+                return Ok((events.clone(), *read_at));
+            }
+        }
+        let read_at = Instant::now();
+        let events = Arc::new(self.db.read_log(after, self.config.batch_size).await?);
+        if !events.is_empty() {
+            *last = Some((after, events.clone(), read_at));
+        }
+        Ok((events, read_at))
+    }
+
+    fn remembered(&self, name: &str) -> Option<Checkpoint> {
+        self.committed.lock().ok()?.get(name).copied()
+    }
+
+    fn remember(&self, name: &'static str, checkpoint: Option<Checkpoint>) {
+        if let Ok(mut m) = self.committed.lock() {
+            match checkpoint {
+                Some(cp) => m.insert(name, cp),
+                None => m.remove(name),
+            };
+        }
     }
 
     /// Steps until nothing is left to read; returns the events applied.
@@ -410,6 +510,10 @@ impl Engine {
         let name = projection.name();
         let worker = format!("projection:{name}");
         let mut backoff = self.config.base_backoff;
+        let mut lease_checked = Instant::now();
+        // Whether the last wait ended by an append (not the poll interval): then a
+        // step that finds nothing needs no look at the checkpoint row.
+        let mut woken_by_append = false;
         while !*shutdown.borrow() {
             if self.fault_point.as_ref().is_some_and(|hook| hook(&worker)) {
                 tokio::select! {
@@ -423,16 +527,31 @@ impl Engine {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let wait = match self.step(projection).await {
-                Ok(n) if n > 0 => {
+            let armed_at = Instant::now();
+            let stepped = self
+                .step_once(projection, !woken_by_append, Some(armed_at))
+                .await;
+            woken_by_append = false;
+            let wait = match stepped {
+                Ok(Stepped::Applied {
+                    caught_up: false, ..
+                })
+                | Ok(Stepped::Moved) => {
                     backoff = self.config.base_backoff;
                     continue;
                 }
-                Ok(_) => {
+                Ok(Stepped::Applied {
+                    caught_up: true, ..
+                })
+                | Ok(Stepped::Idle) => {
                     backoff = self.config.base_backoff;
-                    if !lease.alive().await {
-                        tracing::warn!(projection = name, "projection lease lost");
-                        return;
+                    // The lease is looked at once per poll interval, not per batch.
+                    if lease_checked.elapsed() >= self.config.poll_interval {
+                        lease_checked = Instant::now();
+                        if !lease.alive().await {
+                            tracing::warn!(projection = name, "projection lease lost");
+                            return;
+                        }
                     }
                     self.config.poll_interval
                 }
@@ -459,12 +578,16 @@ impl Engine {
             };
             // Caught up: asleep until an append wakes it or the poll interval passes.
             self.idle.send_modify(|n| *n = n.saturating_add(1));
-            tokio::select! {
-                _ = woken => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
+            let appended = tokio::select! {
+                _ = woken => true,
+                _ = tokio::time::sleep(wait) => false,
+                _ = shutdown.changed() => false,
+            };
             self.idle.send_modify(|n| *n = n.saturating_sub(1));
+            woken_by_append = appended;
+            if appended && !self.config.linger.is_zero() {
+                tokio::time::sleep(self.config.linger).await;
+            }
         }
     }
 
@@ -629,8 +752,7 @@ pub async fn rebuild(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let mut tx = db.begin().await?;
-        prefer_index_lookups(&mut tx).await?;
+        let mut tx = begin_preferring_index_lookups(db).await?;
         projection.apply(&mut tx, shadow, &events).await?;
         tx.commit().await?;
         cursor = last;
@@ -642,8 +764,7 @@ pub async fn rebuild(
     }
     // Swap: lock the checkpoint (the live runner waits or retries), apply the tail that
     // arrived meanwhile, point readers at the new generation.
-    let mut tx = db.begin().await?;
-    prefer_index_lookups(&mut tx).await?;
+    let mut tx = begin_preferring_index_lookups(db).await?;
     let current = lock_checkpoint(&mut tx, name).await?;
     if current.generation != live {
         return Err(ProjectionError::Handler(format!(

@@ -444,6 +444,18 @@ impl Db {
         }
     }
 
+    /// Begins a transaction with `begin`'s PostgreSQL text as its first round trip (e.g.
+    /// `BEGIN; SET LOCAL ...`: one round trip instead of two); on SQLite exactly as
+    /// [`Db::begin`] (`BEGIN IMMEDIATE` on the writer), whatever `begin` says.
+    pub async fn begin_as(&self, begin: &Statement) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Postgres(p) if !begin.postgres().trim().is_empty() => {
+                Tx::Postgres(p.begin_with(begin.postgres()).await?)
+            }
+            _ => self.begin().await?,
+        })
+    }
+
     /// Begins a transaction (on SQLite, on the single writer connection).
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {

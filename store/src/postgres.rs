@@ -31,6 +31,8 @@ struct AppendRequest {
 
 /// Appends in flight at once (each one statement of many callers' events).
 const CONCURRENT_FLUSHES: usize = 4;
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most events per group-commit statement.
 const MAX_BATCH_EVENTS: usize = 2_000;
 
@@ -40,6 +42,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // sqlx pings every connection it hands out (a round trip per statement);
+            // here only one that sat idle long enough to have gone stale (a restarted
+            // server) is pinged, and replaced if the ping fails. A busy connection is
+            // one that just worked; an outage in between is the circuit breaker's.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         crate::migrator(sqlx::migrate!("../migrations/postgres"))

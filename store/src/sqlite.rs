@@ -34,7 +34,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.acquire_timeout)
             .foreign_keys(true);
+        // No ping before each checkout (sqlx's default): a connection to a local file
+        // does not go stale, and the ping is a round trip to its worker thread.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
@@ -43,6 +46,7 @@ impl SqliteStore {
             .run(&writer)
             .await?;
         let readers = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))

@@ -47,6 +47,7 @@ fn config(batch_size: i64) -> EngineConfig {
         poll_interval: Duration::from_millis(50),
         base_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
+        ..EngineConfig::default()
     }
 }
 
