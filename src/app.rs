@@ -67,7 +67,10 @@ impl App {
             Engine::new(
                 store.db(),
                 projections::models::all(),
-                EngineConfig::default(),
+                EngineConfig {
+                    linger: std::time::Duration::from_millis(settings.projection_linger_ms),
+                    ..EngineConfig::default()
+                },
             )
             .with_waker(store.appended())
             .with_fault_point(Arc::new(move |name: &str| hook.hold_point(name))),

@@ -105,6 +105,9 @@ pub struct Settings {
     /// Scheduler timer in milliseconds: each scaling group's scheduler and sweeper also
     /// run this often when nothing wakes them (SPEC §2.3: default 1 s).
     pub scheduler_interval_ms: u64,
+    /// Milliseconds a projection runner woken by an append waits before reading, so
+    /// the appends of that time are one batch per read model (0..=1000; 0: at once).
+    pub projection_linger_ms: u64,
     /// Seconds without a heartbeat after which an ALIVE agent is marked LOST.
     pub agent_lost_after_secs: u64,
     /// Milliseconds after which a request that is not a stream (SSE) or a long-poll is
@@ -286,6 +289,7 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             max_connections: 16,
             scheduler_interval_ms: 1000,
+            projection_linger_ms: DEFAULT_PROJECTION_LINGER_MS,
             agent_lost_after_secs: 30,
             request_timeout_ms: 30_000,
             volumes: BTreeMap::new(),
@@ -390,6 +394,12 @@ impl Settings {
         if let Some(v) = env("SESSIOND_SCHEDULER_INTERVAL_MS") {
             settings.scheduler_interval_ms = positive(&v, "SESSIOND_SCHEDULER_INTERVAL_MS")?;
         }
+        if let Some(v) = env("SESSIOND_PROJECTION_LINGER_MS") {
+            settings.projection_linger_ms = v.parse().map_err(|_| ConfigError::Env {
+                name: "SESSIOND_PROJECTION_LINGER_MS".into(),
+                message: format!("expected 0..={MAX_PROJECTION_LINGER_MS} milliseconds"),
+            })?;
+        }
         if let Some(v) = env("SESSIOND_AGENT_LOST_AFTER_SECS") {
             settings.agent_lost_after_secs = positive(&v, "SESSIOND_AGENT_LOST_AFTER_SECS")?;
         }
@@ -481,6 +491,12 @@ impl Settings {
                 });
             }
         }
+        if settings.projection_linger_ms > MAX_PROJECTION_LINGER_MS {
+            return Err(ConfigError::Env {
+                name: "projection_linger_ms".into(),
+                message: format!("expected 0..={MAX_PROJECTION_LINGER_MS} milliseconds"),
+            });
+        }
         if !(1..=MAX_REQUEST_TIMEOUT_MS).contains(&settings.request_timeout_ms) {
             return Err(ConfigError::Env {
                 name: "request_timeout_ms".into(),
@@ -524,6 +540,11 @@ fn parse_volumes(v: &str) -> Result<BTreeMap<String, VolumeSettings>, ConfigErro
     }
     Ok(volumes)
 }
+
+/// Default of [`Settings::projection_linger_ms`] (docs/PERFORMANCE.md).
+pub const DEFAULT_PROJECTION_LINGER_MS: u64 = 5;
+/// Most [`Settings::projection_linger_ms`]: a read model a second behind is the limit.
+pub const MAX_PROJECTION_LINGER_MS: u64 = 1000;
 
 fn positive(v: &str, name: &str) -> Result<u64, ConfigError> {
     v.parse::<u64>()
@@ -652,6 +673,30 @@ mod tests {
             matches!(r, Err(ConfigError::Env { ref name, .. }) if name == "request_timeout_ms"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn the_projection_linger_defaults_to_5_ms_and_zero_is_allowed_but_over_a_second_is_an_error() {
+        let s = Settings::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.projection_linger_ms, 5);
+        let s = Settings::load(
+            None,
+            env(&[("SESSIOND_PROJECTION_LINGER_MS", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.projection_linger_ms, 0);
+        for bad in ["1001", "-1", "5ms"] {
+            let r = Settings::load(
+                None,
+                env(&[("SESSIOND_PROJECTION_LINGER_MS", bad)]),
+                &Overrides::default(),
+            );
+            assert!(
+                matches!(r, Err(ConfigError::Env { ref name, .. }) if name.to_lowercase().contains("projection_linger_ms")),
+                "{bad}: {r:?}"
+            );
+        }
     }
 
     #[test]

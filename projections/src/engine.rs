@@ -110,6 +110,7 @@ pub struct Engine {
     config: EngineConfig,
     wake: Arc<Notify>,
     applied: watch::Sender<u64>,
+    applied_by: HashMap<&'static str, watch::Sender<u64>>,
     idle: watch::Sender<usize>,
     lease_refusals: watch::Sender<u64>,
     failures: Mutex<HashMap<&'static str, u64>>,
@@ -235,12 +236,17 @@ async fn record_failure(db: &Db, name: &str, error: &str) -> Result<(), Projecti
 impl Engine {
     /// An engine over `db` running `projections`.
     pub fn new(db: Db, projections: Vec<Arc<dyn Projection>>, config: EngineConfig) -> Self {
+        let applied_by = projections
+            .iter()
+            .map(|p| (p.name(), watch::channel(0).0))
+            .collect();
         Self {
             db,
             projections,
             config,
             wake: Arc::new(Notify::new()),
             applied: watch::channel(0).0,
+            applied_by,
             idle: watch::channel(0).0,
             lease_refusals: watch::channel(0).0,
             failures: Mutex::new(HashMap::new()),
@@ -326,6 +332,13 @@ impl Engine {
         self.applied.subscribe()
     }
 
+    /// Changes whenever this engine's runner of projection `name` applied a batch
+    /// (e.g. the webhook dispatcher wakes on its outbox only); `None` for a name the
+    /// engine does not run.
+    pub fn applied_by(&self, name: &str) -> Option<watch::Receiver<u64>> {
+        self.applied_by.get(name).map(watch::Sender::subscribe)
+    }
+
     /// The in-process wake-up signal the runners wait on (appends notify it).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
@@ -390,6 +403,9 @@ impl Engine {
         );
         self.applied
             .send_modify(|n| *n = n.wrapping_add(events.len() as u64));
+        if let Some(by) = self.applied_by.get(name) {
+            by.send_modify(|n| *n = n.wrapping_add(events.len() as u64));
+        }
         let short = i64::try_from(events.len()).unwrap_or(i64::MAX) < self.config.batch_size;
         Ok(Stepped::Applied {
             events: events.len(),
@@ -511,8 +527,9 @@ impl Engine {
         let worker = format!("projection:{name}");
         let mut backoff = self.config.base_backoff;
         let mut lease_checked = Instant::now();
-        // Whether the last wait ended by an append (not the poll interval): then a
-        // step that finds nothing needs no look at the checkpoint row.
+        // Whether the last wait ended by an append (not the poll interval): then the
+        // step lingers first, and one that finds nothing needs no look at the
+        // checkpoint row.
         let mut woken_by_append = false;
         while !*shutdown.borrow() {
             if self.fault_point.as_ref().is_some_and(|hook| hook(&worker)) {
@@ -528,6 +545,14 @@ impl Engine {
             tokio::pin!(woken);
             woken.as_mut().enable();
             let armed_at = Instant::now();
+            // Armed before lingering: the appends of the linger wake the next round,
+            // and the batch read after it counts as read after listening started.
+            if woken_by_append && !self.config.linger.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.linger) => {}
+                    _ = shutdown.changed() => continue,
+                }
+            }
             let stepped = self
                 .step_once(projection, !woken_by_append, Some(armed_at))
                 .await;
@@ -585,9 +610,6 @@ impl Engine {
             };
             self.idle.send_modify(|n| *n = n.saturating_sub(1));
             woken_by_append = appended;
-            if appended && !self.config.linger.is_zero() {
-                tokio::time::sleep(self.config.linger).await;
-            }
         }
     }
 

@@ -16,7 +16,7 @@
 //!   the schedule's next wait (with up to 10% jitter; at least `Retry-After` on 429 and
 //!   503); after the last entry's attempt, `dead`.
 //!
-//! It wakes when this process's projections applied events, when an attempt ends, and
+//! It wakes when this process's outbox projection applied events, when an attempt ends, and
 //! every [`POLL`] otherwise (deliveries written by another replica's projection, and
 //! retries coming due). Delivery is at least once: a crash after a receiver answered
 //! and before the outcome was recorded sends that delivery again, with the same
@@ -310,7 +310,12 @@ impl Dispatcher {
         mut lease: Lease,
         mut shutdown: watch::Receiver<bool>,
     ) -> Option<Lease> {
-        let mut applied = self.app.engine.applied();
+        // Woken by the outbox's batches only (not every read model's).
+        let mut applied = self
+            .app
+            .engine
+            .applied_by(WEBHOOK_OUTBOX)
+            .unwrap_or_else(|| self.app.engine.applied());
         let mut running: JoinSet<Done> = JoinSet::new();
         let mut in_flight: HashSet<(String, String)> = HashSet::new();
         // Subscriptions that answered 410, until the outbox has seen them disabled.
