@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -119,9 +119,12 @@ pub struct Engine {
     /// step reads the log from there without reading the row first (the row is locked
     /// and compared before anything is applied, so a stale entry only costs a retry).
     committed: Mutex<HashMap<&'static str, Checkpoint>>,
-    /// The last non-empty batch read, from where, and when the read started.
-    last_read: tokio::sync::Mutex<Option<SharedBatch>>,
+    /// The last non-empty batches read (oldest first): runners a step apart still share.
+    recent_reads: tokio::sync::Mutex<VecDeque<SharedBatch>>,
 }
+
+/// How many recent batches the runners of an engine share.
+const SHARED_BATCHES: usize = 16;
 
 /// A batch read from the log: the position it was read after, its events, and when the
 /// read started.
@@ -252,7 +255,7 @@ impl Engine {
             failures: Mutex::new(HashMap::new()),
             fault_point: None,
             committed: Mutex::new(HashMap::new()),
-            last_read: tokio::sync::Mutex::new(None),
+            recent_reads: tokio::sync::Mutex::new(VecDeque::new()),
         }
     }
 
@@ -371,7 +374,7 @@ impl Engine {
             Some(cp) => cp,
             None => read_checkpoint(&self.db, name).await?,
         };
-        let (events, read_at) = self.read_batch(seen.position).await?;
+        let (events, read_at) = self.read_batch(seen.position, armed_at).await?;
         let Some(last) = events.last().map(RecordedEvent::log_position) else {
             if remembered.is_some() && verify && read_checkpoint(&self.db, name).await? != seen {
                 self.remember(name, None);
@@ -413,25 +416,31 @@ impl Engine {
         })
     }
 
-    /// The batch after `after`: the one another runner of this engine read from the
-    /// same position if there is one (runners wake together, mostly at the same
-    /// checkpoint: one read serves them all), else read now. A remembered batch is a
-    /// prefix of what is there now (the log is read in commit order), so it is never
-    /// wrong, at worst shorter. Returns when the read started.
+    /// The batch after `after`: one another runner of this engine read from the same
+    /// position after `armed_at` (when the caller started listening for appends) if
+    /// there is one — runners woken together share one read — else read now. A shared
+    /// batch is a prefix of what is there now (the log is read in commit order), so it
+    /// is never wrong, at worst shorter. Returns when the read started.
     async fn read_batch(
         &self,
         after: LogPosition,
+        armed_at: Option<Instant>,
     ) -> Result<(Arc<Vec<RecordedEvent>>, Instant), ProjectionError> {
-        let mut last = self.last_read.lock().await;
-        if let Some((from, events, read_at)) = last.as_ref() {
-            if *from == after {
-                return Ok((events.clone(), *read_at));
-            }
+        let mut recent = self.recent_reads.lock().await;
+        // Only a batch read after the caller started listening: an older one may be
+        // shorter than what is there now, and smaller batches mean more transactions.
+        if let Some((_, events, read_at)) = recent.iter().find(|(from, _, read_at)| {
+            *from == after && armed_at.is_some_and(|armed| *read_at >= armed)
+        }) {
+            return Ok((events.clone(), *read_at));
         }
         let read_at = Instant::now();
         let events = Arc::new(self.db.read_log(after, self.config.batch_size).await?);
         if !events.is_empty() {
-            *last = Some((after, events.clone(), read_at));
+            if recent.len() >= SHARED_BATCHES {
+                recent.pop_front();
+            }
+            recent.push_back((after, events.clone(), read_at));
         }
         Ok((events, read_at))
     }
