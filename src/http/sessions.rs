@@ -21,9 +21,9 @@ use domain::session::{
     SessionStatus, SessionType, ALL_STATUSES, KERNEL_EVENTS,
 };
 
-use projections::models::pending_queue::{PendingEntry, PendingQueue};
+use projections::models::pending_queue::PendingEntry;
 use projections::models::session_list::{self, SessionFilter};
-use projections::models::{documents, PENDING_QUEUE, SESSIONS};
+use projections::models::{PENDING_QUEUE, SESSIONS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -567,15 +567,16 @@ async fn get_session(
     }
     .wait(&state, &READ_MODELS)
     .await?;
-    let db = state.app.db();
-    let mut session = documents::sessions().get(db, &text).await?;
+    // The document, its queue row and the stream's last sequence in one statement.
     // Read-your-writes without a token: the stream's last sequence says whether the
     // read model has everything acknowledged for this session.
-    let last = state.app.store.load_last::<Session>(&text).await?;
-    let behind = match (&session, &last) {
+    let one = session_list::get_one(state.app.db(), &text).await?;
+    let queue = one.queue;
+    let mut session = one.session;
+    let behind = match (&session, one.last_sequence) {
         (_, None) => false,
         (None, Some(_)) => true,
-        (Some(s), Some((sequence, _))) => s.version < *sequence,
+        (Some(s), Some(sequence)) => i64::try_from(s.version).unwrap_or(i64::MAX) < sequence,
     };
     if behind {
         let events = state
@@ -594,7 +595,6 @@ async fn get_session(
     if !caller.0.can_access_owner(owner) {
         return Err(not_found());
     }
-    let queue = PendingQueue.get(db, &text).await?;
     SessionView::of(&session, queue.as_ref())
         .map(axum::Json)
         .ok_or_else(not_found)

@@ -376,7 +376,7 @@ impl<A: Decider> DocProjection<A> {
     }
 }
 
-fn decode_doc<A: Decider>(doc: &str) -> Result<A, ProjectionError> {
+pub(crate) fn decode_doc<A: Decider>(doc: &str) -> Result<A, ProjectionError> {
     serde_json::from_str(doc).map_err(|source| ProjectionError::Decode {
         event_type: format!("{} read-model row", A::TYPE),
         global_position: 0,

@@ -1,7 +1,8 @@
 //! Queries of the `sessions` read model for the HTTP API: filtered lists with keyset
 //! pagination, counts by status (for `/metrics`) and by group and status (for the
-//! dashboard), and the pending-queue entries of a
-//! page of sessions in one statement. Read-only: this module adds no projection.
+//! dashboard), the pending-queue entries of a page of sessions in one statement, and
+//! everything a GET of one session reads in one statement. Read-only: this module adds
+//! no projection.
 
 use domain::session::Session;
 
@@ -11,6 +12,94 @@ use store::{args, sql};
 use super::pending_queue::PendingEntry;
 use super::{PENDING_QUEUE, SESSIONS};
 use crate::ProjectionError;
+
+/// What `GET /v1/sessions/{id}` reads, from one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneSession {
+    /// The read model's document (`None`: not projected, or no such session).
+    pub session: Option<Session>,
+    /// Its pending-queue row, if queued.
+    pub queue: Option<PendingEntry>,
+    /// The last sequence of its stream in the store (`None`: no such stream): the
+    /// document is behind when this is ahead of its version.
+    pub last_sequence: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OneSessionRow {
+    doc: Option<String>,
+    last_sequence: Option<i64>,
+    session_id: Option<String>,
+    scaling_group: Option<String>,
+    owner: Option<String>,
+    session_type: Option<String>,
+    priority: Option<i64>,
+    enqueue_position: Option<i64>,
+    enqueued_at: Option<String>,
+    deadline_ms: Option<i64>,
+    retries: Option<i64>,
+    last_try: Option<String>,
+    queue_position: Option<i64>,
+    queue_reason: Option<String>,
+}
+
+/// Session `id`'s document, queue row and stream's last sequence, in one statement
+/// (one snapshot on PostgreSQL; the single writer's order on SQLite).
+pub async fn get_one(db: &Db, id: &str) -> Result<OneSession, ProjectionError> {
+    let row: OneSessionRow = db
+        .fetch_one(
+            &sql!(common "session_list/get_one"),
+            args![
+                SESSIONS,
+                id,
+                PENDING_QUEUE,
+                <Session as domain::Decider>::TYPE
+            ],
+        )
+        .await?;
+    let session = row
+        .doc
+        .as_deref()
+        .map(super::documents::decode_doc::<Session>)
+        .transpose()?;
+    let last_sequence = row.last_sequence;
+    let queue = match row {
+        OneSessionRow {
+            session_id: Some(session_id),
+            scaling_group: Some(scaling_group),
+            owner: Some(owner),
+            session_type: Some(session_type),
+            priority: Some(priority),
+            enqueue_position: Some(enqueue_position),
+            enqueued_at: Some(enqueued_at),
+            retries: Some(retries),
+            deadline_ms,
+            last_try,
+            queue_position,
+            queue_reason,
+            ..
+        } => Some(PendingEntry {
+            session_id,
+            scaling_group,
+            owner,
+            session_type,
+            priority,
+            enqueue_position,
+            enqueued_at,
+            deadline_ms,
+            retries,
+            last_try,
+            queue_position,
+            queue_reason,
+        }),
+        _ => None,
+    };
+    Ok(OneSession {
+        session,
+        queue,
+        last_sequence,
+    })
+}
 
 /// Filters of a session list; `None` = any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
