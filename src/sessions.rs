@@ -116,7 +116,16 @@ async fn resolve(
     session_type: SessionType,
     requested: Option<&GroupName>,
 ) -> Result<Result<GroupName, ResolveError>, ProjectionError> {
-    let groups: Vec<ScalingGroup> = documents::scaling_groups().all(app.db()).await?;
+    // A named group is one row (its stream id is its name): the request costs the same
+    // however many groups exist. Without a name every group is a candidate.
+    let groups: Vec<ScalingGroup> = match requested {
+        Some(name) => documents::scaling_groups()
+            .get(app.db(), name.as_str())
+            .await?
+            .into_iter()
+            .collect(),
+        None => documents::scaling_groups().all(app.db()).await?,
+    };
     Ok(resolve_scaling_group(
         &groups,
         owner,

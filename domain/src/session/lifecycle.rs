@@ -113,33 +113,21 @@ impl KernelEvent {
     /// The command this report means; `agents` are the agents whose kernel it is about
     /// (the reporting agent, or all of the session's for an admin).
     pub fn command(self, agents: Vec<String>, now: DateTime<Utc>) -> SessionCommand {
-        match self {
-            Self::Preparing => SessionCommand::ReportProgress {
-                to: SessionStatus::Preparing,
-                now,
-            },
-            Self::Pulling => SessionCommand::ReportProgress {
-                to: SessionStatus::Pulling,
-                now,
-            },
-            Self::Prepared => SessionCommand::ReportProgress {
-                to: SessionStatus::Prepared,
-                now,
-            },
-            Self::Creating => SessionCommand::ReportProgress {
-                to: SessionStatus::Creating,
-                now,
-            },
-            Self::Started => SessionCommand::ReportProgress {
-                to: SessionStatus::Running,
-                now,
-            },
-            Self::Ended(report) => SessionCommand::EndKernel {
-                agents,
-                report,
-                now,
-            },
-        }
+        let to = match self {
+            Self::Preparing => SessionStatus::Preparing,
+            Self::Pulling => SessionStatus::Pulling,
+            Self::Prepared => SessionStatus::Prepared,
+            Self::Creating => SessionStatus::Creating,
+            Self::Started => SessionStatus::Running,
+            Self::Ended(report) => {
+                return SessionCommand::EndKernel {
+                    agents,
+                    report,
+                    now,
+                }
+            }
+        };
+        SessionCommand::ReportProgress { to, now }
     }
 }
 
