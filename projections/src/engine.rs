@@ -132,9 +132,8 @@ type SharedBatch = (LogPosition, Arc<Vec<RecordedEvent>>, Instant);
 
 /// What one step did.
 enum Stepped {
-    /// Applied a batch; `caught_up` when it was short and read after the runner
-    /// started listening for appends (no need to look again until woken).
-    Applied { events: usize, caught_up: bool },
+    /// Applied a batch of this many events.
+    Applied { events: usize },
     /// Nothing to apply.
     Idle,
     /// The checkpoint had moved (another runner, a swap, a reset): look again at once.
@@ -359,9 +358,8 @@ impl Engine {
 
     /// One step. `verify`: when nothing is left after the checkpoint this engine
     /// remembers, read the row to make sure it did not move back (a reset or rebuild
-    /// elsewhere). `armed_at`: when the caller started listening for appends; a batch
-    /// read after that and shorter than a full one means "caught up" (every later
-    /// append wakes the caller).
+    /// elsewhere). `armed_at`: when the caller started listening for appends (a batch
+    /// another runner read after that may be shared).
     async fn step_once(
         &self,
         projection: &dyn Projection,
@@ -374,7 +372,7 @@ impl Engine {
             Some(cp) => cp,
             None => read_checkpoint(&self.db, name).await?,
         };
-        let (events, read_at) = self.read_batch(seen.position, armed_at).await?;
+        let events = self.read_batch(seen.position, armed_at).await?;
         let Some(last) = events.last().map(RecordedEvent::log_position) else {
             if remembered.is_some() && verify && read_checkpoint(&self.db, name).await? != seen {
                 self.remember(name, None);
@@ -409,10 +407,8 @@ impl Engine {
         if let Some(by) = self.applied_by.get(name) {
             by.send_modify(|n| *n = n.wrapping_add(events.len() as u64));
         }
-        let short = i64::try_from(events.len()).unwrap_or(i64::MAX) < self.config.batch_size;
         Ok(Stepped::Applied {
             events: events.len(),
-            caught_up: short && armed_at.is_some_and(|armed| read_at >= armed),
         })
     }
 
@@ -420,19 +416,19 @@ impl Engine {
     /// position after `armed_at` (when the caller started listening for appends) if
     /// there is one — runners woken together share one read — else read now. A shared
     /// batch is a prefix of what is there now (the log is read in commit order), so it
-    /// is never wrong, at worst shorter. Returns when the read started.
+    /// is never wrong, at worst shorter.
     async fn read_batch(
         &self,
         after: LogPosition,
         armed_at: Option<Instant>,
-    ) -> Result<(Arc<Vec<RecordedEvent>>, Instant), ProjectionError> {
+    ) -> Result<Arc<Vec<RecordedEvent>>, ProjectionError> {
         let mut recent = self.recent_reads.lock().await;
         // Only a batch read after the caller started listening: an older one may be
         // shorter than what is there now, and smaller batches mean more transactions.
-        if let Some((_, events, read_at)) = recent.iter().find(|(from, _, read_at)| {
+        if let Some((_, events, _)) = recent.iter().find(|(from, _, read_at)| {
             *from == after && armed_at.is_some_and(|armed| *read_at >= armed)
         }) {
-            return Ok((events.clone(), *read_at));
+            return Ok(events.clone());
         }
         let read_at = Instant::now();
         let events = Arc::new(self.db.read_log(after, self.config.batch_size).await?);
@@ -442,7 +438,7 @@ impl Engine {
             }
             recent.push_back((after, events.clone(), read_at));
         }
-        Ok((events, read_at))
+        Ok(events)
     }
 
     fn remembered(&self, name: &str) -> Option<Checkpoint> {
@@ -567,17 +563,14 @@ impl Engine {
                 .await;
             woken_by_append = false;
             let wait = match stepped {
-                Ok(Stepped::Applied {
-                    caught_up: false, ..
-                })
-                | Ok(Stepped::Moved) => {
+                // After a batch, look again at once: a short batch is not proof of being
+                // caught up (the commit-order reader holds back events behind any open
+                // transaction, whose commit need not wake anyone).
+                Ok(Stepped::Applied { .. }) | Ok(Stepped::Moved) => {
                     backoff = self.config.base_backoff;
                     continue;
                 }
-                Ok(Stepped::Applied {
-                    caught_up: true, ..
-                })
-                | Ok(Stepped::Idle) => {
+                Ok(Stepped::Idle) => {
                     backoff = self.config.base_backoff;
                     // The lease is looked at once per poll interval, not per batch.
                     if lease_checked.elapsed() >= self.config.poll_interval {

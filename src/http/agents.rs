@@ -336,6 +336,11 @@ async fn assignments(
     let mut revoked = state.app.keys.revocations();
     let mut shutdown = state.shutdown.clone();
     loop {
+        // Checked on every turn, the first included: a revocation applied before the
+        // subscription above does not change it again.
+        if state.app.keys.is_revoked(&caller.0.key_id) {
+            return Err(ApiError::unauthorized());
+        }
         if changed(&now) || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(axum::Json(now));
         }
@@ -362,11 +367,7 @@ async fn assignments(
             }
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
-            _ = revoked.changed() => {
-                if state.app.keys.is_revoked(&caller.0.key_id) {
-                    return Err(ApiError::unauthorized());
-                }
-            }
+            _ = revoked.changed() => {}
         }
     }
 }
